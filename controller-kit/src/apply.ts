@@ -1,0 +1,62 @@
+// Writes by server-side apply under a named field manager: each component owns exactly the
+// fields it sends, and the API server keeps the operator and the node agents from silently
+// overwriting each other's fields. Bodies go out as plain JSON: client-node's typed
+// serializer would drop fields it does not model (x-kubernetes-validations among them).
+import {
+  CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions, type KubernetesObject,
+} from '@kubernetes/client-node';
+
+export interface ObjectRef {
+  apiVersion: string;
+  kind: string;
+  /** Plural resource name as in the API path, e.g. instances. */
+  plural: string;
+  name: string;
+  namespace?: string;
+}
+
+/** Any object of a named API group (not the core v1 group). */
+export interface AppliedObject extends KubernetesObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string } & NonNullable<KubernetesObject['metadata']>;
+}
+
+const applyHeaders = () => setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply);
+
+export class Applier {
+  private readonly custom: CustomObjectsApi;
+
+  constructor(kc: KubeConfig, readonly fieldManager: string) {
+    this.custom = kc.makeApiClient(CustomObjectsApi);
+  }
+
+  /** Applies the fields of `obj` this manager owns (spec, labels…); creates it if absent. */
+  async apply<T extends AppliedObject>(obj: T, plural: string): Promise<T> {
+    const ref = { apiVersion: obj.apiVersion, kind: obj.kind, plural, name: obj.metadata.name, namespace: obj.metadata.namespace };
+    return this.patch(ref, obj, false);
+  }
+
+  /** Applies `status` to the status subresource of an object. */
+  async applyStatus<T extends KubernetesObject>(ref: ObjectRef, status: Record<string, unknown>): Promise<T> {
+    const body = {
+      apiVersion: ref.apiVersion,
+      kind: ref.kind,
+      metadata: { name: ref.name, ...(ref.namespace ? { namespace: ref.namespace } : {}) },
+      status,
+    };
+    return this.patch(ref, body, true);
+  }
+
+  private async patch<T>(ref: ObjectRef, body: object, status: boolean): Promise<T> {
+    const [group, version] = ref.apiVersion.split('/');
+    if (!group || !version) throw new Error(`${ref.kind} is in the core API group; apply it with kubectl`);
+    const common = { group, version, plural: ref.plural, name: ref.name, body, fieldManager: this.fieldManager, force: true };
+    const c = this.custom;
+    if (ref.namespace) {
+      const args = { ...common, namespace: ref.namespace };
+      return (status ? c.patchNamespacedCustomObjectStatus(args, applyHeaders()) : c.patchNamespacedCustomObject(args, applyHeaders())) as Promise<T>;
+    }
+    return (status ? c.patchClusterCustomObjectStatus(common, applyHeaders()) : c.patchClusterCustomObject(common, applyHeaders())) as Promise<T>;
+  }
+}

@@ -1,0 +1,38 @@
+// Errors that carry a machine-readable reason code and a message a user can act on.
+export class KovaError extends Error {
+  constructor(
+    readonly reason: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'KovaError';
+  }
+}
+
+/** HTTP status of a failed Kubernetes API call, or undefined when it did not reach the server. */
+export function apiStatus(err: unknown): number | undefined {
+  const code = (err as { code?: unknown; statusCode?: unknown } | null)?.code ?? (err as { statusCode?: unknown } | null)?.statusCode;
+  return typeof code === 'number' ? code : undefined;
+}
+
+/** The Status message the API server returned, without client-node's header dump. */
+export function apiMessage(err: unknown): string {
+  const body = (err as { body?: unknown } | null)?.body;
+  const parsed = typeof body === 'string' ? safeJson(body) : body;
+  const message = (parsed as { message?: unknown } | undefined)?.message;
+  if (typeof message === 'string') return message;
+  return err instanceof Error ? err.message.split('\n')[0] ?? err.message : String(err);
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+export const isNotFound = (err: unknown) => apiStatus(err) === 404;
+export const isConflict = (err: unknown) => apiStatus(err) === 409;
+export const isAlreadyExists = isConflict;

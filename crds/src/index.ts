@@ -1,0 +1,32 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseAllDocuments } from 'yaml';
+
+export * from './generated/compute.kova.dev/v1alpha1/index.js';
+
+export const GROUP = 'compute.kova.dev';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+
+/** Plural resource names, as used in API paths. */
+export const PLURAL = {
+  Instance: 'instances',
+  Flavor: 'flavors',
+  Image: 'images',
+  Network: 'networks',
+  ServerGroup: 'servergroups',
+  Hypervisor: 'hypervisors',
+} as const;
+
+export type KovaKind = keyof typeof PLURAL;
+
+/** Directory holding the CRD YAML files (the source of truth). */
+export const crdDir = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** The CustomResourceDefinitions as objects, ready to apply. */
+export async function crdManifests(): Promise<Record<string, unknown>[]> {
+  const files = (await readdir(crdDir)).filter((f) => f.endsWith('.yaml')).sort();
+  const texts = await Promise.all(files.map((f) => readFile(join(crdDir, f), 'utf8')));
+  return texts.flatMap((t) => parseAllDocuments(t).map((d) => d.toJS() as Record<string, unknown>));
+}

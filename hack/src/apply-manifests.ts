@@ -1,0 +1,46 @@
+// Applies kova's CRDs and example manifests the way `kubectl apply --server-side` would.
+import { ApiextensionsV1Api, type KubernetesObject } from '@kubernetes/client-node';
+import { Applier, loadKubeConfig, type AppliedObject } from '@kova/controller-kit';
+import { crdManifests, PLURAL } from '@kova/crds';
+import { readFile } from 'node:fs/promises';
+import { parseAllDocuments } from 'yaml';
+
+const FIELD_MANAGER = 'kova-hack';
+
+/** Applies every CRD and waits until the API server serves them. */
+export async function applyCrds(kubeconfigPath?: string, timeoutMs = 30_000): Promise<void> {
+  const kc = loadKubeConfig(kubeconfigPath);
+  const applier = new Applier(kc, FIELD_MANAGER);
+  const crds = (await crdManifests()) as unknown as AppliedObject[];
+  for (const crd of crds) await applier.apply(crd, 'customresourcedefinitions');
+  const api = kc.makeApiClient(ApiextensionsV1Api);
+  const deadline = Date.now() + timeoutMs;
+  for (const crd of crds) {
+    const name = crd.metadata?.name as string;
+    for (;;) {
+      const current = await api.readCustomResourceDefinition({ name });
+      if (current.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')) break;
+      if (Date.now() > deadline) throw new Error(`CRD ${name} was not Established within ${timeoutMs / 1000}s`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+export async function readManifests(path: string): Promise<AppliedObject[]> {
+  const docs = parseAllDocuments(await readFile(path, 'utf8'));
+  return docs.map((d) => d.toJS() as AppliedObject).filter((o) => o && o.kind);
+}
+
+/** Applies every kova object of a YAML file; returns what the API server stored. */
+export async function applyFile(path: string, kubeconfigPath?: string): Promise<KubernetesObject[]> {
+  const applier = new Applier(loadKubeConfig(kubeconfigPath), FIELD_MANAGER);
+  const applied: KubernetesObject[] = [];
+  for (const obj of await readManifests(path)) applied.push(await applier.apply(obj, pluralOf(obj.kind)));
+  return applied;
+}
+
+function pluralOf(kind: string): string {
+  const plural = (PLURAL as Record<string, string>)[kind];
+  if (!plural) throw new Error(`${kind} is not a kova resource; apply it with kubectl`);
+  return plural;
+}

@@ -1,0 +1,279 @@
+// A real local control plane: etcd, kube-apiserver and kube-controller-manager built from the
+// Go module proxy (hack/control-plane/build.sh), started on 127.0.0.1 with free ports.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { request, type RequestOptions } from 'node:https';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const hackDir = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const buildScript = join(hackDir, 'control-plane', 'build.sh');
+const superviseScript = join(hackDir, 'control-plane', 'supervise.sh');
+
+export interface ControlPlaneOptions {
+  /** Where binaries are cached; defaults to $KOVA_CACHE or ~/.cache/kova. */
+  cacheDir?: string;
+  /** Start kube-controller-manager (garbage collection, namespace deletion). Default true. */
+  controllerManager?: boolean;
+  log?: (msg: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface ControlPlaneEndpoints {
+  server: string;
+  token: string;
+  kubeconfigPath: string;
+  /** The API server's self-signed serving certificate, trusted by the kubeconfig. */
+  caPath: string;
+  dir: string;
+}
+
+interface Component {
+  name: string;
+  args: string[];
+  ready: (cp: LocalControlPlane) => Promise<boolean>;
+}
+
+/** Builds (or reuses) the pinned binaries and returns the directory that holds them. */
+export async function ensureBinaries(cacheDir?: string): Promise<string> {
+  const env = cacheDir ? { ...process.env, KOVA_CACHE: cacheDir } : process.env;
+  const { stdout } = await promisify(execFile)('bash', [buildScript], {
+    env,
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  return stdout.trim().split('\n').pop() ?? '';
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolvePort(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+const DIR_PREFIX = 'kova-cp-';
+const OWNER_FILE = 'owner.pid';
+
+/** A starter killed with -9 cannot clean up; the next start removes what it left. */
+async function removeAbandonedDirs(): Promise<void> {
+  for (const name of await readdir(tmpdir())) {
+    if (!name.startsWith(DIR_PREFIX)) continue;
+    const dir = join(tmpdir(), name);
+    const owner = Number(await readFile(join(dir, OWNER_FILE), 'utf8').catch(() => '0'));
+    if (owner > 0 && !isAlive(owner)) await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class LocalControlPlane {
+  readonly endpoints: ControlPlaneEndpoints;
+  private readonly procs = new Map<string, ChildProcess>();
+  private readonly exited = new Map<string, Promise<void>>();
+  private readonly components: Component[];
+
+  private constructor(
+    private readonly binDir: string,
+    endpoints: ControlPlaneEndpoints,
+    components: Component[],
+    private readonly log: NonNullable<ControlPlaneOptions['log']>,
+  ) {
+    this.endpoints = endpoints;
+    this.components = components;
+  }
+
+  static async start(opts: ControlPlaneOptions = {}): Promise<LocalControlPlane> {
+    const log = opts.log ?? (() => undefined);
+    const binDir = await ensureBinaries(opts.cacheDir);
+    await removeAbandonedDirs();
+    const dir = await mkdtemp(join(tmpdir(), DIR_PREFIX));
+    await writeFile(join(dir, OWNER_FILE), String(process.pid));
+    try {
+      const cp = new LocalControlPlane(binDir, ...(await prepare(dir, opts.controllerManager ?? true)), log);
+      await cp.startAll();
+      return cp;
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /** Version string the API server reports (e.g. v1.35.4). */
+  async serverVersion(): Promise<string> {
+    const res = await this.get('/version');
+    return (JSON.parse(res.body) as { gitVersion: string }).gitVersion;
+  }
+
+  /** Stops one component (e.g. to test recovery); restart it with startComponent. */
+  async stopComponent(name: string): Promise<void> {
+    const proc = this.procs.get(name);
+    if (!proc) return;
+    proc.stdin?.end();
+    await this.exited.get(name);
+    this.procs.delete(name);
+  }
+
+  async startComponent(name: string): Promise<void> {
+    const component = this.components.find((c) => c.name === name);
+    if (!component) throw new Error(`unknown control-plane component ${name}`);
+    this.spawn(component);
+    await this.waitReady(component);
+  }
+
+  async stop(): Promise<void> {
+    for (const c of [...this.components].reverse()) await this.stopComponent(c.name);
+    await rm(this.endpoints.dir, { recursive: true, force: true });
+  }
+
+  private async startAll(): Promise<void> {
+    try {
+      for (const c of this.components) await this.startComponent(c.name);
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  private spawn(c: Component): void {
+    const logPath = join(this.endpoints.dir, `${c.name}.log`);
+    const out = createWriteStream(logPath, { flags: 'a' });
+    const proc = spawn('bash', [superviseScript, join(this.binDir, c.name), ...c.args], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    proc.stdout.pipe(out);
+    proc.stderr.pipe(out);
+    this.procs.set(c.name, proc);
+    this.exited.set(
+      c.name,
+      new Promise((r) => proc.on('exit', (code, signal) => {
+        this.log('control-plane component exited', { component: c.name, code, signal });
+        r();
+      })),
+    );
+    this.log('control-plane component started', { component: c.name, pid: proc.pid, log: logPath });
+  }
+
+  private async waitReady(c: Component, timeoutMs = 120_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let problem = `did not become ready within ${timeoutMs / 1000}s`;
+    while (Date.now() < deadline) {
+      const code = this.procs.get(c.name)?.exitCode;
+      if (code != null) {
+        problem = `exited with code ${code} before becoming ready`;
+        break;
+      }
+      if (await c.ready(this).catch(() => false)) return;
+      await sleep(100);
+    }
+    const logTail = (await readFile(join(this.endpoints.dir, `${c.name}.log`), 'utf8').catch(() => '')).slice(-3000);
+    throw new Error(`${c.name} ${problem}; the end of its log:\n${logTail}`);
+  }
+
+  /** GET against the API server as admin, verifying its serving certificate. */
+  async get(path: string): Promise<{ status: number; body: string }> {
+    const ca = await readFile(this.endpoints.caPath);
+    return httpsGet(`${this.endpoints.server}${path}`, { ca, headers: { Authorization: `Bearer ${this.endpoints.token}` } });
+  }
+}
+
+function httpsGet(url: string, opts: RequestOptions): Promise<{ status: number; body: string }> {
+  return new Promise((resolveRes, reject) => {
+    const req = request(url, opts, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolveRes({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function prepare(dir: string, withControllerManager: boolean): Promise<[ControlPlaneEndpoints, Component[]]> {
+  const [etcdClient, etcdPeer, apiPort, kcmPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  const token = randomBytes(24).toString('hex');
+  const server = `https://127.0.0.1:${apiPort}`;
+  const certDir = join(dir, 'certs');
+  const saKey = join(dir, 'sa.key');
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  await writeFile(saKey, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  await writeFile(join(dir, 'tokens.csv'), `${token},admin,admin,"system:masters"\n`, { mode: 0o600 });
+  const kubeconfigPath = join(dir, 'kubeconfig');
+  const etcdUrl = `http://127.0.0.1:${etcdClient}`;
+  const components: Component[] = [
+    {
+      name: 'etcd',
+      args: [
+        `--data-dir=${join(dir, 'etcd')}`, '--name=default',
+        `--listen-client-urls=${etcdUrl}`, `--advertise-client-urls=${etcdUrl}`,
+        `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`,
+        `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`,
+        `--initial-cluster=default=http://127.0.0.1:${etcdPeer}`,
+        // Tests and the demo trade durability for speed; this data dir is thrown away.
+        '--unsafe-no-fsync', '--log-level=warn',
+      ],
+      ready: async () => (await fetch(`${etcdUrl}/health`)).ok,
+    },
+    {
+      name: 'kube-apiserver',
+      args: [
+        `--etcd-servers=${etcdUrl}`, `--secure-port=${apiPort}`, '--bind-address=127.0.0.1',
+        `--cert-dir=${certDir}`, '--service-cluster-ip-range=10.0.0.0/24', '--allow-privileged=true',
+        '--authorization-mode=RBAC', `--token-auth-file=${join(dir, 'tokens.csv')}`,
+        '--service-account-issuer=https://kubernetes.default.svc',
+        `--service-account-key-file=${saKey}`, `--service-account-signing-key-file=${saKey}`,
+        '--disable-admission-plugins=ServiceAccount', '--enable-priority-and-fairness=false',
+        '--profiling=false', '--v=1',
+      ],
+      ready: async (cp) => (await cp.get('/readyz')).status === 200,
+    },
+  ];
+  if (withControllerManager) {
+    components.push({
+      name: 'kube-controller-manager',
+      args: [
+        `--kubeconfig=${kubeconfigPath}`, `--authentication-kubeconfig=${kubeconfigPath}`,
+        `--authorization-kubeconfig=${kubeconfigPath}`, `--secure-port=${kcmPort}`,
+        '--bind-address=127.0.0.1', '--leader-elect=false',
+        `--service-account-private-key-file=${saKey}`, '--controllers=garbagecollector,namespace,serviceaccount-token',
+        `--cert-dir=${join(dir, 'kcm-certs')}`, '--v=1',
+      ],
+      ready: async () =>
+        (await httpsGet(`https://127.0.0.1:${kcmPort}/healthz`, { rejectUnauthorized: false })).status === 200,
+    });
+  }
+  const ep = { server, token, kubeconfigPath, caPath: join(certDir, 'apiserver.crt'), dir };
+  await writeFile(kubeconfigPath, kubeconfig(ep), { mode: 0o600 });
+  return [ep, components];
+}
+
+function kubeconfig(ep: ControlPlaneEndpoints): string {
+  return [
+    'apiVersion: v1', 'kind: Config', 'current-context: kova',
+    'clusters:', '- name: kova', '  cluster:', `    server: ${ep.server}`, `    certificate-authority: ${ep.caPath}`,
+    'users:', '- name: admin', '  user:', `    token: ${ep.token}`,
+    'contexts:', '- name: kova', '  context:', '    cluster: kova', '    user: admin', '',
+  ].join('\n');
+}
+
+/** Path of the pinned kubectl that build.sh caches. */
+export function kubectlPath(cacheDir = process.env.KOVA_CACHE ?? join(process.env.HOME ?? '/root', '.cache', 'kova')): string {
+  return join(cacheDir, 'bin', 'kubectl');
+}

@@ -1,0 +1,2 @@
+export * from './apply-manifests.js';
+export * from './control-plane.js';
