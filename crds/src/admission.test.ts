@@ -176,7 +176,7 @@ describe('valid manifests', () => {
     const files = readdirSync(examplesDir).filter((f) => f.endsWith('.yaml'));
     expect(files.length).toBeGreaterThan(0);
     for (const file of files) {
-      const applied = await applyFile(join(examplesDir, file));
+      const applied = await applyFile(join(examplesDir, file), { namespace: ns });
       expect(applied.length).toBeGreaterThan(0);
     }
   });

@@ -31,13 +31,21 @@ export async function readManifests(path: string): Promise<AppliedObject[]> {
   return docs.map((d) => d.toJS() as AppliedObject).filter((o) => o && o.kind);
 }
 
-/** Applies every kova object of a YAML file; returns what the API server stored. */
-export async function applyFile(path: string, kubeconfigPath?: string): Promise<KubernetesObject[]> {
-  const applier = new Applier(loadKubeConfig(kubeconfigPath), FIELD_MANAGER);
+/**
+ * Applies every kova object of a YAML file, namespaced ones without a namespace into
+ * `namespace` (as kubectl does); returns what the API server stored.
+ */
+export async function applyFile(path: string, opts: { kubeconfigPath?: string; namespace?: string } = {}): Promise<KubernetesObject[]> {
+  const applier = new Applier(loadKubeConfig(opts.kubeconfigPath), FIELD_MANAGER);
   const applied: KubernetesObject[] = [];
-  for (const obj of await readManifests(path)) applied.push(await applier.apply(obj, pluralOf(obj.kind)));
+  for (const obj of await readManifests(path)) {
+    if (NAMESPACED.has(obj.kind) && !obj.metadata.namespace) obj.metadata.namespace = opts.namespace ?? 'default';
+    applied.push(await applier.apply(obj, pluralOf(obj.kind)));
+  }
   return applied;
 }
+
+const NAMESPACED = new Set(['Instance', 'ServerGroup']);
 
 function pluralOf(kind: string): string {
   const plural = (PLURAL as Record<string, string>)[kind];

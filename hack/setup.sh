@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Everything a fresh clone needs before it can run or test kova; each step skips itself when
+# its result is already there.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+bash hack/install-deps.sh
+source hack/env.sh
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+bash hack/control-plane/build.sh >/dev/null
+npx tsc -b
