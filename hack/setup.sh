@@ -7,7 +7,9 @@ cd "$root"
 bash hack/install-deps.sh
 source hack/env.sh
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
+  # npm 11 writes only this platform's optional packages into the lock file and then refuses
+  # `npm ci` on it; `npm install` installs exactly the locked versions all the same.
+  npm install --no-audit --no-fund
 fi
 bash hack/control-plane/build.sh >/dev/null
 npx tsc -b

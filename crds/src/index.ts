@@ -17,6 +17,7 @@ export const PLURAL = {
   Network: 'networks',
   ServerGroup: 'servergroups',
   Hypervisor: 'hypervisors',
+  IPAllocation: 'ipallocations',
 } as const;
 
 export type KovaKind = keyof typeof PLURAL;
