@@ -37,12 +37,15 @@ export class Applier {
     return this.patch(ref, obj, false);
   }
 
-  /** Applies `status` to the status subresource of an object. */
-  async applyStatus<T extends KubernetesObject>(ref: ObjectRef, status: Record<string, unknown>): Promise<T> {
+  /**
+   * Applies `status` to the status subresource of an object. With `resourceVersion`, the API
+   * server refuses the write (409) if the object changed since that version was read.
+   */
+  async applyStatus<T extends KubernetesObject>(ref: ObjectRef, status: object, resourceVersion?: string): Promise<T> {
     const body = {
       apiVersion: ref.apiVersion,
       kind: ref.kind,
-      metadata: { name: ref.name, ...(ref.namespace ? { namespace: ref.namespace } : {}) },
+      metadata: { name: ref.name, ...(ref.namespace ? { namespace: ref.namespace } : {}), ...(resourceVersion ? { resourceVersion } : {}) },
       status,
     };
     return this.patch(ref, body, true);

@@ -28,8 +28,15 @@ export interface InformerOptions {
   maxBackoffMs?: number;
 }
 
-export type EventType = 'add' | 'update' | 'delete';
-export type EventHandler<T> = (obj: T, type: EventType) => void;
+/** Any API object; custom resources keep their timestamps as strings, as the API sends them. */
+export interface KubeObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: { name?: string; namespace?: string };
+}
+
+export type InformerEvent = 'add' | 'update' | 'delete';
+export type EventHandler<T> = (obj: T, type: InformerEvent) => void;
 
 export function resourcePath(ref: ResourceRef): string {
   const base = ref.apiVersion.includes('/') ? `/apis/${ref.apiVersion}` : `/api/${ref.apiVersion}`;
@@ -37,13 +44,13 @@ export function resourcePath(ref: ResourceRef): string {
 }
 
 /** Key for a work queue: namespace/name, or name for cluster-scoped objects. */
-export function objectKey(obj: KubernetesObject): string {
+export function objectKey(obj: KubeObject): string {
   const { namespace, name } = obj.metadata ?? {};
   return namespace ? `${namespace}/${name}` : `${name}`;
 }
 
-export class Informer<T extends KubernetesObject> {
-  private readonly lw: ListWatch<T>;
+export class Informer<T extends KubeObject> {
+  private readonly lw: ListWatch<KubernetesObject>;
   private readonly metrics: KitMetrics;
   private readonly handlers: EventHandler<T>[] = [];
   private backoffMs: number;
@@ -61,19 +68,19 @@ export class Informer<T extends KubernetesObject> {
     this.backoffMs = this.initialBackoff;
     const api = KubernetesObjectApi.makeApiClient(kc);
     const list = async () => {
-      const result = (await api.list<T>(
+      const result = (await api.list(
         ref.apiVersion, ref.kind, ref.namespace, undefined, undefined, undefined,
         opts.fieldSelector, opts.labelSelector,
-      )) as KubernetesListObject<T>;
+      )) as KubernetesListObject<KubernetesObject>;
       // ListWatch fills its cache synchronously once this promise settles; report the list
       // only after that, so a caller woken by start() sees every object.
       setImmediate(() => this.listed());
       return result;
     };
-    this.lw = new ListWatch<T>(resourcePath(ref), new Watch(kc), list, false, opts.labelSelector, opts.fieldSelector);
-    this.lw.on(ADD, (o) => this.emit(o, 'add'));
-    this.lw.on(UPDATE, (o) => this.emit(o, 'update'));
-    this.lw.on(DELETE, (o) => this.emit(o, 'delete'));
+    this.lw = new ListWatch<KubernetesObject>(resourcePath(ref), new Watch(kc), list, false, opts.labelSelector, opts.fieldSelector);
+    this.lw.on(ADD, (o) => this.emit(o as T, 'add'));
+    this.lw.on(UPDATE, (o) => this.emit(o as T, 'update'));
+    this.lw.on(DELETE, (o) => this.emit(o as T, 'delete'));
     this.lw.on(ERROR, (err) => this.onError(err));
   }
 
@@ -99,11 +106,11 @@ export class Informer<T extends KubernetesObject> {
   }
 
   get(name: string, namespace?: string): T | undefined {
-    return this.lw.get(name, namespace);
+    return this.lw.get(name, namespace) as T | undefined;
   }
 
   list(namespace?: string): readonly T[] {
-    return this.lw.list(namespace);
+    return this.lw.list(namespace) as readonly KubernetesObject[] as readonly T[];
   }
 
   private get resource(): string {
@@ -119,7 +126,7 @@ export class Informer<T extends KubernetesObject> {
     return new Promise((r) => this.syncWaiters.push(r));
   }
 
-  private emit(obj: T, type: EventType): void {
+  private emit(obj: T, type: InformerEvent): void {
     this.metrics.informerEvents.inc({ resource: this.resource, type });
     this.backoffMs = this.initialBackoff;
     for (const h of this.handlers) h(obj, type);

@@ -31,3 +31,4 @@ export async function crdManifests(): Promise<Record<string, unknown>[]> {
   const texts = await Promise.all(files.map((f) => readFile(join(crdDir, f), 'utf8')));
   return texts.flatMap((t) => parseAllDocuments(t).map((d) => d.toJS() as Record<string, unknown>));
 }
+export * from './contract.js';

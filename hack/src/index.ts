@@ -1,2 +1,3 @@
 export * from './apply-manifests.js';
 export * from './control-plane.js';
+export * from './simulated-fleet.js';

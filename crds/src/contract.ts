@@ -1,0 +1,55 @@
+// The contract between the operator and the node agents, written down once: who moves an
+// Instance through which phase, the condition types and reasons, finalizers and field managers.
+import type { IInstance } from './generated/compute.kova.dev/v1alpha1/index.js';
+
+export type InstanceStatus = NonNullable<IInstance['status']>;
+export type Phase = NonNullable<InstanceStatus['phase']>;
+export type PowerState = NonNullable<InstanceStatus['powerState']>;
+export type Condition = NonNullable<InstanceStatus['conditions']>[number];
+export type Interface = NonNullable<InstanceStatus['interfaces']>[number];
+export type Fault = NonNullable<InstanceStatus['fault']>;
+
+/** Phases the operator sets; the agent sets the rest once the operator hands an Instance over. */
+export const OPERATOR_PHASES: ReadonlySet<Phase> = new Set(['Scheduling', 'Networking', 'Error', 'Deleting']);
+export const AGENT_PHASES: ReadonlySet<Phase> = new Set(['BlockDeviceMapping', 'Spawning', 'Active', 'Stopped']);
+
+export const ConditionType = {
+  Scheduled: 'Scheduled',
+  NetworkReady: 'NetworkReady',
+  BlockDevicesReady: 'BlockDevicesReady',
+  Spawned: 'Spawned',
+  Ready: 'Ready',
+} as const;
+
+/** The operator removes this once addresses and the capacity claim are released. */
+export const OPERATOR_FINALIZER = 'compute.kova.dev/operator';
+/** The node agent removes this once the domain and its disks are gone from the node. */
+export const NODE_CLEANUP_FINALIZER = 'compute.kova.dev/node-cleanup';
+
+export const OPERATOR_FIELD_MANAGER = 'kova-operator';
+export const AGENT_FIELD_MANAGER = 'kova-node-agent';
+
+/** Namespace of the agents' heartbeat Leases (one per node, named after it) and of the operator's leader Lease. */
+export const DEFAULT_SYSTEM_NAMESPACE = 'kova-system';
+
+/** Labels put on IPAllocations so an Instance's addresses can be found and released. */
+export const INSTANCE_UID_LABEL = 'compute.kova.dev/instance-uid';
+export const NETWORK_LABEL = 'compute.kova.dev/network';
+
+export function condition(status: InstanceStatus | undefined, type: string): Condition | undefined {
+  return status?.conditions?.find((c) => c.type === type);
+}
+
+/**
+ * A condition with its lastTransitionTime kept when the status did not change, so transition
+ * times mean what they say.
+ */
+export function setCondition(
+  existing: Condition[] | undefined,
+  next: Omit<Condition, 'lastTransitionTime'>,
+  now = new Date(),
+): Condition {
+  const prior = existing?.find((c) => c.type === next.type);
+  const lastTransitionTime = prior && prior.status === next.status ? prior.lastTransitionTime : now.toISOString();
+  return { ...next, lastTransitionTime };
+}

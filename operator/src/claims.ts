@@ -1,0 +1,84 @@
+// In-memory capacity claims, the scheduler's view of what each hypervisor already holds.
+// A claim is taken at bind time, before the API server or the informer has seen the binding,
+// so two decisions in a row can never both count on the same free capacity.
+import { noResources, type Resources } from './scheduler/types.js';
+
+export interface Claim {
+  node: string;
+  resources: Resources;
+  /** namespace/name of the Instance's server group, if any. */
+  group?: string;
+}
+
+export class Claims {
+  private readonly byInstance = new Map<string, Claim>();
+  private readonly usedByNode = new Map<string, Resources>();
+  private readonly groupsByNode = new Map<string, Map<string, number>>();
+
+  get size(): number {
+    return this.byInstance.size;
+  }
+
+  get(uid: string): Claim | undefined {
+    return this.byInstance.get(uid);
+  }
+
+  /** Claims capacity for the Instance on claim.node, moving an older claim of it if any. */
+  set(uid: string, claim: Claim): void {
+    const old = this.byInstance.get(uid);
+    if (old?.node === claim.node) return;
+    if (old) this.release(uid);
+    this.byInstance.set(uid, claim);
+    this.adjust(claim, 1);
+  }
+
+  release(uid: string): Claim | undefined {
+    const claim = this.byInstance.get(uid);
+    if (!claim) return undefined;
+    this.byInstance.delete(uid);
+    this.adjust(claim, -1);
+    return claim;
+  }
+
+  clear(): void {
+    this.byInstance.clear();
+    this.usedByNode.clear();
+    this.groupsByNode.clear();
+  }
+
+  /** Live totals for the node: the object changes as claims come and go. */
+  used(node: string): Resources {
+    let used = this.usedByNode.get(node);
+    if (!used) {
+      used = noResources();
+      this.usedByNode.set(node, used);
+    }
+    return used;
+  }
+
+  groupMembers(node: string): Map<string, number> {
+    let groups = this.groupsByNode.get(node);
+    if (!groups) {
+      groups = new Map();
+      this.groupsByNode.set(node, groups);
+    }
+    return groups;
+  }
+
+  uids(): IterableIterator<string> {
+    return this.byInstance.keys();
+  }
+
+  private adjust(claim: Claim, sign: 1 | -1): void {
+    const used = this.used(claim.node);
+    used.vcpus += sign * claim.resources.vcpus;
+    used.memoryMiB += sign * claim.resources.memoryMiB;
+    used.diskGiB += sign * claim.resources.diskGiB;
+    if (claim.group) {
+      const groups = this.groupMembers(claim.node);
+      const n = (groups.get(claim.group) ?? 0) + sign;
+      if (n > 0) groups.set(claim.group, n);
+      else groups.delete(claim.group);
+    }
+  }
+}

@@ -1,0 +1,60 @@
+// Operator settings, from environment variables (the Helm chart sets them), with Nova's
+// defaults where Nova has one.
+import { DEFAULT_SYSTEM_NAMESPACE } from '@kova/crds';
+import type { AllocationRatios, WeigherMultipliers } from './scheduler/types.js';
+
+export interface OperatorConfig {
+  systemNamespace: string;
+  defaultRatios: AllocationRatios;
+  multipliers: WeigherMultipliers;
+  hostSubsetSize: number;
+  /** Nova's scheduler max_attempts: placements tried before an Instance goes to Error. */
+  maxAttempts: number;
+  /** A hypervisor whose heartbeat Lease is older than this is down. */
+  heartbeatTimeoutMs: number;
+  /** Build failures within this window count against a host in the build-failure weigher. */
+  buildFailureWindowMs: number;
+  /** An Instance on a hypervisor down this long is deleted without waiting for its agent. */
+  deleteWithNodeDownAfterMs: number;
+  /** Whether a hypervisor needs a Ready, schedulable Node of its name (false for simulations). */
+  requireNode: boolean;
+  workers: number;
+  healthPort: number;
+  identity: string;
+}
+
+const num = (name: string, fallback: number) => {
+  const v = process.env[name];
+  if (v === undefined || v === '') return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new Error(`${name}=${v} is not a number`);
+  return n;
+};
+
+export function configFromEnv(): OperatorConfig {
+  return {
+    systemNamespace: process.env.KOVA_SYSTEM_NAMESPACE ?? DEFAULT_SYSTEM_NAMESPACE,
+    defaultRatios: {
+      cpu: num('KOVA_CPU_ALLOCATION_RATIO', 4.0),
+      ram: num('KOVA_RAM_ALLOCATION_RATIO', 1.0),
+      disk: num('KOVA_DISK_ALLOCATION_RATIO', 1.0),
+    },
+    multipliers: {
+      ram: num('KOVA_RAM_WEIGHT_MULTIPLIER', 1.0),
+      cpu: num('KOVA_CPU_WEIGHT_MULTIPLIER', 1.0),
+      disk: num('KOVA_DISK_WEIGHT_MULTIPLIER', 1.0),
+      buildFailure: num('KOVA_BUILD_FAILURE_WEIGHT_MULTIPLIER', 10.0),
+      softAffinity: num('KOVA_SOFT_AFFINITY_WEIGHT_MULTIPLIER', 1.0),
+      softAntiAffinity: num('KOVA_SOFT_ANTI_AFFINITY_WEIGHT_MULTIPLIER', 1.0),
+    },
+    hostSubsetSize: num('KOVA_HOST_SUBSET_SIZE', 1),
+    maxAttempts: num('KOVA_MAX_ATTEMPTS', 3),
+    heartbeatTimeoutMs: num('KOVA_HEARTBEAT_TIMEOUT_SECONDS', 40) * 1000,
+    buildFailureWindowMs: num('KOVA_BUILD_FAILURE_WINDOW_SECONDS', 600) * 1000,
+    deleteWithNodeDownAfterMs: num('KOVA_DELETE_NODE_DOWN_AFTER_SECONDS', 300) * 1000,
+    requireNode: (process.env.KOVA_REQUIRE_NODE ?? 'true') !== 'false',
+    workers: num('KOVA_WORKERS', 4),
+    healthPort: num('KOVA_HEALTH_PORT', 8080),
+    identity: process.env.POD_NAME ?? process.env.HOSTNAME ?? `kova-operator-${process.pid}`,
+  };
+}

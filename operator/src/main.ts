@@ -1,0 +1,41 @@
+// kova-operator: leader-elected scheduler, address allocator and Instance phase machine.
+import { HealthServer, LeaderElector, loadKubeConfig, logger } from '@kova/controller-kit';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { configFromEnv } from './config.js';
+import { InstanceController } from './instance/controller.js';
+
+const log = logger('kova-operator');
+
+async function main(): Promise<void> {
+  const config = configFromEnv();
+  const kc = loadKubeConfig();
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'kova_operator_' });
+  const controller = new InstanceController(kc, config, log, registry);
+  const health = new HealthServer({ port: config.healthPort, registry, logger: log });
+  health.addReadinessCheck('informers-synced', () => controller.state.hasSynced() || 'informers have not listed yet');
+  await health.start();
+  await controller.startInformers();
+
+  const elector = new LeaderElector(kc, {
+    lease: 'kova-operator', namespace: config.systemNamespace, identity: config.identity, logger: log, registry,
+    onStartedLeading: (signal) => controller.lead(signal),
+  });
+  elector.start();
+  log.info('started', { identity: config.identity, healthPort: config.healthPort });
+
+  const shutdown = async (signal: string) => {
+    log.info('shutting down', { signal });
+    await elector.release();
+    await controller.stop();
+    await health.stop();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((err: Error) => {
+  log.error('operator failed to start', { error: err });
+  process.exit(1);
+});

@@ -1,0 +1,361 @@
+// The operator against its own real API server and simulated hypervisors (Hypervisor objects
+// with Nodes and heartbeat Leases, no agents). The test plays the agent where one is needed.
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { apiStatus, Patcher, logger, loadKubeConfig } from '@kova/controller-kit';
+import {
+  API_VERSION, GROUP, NODE_CLEANUP_FINALIZER, PLURAL, VERSION,
+  type IIPAllocation, type InstanceStatus,
+} from '@kova/crds';
+import { applyCrds, LocalControlPlane, SimulatedFleet, type SimulatedHost } from '@kova/hack';
+import { Registry } from 'prom-client';
+import type { Instance } from './cluster-state.js';
+import { configFromEnv, type OperatorConfig } from './config.js';
+import { InstanceController } from './instance/controller.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+let cp: LocalControlPlane;
+let kc: KubeConfig;
+let api: CustomObjectsApi;
+let fleet: SimulatedFleet;
+let operator: { controller: InstanceController; abort: AbortController };
+
+async function startOperator(over: Partial<OperatorConfig> = {}): Promise<typeof operator> {
+  const config = { ...configFromEnv(), heartbeatTimeoutMs: 3000, deleteWithNodeDownAfterMs: 1000, ...over };
+  const controller = new InstanceController(kc, config, logger('operator-test'), new Registry());
+  await controller.startInformers();
+  const abort = new AbortController();
+  void controller.lead(abort.signal);
+  return { controller, abort };
+}
+
+async function stopOperator(): Promise<void> {
+  operator.abort.abort();
+  await operator.controller.stop();
+}
+
+const kovaApi = (plural: string) => ({ group: GROUP, version: VERSION, plural });
+
+async function create(kind: string, body: object, namespace?: string): Promise<unknown> {
+  const full = { apiVersion: API_VERSION, kind, ...body };
+  const plural = PLURAL[kind as keyof typeof PLURAL];
+  return namespace
+    ? api.createNamespacedCustomObject({ ...kovaApi(plural), namespace, body: full })
+    : api.createClusterCustomObject({ ...kovaApi(plural), body: full });
+}
+
+async function listInstances(namespace: string): Promise<Instance[]> {
+  return ((await api.listNamespacedCustomObject({ ...kovaApi('instances'), namespace })) as { items: Instance[] }).items;
+}
+
+async function getInstance(namespace: string, name: string): Promise<Instance | undefined> {
+  return (await api.getNamespacedCustomObject({ ...kovaApi('instances'), namespace, name }).catch(() => undefined)) as Instance | undefined;
+}
+
+async function allocations(): Promise<IIPAllocation[]> {
+  return ((await api.listClusterCustomObject(kovaApi('ipallocations'))) as { items: IIPAllocation[] }).items;
+}
+
+async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+const cond = (s: InstanceStatus | undefined, type: string) => s?.conditions?.find((c) => c.type === type);
+
+async function namespace(name: string): Promise<string> {
+  await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name } } });
+  return name;
+}
+
+function instance(name: string, spec: Record<string, unknown> = {}, pool = 'spare') {
+  return { metadata: { name }, spec: { flavor: 'small', image: 'guest', networks: [{ network: 'net1' }], nodeSelector: { pool }, ...spec } };
+}
+
+/** Acts as the node agent reporting a build fault on the node the Instance is bound to. */
+async function reportFault(ns: string, name: string, reason: string, retryable: boolean): Promise<void> {
+  const inst = (await getInstance(ns, name)) as Instance;
+  await new Patcher(kc, 'fake-agent').mergeStatus(
+    { apiVersion: API_VERSION, kind: 'Instance', plural: 'instances', name, namespace: ns },
+    inst.metadata.resourceVersion as string,
+    { phase: 'BlockDeviceMapping', fault: { reason, message: `${reason} (injected)`, node: inst.status?.nodeName, retryable, time: new Date().toISOString() } },
+  );
+}
+
+/** Plays the node agent after it removed the domain: lifts its finalizer, retrying on conflict. */
+async function removeCleanupFinalizer(ns: string, name: string): Promise<void> {
+  for (;;) {
+    const fresh = (await getInstance(ns, name)) as Instance;
+    try {
+      await new Patcher(kc, 'fake-agent').setFinalizers(
+        { apiVersion: API_VERSION, kind: 'Instance', plural: 'instances', name, namespace: ns },
+        fresh.metadata.resourceVersion as string,
+        (fresh.metadata.finalizers ?? []).filter((f) => f !== NODE_CLEANUP_FINALIZER),
+      );
+      return;
+    } catch (err) {
+      if (apiStatus(err) !== 409) throw err;
+    }
+  }
+}
+
+beforeAll(async () => {
+  cp = await LocalControlPlane.start();
+  kc = loadKubeConfig(cp.endpoints.kubeconfigPath);
+  api = kc.makeApiClient(CustomObjectsApi);
+  await applyCrds(cp.endpoints.kubeconfigPath);
+  fleet = new SimulatedFleet(kc);
+  // 40 hypervisors of mixed sizes; `small` (1 vCPU, 1 GiB, 10 GiB) fits 15 on a small one and 31 on a big one.
+  // The burst gets 40 of its own (pool=burst); the other tests use 4 spares (pool=spare).
+  const hosts: SimulatedHost[] = Array.from({ length: 44 }, (_, i) => ({
+    name: `hv-${String(i).padStart(2, '0')}`,
+    vcpus: i % 2 ? 16 : 4,
+    memoryMiB: i % 2 ? 32 * 1024 : 16 * 1024,
+    diskGiB: i % 2 ? 400 : 200,
+    zone: i % 4 < 2 ? 'az1' : 'az2',
+    labels: { pool: i < 40 ? 'burst' : 'spare' },
+  }));
+  await fleet.create(hosts);
+  fleet.startHeartbeats(1000);
+  await create('Flavor', { metadata: { name: 'small' }, spec: { vcpus: 1, memoryMiB: 1024, rootDiskGiB: 10 } });
+  await create('Flavor', { metadata: { name: 'huge' }, spec: { vcpus: 1, memoryMiB: 64 * 1024, rootDiskGiB: 10 } });
+  await create('Image', { metadata: { name: 'guest' }, spec: { source: '/var/lib/kova/guest.qcow2', sha256: 'a'.repeat(64), minDiskGiB: 1 } });
+  await create('Image', { metadata: { name: 'big-image' }, spec: { source: '/var/lib/kova/big.qcow2', sha256: 'b'.repeat(64), minDiskGiB: 50 } });
+  await create('Network', { metadata: { name: 'net1' }, spec: { cidr: '10.100.0.0/20', gateway: '10.100.0.1', bridge: 'br-net1' } });
+  await create('Network', { metadata: { name: 'tiny' }, spec: { cidr: '10.200.0.0/29', gateway: '10.200.0.1', bridge: 'br-tiny', allocationPools: [{ start: '10.200.0.2', end: '10.200.0.3' }] } });
+  operator = await startOperator();
+}, 120_000);
+
+afterAll(async () => {
+  await stopOperator();
+  fleet.stop();
+  await cp.stop();
+});
+
+describe('a burst of 1,000 Instances onto 40 hypervisors that fit only some', () => {
+  const total = 1000;
+  let ns: string;
+  let settled: Instance[];
+
+  beforeAll(async () => {
+    ns = await namespace('burst');
+    await create('ServerGroup', { metadata: { name: 'spread' }, spec: { policy: 'anti-affinity', maxPerNode: 1 } }, ns);
+    const names = Array.from({ length: total }, (_, i) => `vm-${String(i).padStart(4, '0')}`);
+    for (let i = 0; i < names.length; i += 50) {
+      await Promise.all(names.slice(i, i + 50).map((n, j) => create('Instance', instance(n, i + j < 60 ? { serverGroup: 'spread' } : {}, 'burst'), ns)));
+    }
+    settled = await until('every Instance to be bound or to wait with NoValidHost', async () => {
+      const items = await listInstances(ns);
+      const done = items.filter((i) => (i.status?.phase === 'Networking' && i.status.interfaces?.length === 1) || cond(i.status, 'Scheduled')?.reason === 'NoValidHost');
+      return done.length === total ? items : undefined;
+    }, 240_000);
+  }, 300_000);
+
+  it('binds exactly as many as fit, and never beyond any hypervisor\'s allocation ratio', async () => {
+    const perNode = new Map<string, number>();
+    for (const i of settled) if (i.status?.nodeName) perNode.set(i.status.nodeName, (perNode.get(i.status.nodeName) ?? 0) + 1);
+    const hvs = ((await api.listClusterCustomObject({ ...kovaApi('hypervisors') })) as { items: { metadata: { name: string }; status: { capacity: { vcpus: number; memoryMiB: number } } }[] }).items
+      .filter((hv) => Number(hv.metadata.name.slice(3)) < 40);
+    let fits = 0;
+    for (const hv of hvs) {
+      // memory is the binding limit: (capacity × 1.0 − 512 reserved) / 1024 per Instance; vCPU × 4.0 allows more.
+      const byMemory = Math.floor((hv.status.capacity.memoryMiB - 512) / 1024);
+      const byCpu = hv.status.capacity.vcpus * 4;
+      const limit = Math.min(byMemory, byCpu);
+      expect(perNode.get(hv.metadata.name) ?? 0).toBeLessThanOrEqual(limit);
+      fits += limit;
+    }
+    const bound = settled.filter((i) => i.status?.nodeName).length;
+    expect(bound).toBe(Math.min(total, fits));
+    expect(bound).toBeLessThan(total);
+  });
+
+  it('leaves the rest waiting with NoValidHost and a message that counts the hypervisors each filter removed', () => {
+    const waiting = settled.filter((i) => !i.status?.nodeName);
+    expect(waiting.length).toBeGreaterThan(0);
+    for (const i of waiting) {
+      expect(i.status?.phase).toBe('Scheduling');
+      const c = cond(i.status, 'Scheduled');
+      expect(c?.status).toBe('False');
+      expect(c?.message).toMatch(/^0\/44 hypervisors: (\d+ [a-zA-Z -]+(, )?)+$/);
+      expect(c?.message).toContain('4 node selector mismatch');
+      const counted = [...(c?.message.split(': ')[1]?.matchAll(/(\d+) [a-zA-Z -]+/g) ?? [])].reduce((n, m) => n + Number(m[1]), 0);
+      expect(counted).toBe(44);
+    }
+  });
+
+  it('respects server-group anti-affinity', () => {
+    const members = settled.filter((i) => i.spec.serverGroup === 'spread' && i.status?.nodeName).map((i) => i.status?.nodeName);
+    expect(new Set(members).size).toBe(members.length);
+  });
+
+  it('hands out every IP and MAC once, each backed by one IPAllocation', async () => {
+    const ifaces = settled.flatMap((i) => i.status?.interfaces ?? []);
+    expect(new Set(ifaces.map((f) => f.ip)).size).toBe(ifaces.length);
+    expect(new Set(ifaces.map((f) => f.mac)).size).toBe(ifaces.length);
+    for (const f of ifaces) expect(f.mac).toMatch(/^fa:16:3e(:[0-9a-f]{2}){3}$/);
+    const held = (await allocations()).filter((a) => a.spec.instance.namespace === ns);
+    expect(held.length).toBe(ifaces.length);
+  });
+
+  it('binds the waiting ones once capacity is freed', async () => {
+    const bound = settled.filter((i) => i.status?.nodeName).slice(0, 5);
+    const core = kc.makeApiClient(CustomObjectsApi);
+    for (const i of bound) {
+      await core.deleteNamespacedCustomObject({ ...kovaApi('instances'), namespace: ns, name: i.metadata.name });
+      // Play the agent: the domain is gone from the node.
+      await removeCleanupFinalizer(ns, i.metadata.name);
+    }
+    await until('five waiting Instances to be bound in their place', async () => {
+      const items = await listInstances(ns);
+      return items.filter((i) => i.status?.nodeName).length === settled.filter((i) => i.status?.nodeName).length;
+    });
+    for (const i of bound) await until(`${i.metadata.name} to be gone`, async () => !(await getInstance(ns, i.metadata.name)));
+  });
+});
+
+describe('faults reported by the agent', () => {
+  let ns: string;
+  beforeAll(async () => {
+    ns = await namespace('faults');
+  });
+
+  it('reschedules a retryable fault to another node, and after 3 attempts fails with MaxRetriesExceeded', async () => {
+    await create('Instance', instance('flaky'), ns);
+    const nodes: string[] = [];
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const bound = await until(`attempt ${attempt} to be bound`, async () => {
+        const i = await getInstance(ns, 'flaky');
+        return i?.status?.phase === 'Networking' && i.status.interfaces?.length ? i : undefined;
+      });
+      nodes.push(bound.status?.nodeName as string);
+      await reportFault(ns, 'flaky', 'DomainStartFailed', true);
+    }
+    const failed = await until('phase Error', async () => {
+      const i = await getInstance(ns, 'flaky');
+      return i?.status?.phase === 'Error' ? i : undefined;
+    });
+    expect(new Set(nodes).size).toBe(3);
+    expect(failed.status?.attempts?.map((a) => a.node)).toEqual(nodes);
+    expect(failed.status?.fault?.reason).toBe('MaxRetriesExceeded');
+    for (const n of nodes) expect(failed.status?.fault?.message).toContain(n);
+    expect(failed.status?.nodeName).toBeUndefined();
+    expect((await allocations()).filter((a) => a.spec.instance.name === 'flaky')).toEqual([]);
+  });
+
+  it('fails at once on a fault no other node could fix', async () => {
+    await create('Instance', instance('bad-checksum'), ns);
+    await until('bound', async () => (await getInstance(ns, 'bad-checksum'))?.status?.interfaces?.length);
+    await reportFault(ns, 'bad-checksum', 'ChecksumMismatch', false);
+    const failed = await until('phase Error', async () => {
+      const i = await getInstance(ns, 'bad-checksum');
+      return i?.status?.phase === 'Error' ? i : undefined;
+    });
+    expect(failed.status?.fault?.reason).toBe('ChecksumMismatch');
+    expect(failed.status?.attempts).toHaveLength(1);
+  });
+
+  it('fails at once when the image needs a bigger disk than the flavor has', async () => {
+    await create('Instance', instance('too-small', { image: 'big-image' }), ns);
+    const failed = await until('phase Error', async () => {
+      const i = await getInstance(ns, 'too-small');
+      return i?.status?.phase === 'Error' ? i : undefined;
+    });
+    expect(failed.status?.fault?.reason).toBe('FlavorDiskTooSmall');
+    expect(failed.status?.fault?.message).toContain('needs a root disk of 50 GiB');
+  });
+});
+
+describe('waiting for what is missing, and recovering by itself', () => {
+  let ns: string;
+  beforeAll(async () => {
+    ns = await namespace('waiting');
+  });
+
+  it('waits for a Flavor that does not exist yet, then schedules', async () => {
+    await create('Instance', instance('early', { flavor: 'later' }), ns);
+    const waiting = await until('FlavorNotFound', async () => {
+      const i = await getInstance(ns, 'early');
+      return cond(i?.status, 'Scheduled')?.reason === 'FlavorNotFound' ? i : undefined;
+    });
+    expect(cond(waiting.status, 'Scheduled')?.message).toContain('Flavor later does not exist');
+    await create('Flavor', { metadata: { name: 'later' }, spec: { vcpus: 1, memoryMiB: 512, rootDiskGiB: 1 } });
+    await until('bound after the Flavor appears', async () => (await getInstance(ns, 'early'))?.status?.nodeName);
+  });
+
+  it('refuses a fixed IP that is taken or outside the network, and takes it once freed', async () => {
+    await create('Instance', instance('holder', { networks: [{ network: 'tiny', fixedIP: '10.200.0.3' }] }), ns);
+    await until('holder bound', async () => (await getInstance(ns, 'holder'))?.status?.interfaces?.length);
+    await create('Instance', instance('wants-same', { networks: [{ network: 'tiny', fixedIP: '10.200.0.3' }] }), ns);
+    await create('Instance', instance('wants-outside', { networks: [{ network: 'tiny', fixedIP: '10.201.0.3' }] }), ns);
+    const inUse = await until('FixedIPInUse', async () => {
+      const i = await getInstance(ns, 'wants-same');
+      return cond(i?.status, 'NetworkReady')?.reason === 'FixedIPInUse' ? i : undefined;
+    });
+    expect(cond(inUse.status, 'NetworkReady')?.message).toContain(`held by Instance ${ns}/holder`);
+    const outside = await until('FixedIPOutsideNetwork', async () => {
+      const i = await getInstance(ns, 'wants-outside');
+      return cond(i?.status, 'NetworkReady')?.reason === 'FixedIPOutsideNetwork' ? i : undefined;
+    });
+    expect(cond(outside.status, 'NetworkReady')?.message).toContain('10.201.0.3');
+
+    await api.deleteNamespacedCustomObject({ ...kovaApi('instances'), namespace: ns, name: 'holder' });
+    await removeCleanupFinalizer(ns, 'holder');
+    const got = await until('the freed address', async () => {
+      const i = await getInstance(ns, 'wants-same');
+      return i?.status?.interfaces?.[0]?.ip === '10.200.0.3' ? i : undefined;
+    });
+    expect(got.status?.interfaces?.[0]?.mac).toBe('fa:16:3e:c8:00:03');
+  });
+
+  it('reports an exhausted network', async () => {
+    await create('Instance', instance('one-more', { networks: [{ network: 'tiny' }] }), ns);
+    await create('Instance', instance('too-many', { networks: [{ network: 'tiny' }] }), ns);
+    const exhausted = await until('NetworkExhausted', async () => {
+      const items = await listInstances(ns);
+      return items.find((i) => cond(i.status, 'NetworkReady')?.reason === 'NetworkExhausted');
+    });
+    expect(cond(exhausted.status, 'NetworkReady')?.message).toContain('Network tiny has no free address');
+  });
+});
+
+describe('deletion', () => {
+  let ns: string;
+  beforeAll(async () => {
+    ns = await namespace('deletion');
+  });
+
+  it('waits for the agent to clean the node, then releases the addresses and lets the Instance go', async () => {
+    await create('Instance', instance('doomed'), ns);
+    const bound = await until('bound', async () => {
+      const i = await getInstance(ns, 'doomed');
+      return i?.status?.interfaces?.length ? i : undefined;
+    });
+    await api.deleteNamespacedCustomObject({ ...kovaApi('instances'), namespace: ns, name: 'doomed' });
+    await until('phase Deleting', async () => (await getInstance(ns, 'doomed'))?.status?.phase === 'Deleting');
+    await sleep(500);
+    expect(await getInstance(ns, 'doomed')).toBeDefined();
+    expect((await allocations()).some((a) => a.spec.instance.uid === bound.metadata.uid)).toBe(true);
+    await removeCleanupFinalizer(ns, 'doomed');
+    await until('the Instance to be gone', async () => !(await getInstance(ns, 'doomed')));
+    expect((await allocations()).some((a) => a.spec.instance.uid === bound.metadata.uid)).toBe(false);
+  });
+
+  it('completes a deletion without the agent once its hypervisor has been down long enough', async () => {
+    await create('Instance', instance('orphan', { availabilityZone: 'az1' }), ns);
+    const bound = await until('bound', async () => {
+      const i = await getInstance(ns, 'orphan');
+      return i?.status?.interfaces?.length ? i : undefined;
+    });
+    fleet.stopHeartbeat(bound.status?.nodeName as string);
+    await api.deleteNamespacedCustomObject({ ...kovaApi('instances'), namespace: ns, name: 'orphan' });
+    await until('the Instance to be gone', async () => !(await getInstance(ns, 'orphan')), 30_000);
+    expect((await allocations()).some((a) => a.spec.instance.uid === bound.metadata.uid)).toBe(false);
+  });
+});
