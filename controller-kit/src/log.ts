@@ -1,4 +1,5 @@
 // Structured JSON logs, one object per line on stderr, so stdout stays free for a command's output.
+import { apiMessage, apiStatus } from './errors.js';
 export type Level = 'debug' | 'info' | 'warn' | 'error';
 export type Fields = Record<string, unknown>;
 
@@ -27,9 +28,11 @@ function serialise(fields: Fields): Fields {
   const out: Fields = {};
   for (const [k, v] of Object.entries(fields)) {
     if (v instanceof Error) {
-      out[k] = v.message;
+      out[k] = apiMessage(v);
       const reason = (v as { reason?: unknown }).reason;
       if (reason !== undefined) out[`${k}Reason`] = reason;
+      const status = apiStatus(v);
+      if (status !== undefined) out[`${k}Status`] = status;
     } else {
       out[k] = v;
     }

@@ -2,6 +2,7 @@
 // never handed to two workers at once (a key added while it is being processed runs again
 // after), and failed keys come back after a per-key exponential backoff.
 import type { Registry } from 'prom-client';
+import { apiStatus } from './errors.js';
 import type { Logger } from './log.js';
 import { kitMetrics, type KitMetrics } from './metrics.js';
 
@@ -143,7 +144,9 @@ export class WorkQueue {
         if (result?.requeueAfterMs !== undefined) this.addAfter(key, result.requeueAfterMs);
       } catch (err) {
         const delay = this.addRateLimited(key);
-        this.opts.logger?.warn('sync failed; retrying with backoff', { queue: this.name, key, error: err, retryInMs: delay });
+        // A 409 means the sync acted on a stale view and was refused; the retry sees fresh data.
+        const log = apiStatus(err) === 409 ? this.opts.logger?.debug : this.opts.logger?.warn;
+        log?.('sync failed; retrying with backoff', { queue: this.name, key, error: err, retryInMs: delay });
       } finally {
         end();
         this.done(key);

@@ -17,16 +17,17 @@ export class InstanceController {
   readonly state: ClusterState;
   private readonly queue: WorkQueue;
   private readonly reconciler: InstanceReconciler;
+  private readonly allocator: AddressAllocator;
   private kickTimer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
 
   constructor(kc: KubeConfig, private readonly config: OperatorConfig, private readonly logger: Logger, registry: Registry) {
     this.state = new ClusterState(kc, config, logger, registry);
     this.queue = new WorkQueue({ name: 'instances', logger, registry });
-    const allocator = new AddressAllocator(kc, this.state.networks, this.state.allocations);
+    this.allocator = new AddressAllocator(kc, this.state.networks, this.state.allocations);
     this.reconciler = new InstanceReconciler({
       state: this.state,
-      allocator,
+      allocator: this.allocator,
       applier: new Applier(kc, OPERATOR_FIELD_MANAGER),
       patcher: new Patcher(kc, OPERATOR_FIELD_MANAGER),
       events: new EventRecorder(kc, 'kova-operator', logger),
@@ -48,6 +49,7 @@ export class InstanceController {
   /** Runs the reconcile loop until the signal aborts (leadership lost or shutdown). */
   async lead(signal: AbortSignal): Promise<void> {
     this.state.rebuild();
+    await this.releaseOrphanedAddresses();
     for (const inst of this.state.instances.list()) this.queue.add(objectKey(inst));
     this.running = this.queue.run((key) => this.reconciler.sync(key), this.config.workers);
     signal.addEventListener('abort', () => this.queue.shutDown(), { once: true });
@@ -59,6 +61,14 @@ export class InstanceController {
     this.queue.shutDown();
     await this.running;
     await this.state.stop();
+  }
+
+  /** Addresses whose Instance no longer exists (deleted while no operator led) are freed. */
+  private async releaseOrphanedAddresses(): Promise<void> {
+    const live = new Set(this.state.instances.list().map((i) => i.metadata.uid));
+    const orphaned = new Set(this.state.allocations.list().map((a) => a.spec.instance.uid).filter((uid) => !live.has(uid)));
+    for (const uid of orphaned) await this.allocator.release(uid);
+    if (orphaned.size) this.logger.info('released addresses of vanished Instances', { instances: orphaned.size });
   }
 
   private onInstance(inst: Instance, type: string): void {

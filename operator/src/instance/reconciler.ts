@@ -75,6 +75,8 @@ export class InstanceReconciler {
     this.d.metrics.schedulingSeconds.observe({ result: decision.host ? 'bound' : 'no_valid_host' }, (performance.now() - started) / 1000);
     if (!decision.host) {
       this.d.metrics.schedulingFailures.inc({ reason: 'NoValidHost' });
+      // Addresses taken by a bind that never got written (a crash between the two) go back.
+      await this.d.allocator.release(inst.metadata.uid);
       return this.wait(inst, 'Scheduling', ConditionType.Scheduled, { reason: 'NoValidHost', message: decision.message });
     }
     const node = decision.host.name;
