@@ -59,7 +59,7 @@ describe('libvirt binding on test:///default', () => {
     const err = await conn.lookupByName('no-such-domain').catch((e) => e);
     expect(isNoDomain(err)).toBe(true);
     expect(err.message).toContain('Domain not found');
-    await expect(conn.defineXML('<domain')).rejects.toMatchObject({ code: ErrorCode.XML_ERROR });
+    await expect(conn.defineXML('<domain')).rejects.toMatchObject({ code: ErrorCode.XML_DETAIL });
   });
 
   it('delivers lifecycle events from libvirt\'s event thread', async () => {

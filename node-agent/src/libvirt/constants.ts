@@ -8,6 +8,7 @@ export const ErrorCode = {
   INVALID_ARG: 8,
   OPERATION_FAILED: 9,
   XML_ERROR: 27,
+  XML_DETAIL: 35,
   DOM_EXIST: 28,
   SYSTEM_ERROR: 38,
   RPC: 39,
