@@ -1,0 +1,47 @@
+// Node agent settings, from environment variables (the DaemonSet sets them).
+import { DEFAULT_SYSTEM_NAMESPACE } from '@kova/crds';
+import { hostname } from 'node:os';
+
+export type VirtType = 'auto' | 'kvm' | 'qemu';
+
+export interface AgentConfig {
+  nodeName: string;
+  libvirtUri: string;
+  /** kvm, qemu (TCG), or auto: kvm when a probe shows /dev/kvm really runs guests. */
+  virtType: VirtType;
+  stateDir: string;
+  systemNamespace: string;
+  heartbeatMs: number;
+  resyncMs: number;
+  /** Grace period of a guest shutdown before the domain is destroyed. */
+  shutdownTimeoutMs: number;
+  /** Domains with kova metadata and no Instance on this node are removed after this long. */
+  orphanGraceMs: number;
+  /** Cached image bases no Instance used for this long are removed. */
+  imageTtlMs: number;
+  healthPort: number;
+}
+
+const num = (name: string, fallback: number) => {
+  const v = process.env[name];
+  if (v === undefined || v === '') return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new Error(`${name}=${v} is not a number`);
+  return n;
+};
+
+export function configFromEnv(): AgentConfig {
+  return {
+    nodeName: process.env.KOVA_NODE_NAME ?? process.env.NODE_NAME ?? hostname(),
+    libvirtUri: process.env.KOVA_LIBVIRT_URI ?? 'qemu:///system',
+    virtType: (process.env.KOVA_VIRT_TYPE ?? 'auto') as VirtType,
+    stateDir: process.env.KOVA_STATE_DIR ?? '/var/lib/kova',
+    systemNamespace: process.env.KOVA_SYSTEM_NAMESPACE ?? DEFAULT_SYSTEM_NAMESPACE,
+    heartbeatMs: num('KOVA_HEARTBEAT_SECONDS', 10) * 1000,
+    resyncMs: num('KOVA_RESYNC_SECONDS', 30) * 1000,
+    shutdownTimeoutMs: num('KOVA_SHUTDOWN_TIMEOUT_SECONDS', 60) * 1000,
+    orphanGraceMs: num('KOVA_ORPHAN_GRACE_SECONDS', 60) * 1000,
+    imageTtlMs: num('KOVA_IMAGE_TTL_SECONDS', 24 * 3600) * 1000,
+    healthPort: num('KOVA_HEALTH_PORT', 8081),
+  };
+}
