@@ -5,6 +5,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash hack/install-deps.sh
+bash hack/libvirt.sh
 source hack/env.sh
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   # npm 11 writes only this platform's optional packages into the lock file and then refuses

@@ -41,7 +41,7 @@ export class Applier {
    * Applies `status` to the status subresource of an object. With `resourceVersion`, the API
    * server refuses the write (409) if the object changed since that version was read.
    */
-  async applyStatus<T extends KubernetesObject>(ref: ObjectRef, status: object, resourceVersion?: string): Promise<T> {
+  async applyStatus<T extends object>(ref: ObjectRef, status: object, resourceVersion?: string): Promise<T> {
     const body = {
       apiVersion: ref.apiVersion,
       kind: ref.kind,

@@ -23,7 +23,7 @@ const hostile = [
   `"><devices><disk type='file'><source file='/etc/shadow'/></disk></devices><x a="`,
   `</name><vcpu>64</vcpu><name>`,
   `]]><!ENTITY x SYSTEM "file:///etc/passwd">&x;`,
-  `ünïcödé 💥 \u0001\u0008`.replace(/[\u0001\u0008]/g, ''),
+  'ünïcödé 💥',
   `a'b"c<d>e&f`,
 ];
 

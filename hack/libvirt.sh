@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Makes sure a libvirt daemon with QEMU runs on this machine (there is no systemd here to start
+# one): installs the Debian packages if missing, gives /dev/kvm the owner udev would give it,
+# and starts virtlogd and libvirtd unless they already run.
+set -euo pipefail
+packages=(libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev qemu-system-x86 qemu-utils genisoimage iproute2 pkg-config)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Without udev, /dev/kvm stays root-only: libvirt then finds KVM usable when it probes QEMU
+# (as root) and unusable when it checks for the QEMU user, throws its capability cache away
+# on every call and re-probes QEMU for most of a minute per domain definition.
+if [ -c /dev/kvm ] && getent group kvm >/dev/null; then
+  chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+fi
+pgrep -x virtlogd >/dev/null || virtlogd -d
+if ! pgrep -x libvirtd >/dev/null; then
+  libvirtd -d
+  for _ in $(seq 50); do virsh -c qemu:///system version >/dev/null 2>&1 && break; sleep 0.2; done
+fi
+virsh -c qemu:///system version >/dev/null

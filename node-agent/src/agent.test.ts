@@ -1,0 +1,248 @@
+// The node agent as a process, against its own real API server and the real libvirtd with QEMU
+// under TCG, without the operator: the test binds each Instance itself, as the operator would.
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { apiStatus, loadKubeConfig, Patcher } from '@kova/controller-kit';
+import { API_VERSION, GROUP, NODE_CLEANUP_FINALIZER, PLURAL, VERSION, type IHypervisor } from '@kova/crds';
+import { applyCrds, LocalControlPlane } from '@kova/hack';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomUUID } from 'node:crypto';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { domainXml } from './domain/xml.js';
+import type { Instance } from './instance-reconciler.js';
+import { open } from './libvirt/index.js';
+import { tapName } from './steps/network.js';
+
+const mainJs = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'main.js');
+const NODE = 'agent-test-node';
+const BRIDGE = 'kovat0';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const kova = (plural: string) => ({ group: GROUP, version: VERSION, plural });
+const virsh = (...args: string[]) => execFileSync('virsh', ['-c', 'qemu:///system', ...args], { encoding: 'utf8', stdio: 'pipe' });
+
+let cp: LocalControlPlane;
+let kc: KubeConfig;
+let api: CustomObjectsApi;
+let stateDir: string;
+let agent: ChildProcess | undefined;
+let ns: string;
+
+function startAgent(): ChildProcess {
+  const proc = spawn(process.execPath, [mainJs], {
+    env: {
+      ...process.env, KUBECONFIG: cp.endpoints.kubeconfigPath, KOVA_NODE_NAME: NODE, KOVA_LIBVIRT_URI: 'qemu:///system',
+      KOVA_VIRT_TYPE: 'qemu', KOVA_STATE_DIR: stateDir, KOVA_HEALTH_PORT: '0', KOVA_SHUTDOWN_TIMEOUT_SECONDS: '2',
+      KOVA_RESYNC_SECONDS: '3', KOVA_ORPHAN_GRACE_SECONDS: '1', KOVA_LOG_LEVEL: process.env.KOVA_TEST_AGENT_LOG_LEVEL ?? 'warn',
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  agent = proc;
+  return proc;
+}
+
+async function stopAgent(signal: NodeJS.Signals): Promise<void> {
+  const proc = agent;
+  if (!proc || proc.exitCode !== null) return;
+  await new Promise<void>((r) => {
+    proc.once('exit', () => r());
+    proc.kill(signal);
+  });
+}
+
+async function until<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 60_000, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+const get = async (name: string) =>
+  (await api.getNamespacedCustomObject({ ...kova('instances'), namespace: ns, name }).catch(() => undefined)) as Instance | undefined;
+
+const instanceRef = (name: string) => ({ apiVersion: API_VERSION, kind: 'Instance', plural: 'instances', name, namespace: ns });
+
+/** Creates an Instance and binds it to this node with an address, as the operator would. */
+async function createBound(name: string, ip: string, runStrategy = 'Always'): Promise<Instance> {
+  const created = (await api.createNamespacedCustomObject({
+    ...kova('instances'), namespace: ns,
+    body: { apiVersion: API_VERSION, kind: 'Instance', metadata: { name, finalizers: [NODE_CLEANUP_FINALIZER] }, spec: { flavor: 'nano', image: 'blank', networks: [{ network: 'testnet' }], runStrategy } },
+  })) as Instance;
+  const mac = `fa:16:3e:7b:00:${Number(ip.split('.')[3]).toString(16).padStart(2, '0')}`;
+  await new Patcher(kc, 'kova-operator').mergeStatus(instanceRef(name), created.metadata.resourceVersion as string, {
+    phase: 'Networking', nodeName: NODE, interfaces: [{ network: 'testnet', ip, mac, gateway: '10.123.0.1', prefix: 24 }],
+  });
+  return created;
+}
+
+const qemuPid = (uid: string) => {
+  try {
+    return execFileSync('pgrep', ['-f', `qemu-system-x86_64.*${uid}`], { encoding: 'utf8' }).trim().split('\n')[0];
+  } catch {
+    return undefined;
+  }
+};
+
+beforeAll(async () => {
+  cp = await LocalControlPlane.start();
+  kc = loadKubeConfig(cp.endpoints.kubeconfigPath);
+  api = kc.makeApiClient(CustomObjectsApi);
+  await applyCrds(cp.endpoints.kubeconfigPath);
+  stateDir = mkdtempSync(join(tmpdir(), 'kova-agent-state-'));
+  chmodSync(stateDir, 0o755); // QEMU runs as libvirt-qemu and must reach the disks
+  const base = join(stateDir, 'blank-source.qcow2');
+  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', base, '64M']);
+  const sha256 = createHash('sha256').update(readFileSync(base)).digest('hex');
+  const create = (kind: string, body: object) => api.createClusterCustomObject({ ...kova(PLURAL[kind as keyof typeof PLURAL]), body: { apiVersion: API_VERSION, kind, ...body } });
+  await create('Flavor', { metadata: { name: 'nano' }, spec: { vcpus: 1, memoryMiB: 128, rootDiskGiB: 1 } });
+  await create('Image', { metadata: { name: 'blank' }, spec: { source: base, sha256 } });
+  await create('Network', { metadata: { name: 'testnet' }, spec: { cidr: '10.123.0.0/24', gateway: '10.123.0.1', bridge: BRIDGE } });
+  ns = 'agent-test';
+  await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: ns } } });
+  await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: 'kova-system' } } });
+  startAgent();
+}, 120_000);
+
+afterAll(async () => {
+  await stopAgent('SIGTERM');
+  const quietly = (fn: () => unknown) => {
+    try {
+      fn();
+    } catch {
+      // already gone
+    }
+  };
+  for (const uuid of virsh('list', '--all', '--uuid').split('\n').filter(Boolean)) {
+    if (!virsh('dumpxml', uuid).includes(`node="${NODE}"`)) continue;
+    quietly(() => virsh('destroy', uuid));
+    quietly(() => virsh('undefine', uuid));
+  }
+  quietly(() => execFileSync('ip', ['link', 'delete', 'dev', BRIDGE]));
+  rmSync(stateDir, { recursive: true, force: true });
+  await cp.stop();
+});
+
+describe('node agent with real QEMU', () => {
+  let vm: Instance;
+
+  it('registers its Hypervisor with capacity and versions, and renews a heartbeat Lease', async () => {
+    const hv = await until('the Hypervisor status', async () => {
+      const h = (await api.getClusterCustomObject({ ...kova('hypervisors'), name: NODE }).catch(() => undefined)) as IHypervisor | undefined;
+      return h?.status?.capacity ? h : undefined;
+    });
+    expect(hv.status?.hypervisorType).toBe('qemu');
+    expect(hv.status?.capacity?.vcpus).toBeGreaterThan(0);
+    expect(hv.status?.qemuVersion).toMatch(/^\d+\.\d+\.\d+$/);
+    const { CoordinationV1Api } = await import('@kubernetes/client-node');
+    const lease = await kc.makeApiClient(CoordinationV1Api).readNamespacedLease({ name: NODE, namespace: 'kova-system' });
+    expect(lease.spec?.holderIdentity).toBe(NODE);
+  });
+
+  it('brings a bound Instance to Active with a running QEMU process, its disks and its tap', async () => {
+    vm = await createBound('vm1', '10.123.0.10');
+    const active = await until('phase Active', async () => {
+      const i = await get('vm1');
+      return i?.status?.phase === 'Active' ? i : undefined;
+    }, 90_000);
+    expect(active.status?.powerState).toBe('Running');
+    expect(active.status?.domainUUID).toBe(vm.metadata.uid);
+    expect(active.status?.launchedAt).toBeDefined();
+    for (const type of ['NetworkReady', 'BlockDevicesReady', 'Spawned', 'Ready']) {
+      expect(active.status?.conditions?.find((c) => c.type === type)?.status).toBe('True');
+    }
+    expect(qemuPid(vm.metadata.uid)).toBeDefined();
+    const dir = join(stateDir, 'instances', vm.metadata.uid);
+    for (const f of ['root.qcow2', 'cidata.iso']) expect(existsSync(join(dir, f))).toBe(true);
+    expect(execFileSync('qemu-img', ['info', '-U', join(dir, 'root.qcow2')], { encoding: 'utf8' })).toMatch(/backing file: .*images\/[0-9a-f]{64}\.img/);
+    expect(execFileSync('ip', ['-o', 'link', 'show', 'master', BRIDGE], { encoding: 'utf8' })).toContain(tapName(vm.metadata.uid, 0));
+  });
+
+  it('sees virsh destroy in powerState within 2 s and restarts the domain under runStrategy Always', async () => {
+    const before = qemuPid(vm.metadata.uid);
+    const destroyedAt = Date.now();
+    virsh('destroy', vm.metadata.uid);
+    await until('powerState Shutdown', async () => (await get('vm1'))?.status?.powerState === 'Shutdown', 2000, 20);
+    expect(Date.now() - destroyedAt).toBeLessThan(2000);
+    await until('running again', async () => {
+      const i = await get('vm1');
+      return i?.status?.powerState === 'Running' && i.status.phase === 'Active';
+    }, 30_000);
+    const after = qemuPid(vm.metadata.uid);
+    expect(after).toBeDefined();
+    expect(after).not.toBe(before);
+  });
+
+  it('adopts the running domain after kill -9 and a restart: the QEMU pid does not change', async () => {
+    const pid = qemuPid(vm.metadata.uid);
+    await stopAgent('SIGKILL');
+    startAgent();
+    await sleep(5000); // a resync period and more
+    expect(qemuPid(vm.metadata.uid)).toBe(pid);
+    expect((await get('vm1'))?.status?.phase).toBe('Active');
+  });
+
+  it('shuts the domain down and keeps it off under runStrategy Halted', async () => {
+    const i = (await get('vm1')) as Instance;
+    await api.patchNamespacedCustomObject({ ...kova('instances'), namespace: ns, name: 'vm1', body: [{ op: 'replace', path: '/spec/runStrategy', value: 'Halted' }] });
+    await until('phase Stopped', async () => {
+      const s = (await get('vm1'))?.status;
+      return s?.phase === 'Stopped' && s.powerState === 'Shutdown';
+    }, 30_000);
+    expect(qemuPid(i.metadata.uid)).toBeUndefined();
+  });
+
+  it('removes the domain, its disks and its tap on delete, then lets the Instance go', async () => {
+    await api.deleteNamespacedCustomObject({ ...kova('instances'), namespace: ns, name: 'vm1' });
+    await until('the Instance to be gone', async () => !(await get('vm1')), 30_000);
+    expect(() => virsh('dominfo', vm.metadata.uid)).toThrow();
+    expect(existsSync(join(stateDir, 'instances', vm.metadata.uid))).toBe(false);
+    expect(execFileSync('ip', ['-o', 'link', 'show', 'master', BRIDGE], { encoding: 'utf8' })).not.toContain(tapName(vm.metadata.uid, 0));
+  });
+
+  it('collects a kova domain whose Instance does not exist', async () => {
+    const uid = randomUUID();
+    const conn = await open('qemu:///system');
+    try {
+      const xml = domainXml({
+        uid, namespace: ns, name: 'ghost', node: NODE, virtType: 'qemu', vcpus: 1, memoryMiB: 64,
+        disks: { root: join(stateDir, 'blank-source.qcow2') }, configDrive: join(stateDir, 'blank-source.qcow2'),
+        nics: [], consoleLog: join(stateDir, 'ghost.log'),
+      });
+      await conn.defineXML(xml);
+      await until('the orphan to be collected', async () => {
+        try {
+          await conn.lookupByUUID(uid);
+          return false;
+        } catch (err) {
+          return (err as { code?: number }).code === 42;
+        }
+      }, 30_000, 250);
+    } finally {
+      await conn.close();
+    }
+  });
+
+  it('reports a fault with a reason when the image cannot be read, and undoes the step', async () => {
+    await api.createClusterCustomObject({ ...kova('images'), body: { apiVersion: API_VERSION, kind: 'Image', metadata: { name: 'missing' }, spec: { source: join(stateDir, 'nope.qcow2'), sha256: 'c'.repeat(64) } } });
+    const created = (await api.createNamespacedCustomObject({
+      ...kova('instances'), namespace: ns,
+      body: { apiVersion: API_VERSION, kind: 'Instance', metadata: { name: 'vm-bad', finalizers: [NODE_CLEANUP_FINALIZER] }, spec: { flavor: 'nano', image: 'missing', networks: [{ network: 'testnet' }] } },
+    })) as Instance;
+    await new Patcher(kc, 'kova-operator').mergeStatus(instanceRef('vm-bad'), created.metadata.resourceVersion as string, {
+      phase: 'Networking', nodeName: NODE, interfaces: [{ network: 'testnet', ip: '10.123.0.11', mac: 'fa:16:3e:7b:00:0b', gateway: '10.123.0.1', prefix: 24 }],
+    });
+    const failed = await until('a fault', async () => (await get('vm-bad'))?.status?.fault, 30_000);
+    expect(failed.reason).toBe('ImageDownloadFailed');
+    expect(failed.retryable).toBe(true);
+    expect(failed.node).toBe(NODE);
+    expect(existsSync(join(stateDir, 'instances', created.metadata.uid))).toBe(false);
+    await api.deleteNamespacedCustomObject({ ...kova('instances'), namespace: ns, name: 'vm-bad' }).catch((err) => {
+      if (apiStatus(err) !== 404) throw err;
+    });
+  });
+});

@@ -1,0 +1,34 @@
+// kova-node-agent: the DaemonSet process that runs this node's Instances as libvirt domains.
+import { HealthServer, loadKubeConfig, logger } from '@kova/controller-kit';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { NodeAgent } from './agent.js';
+import { configFromEnv } from './config.js';
+
+const log = logger('kova-node-agent');
+
+async function main(): Promise<void> {
+  const config = configFromEnv();
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'kova_agent_' });
+  const agent = new NodeAgent(loadKubeConfig(), config, log.with({ node: config.nodeName }), registry);
+  const health = new HealthServer({ port: config.healthPort, registry, logger: log });
+  health.addLivenessCheck('libvirt-and-heartbeat', () => agent.isHealthy());
+  health.addReadinessCheck('informers-synced', () => agent.hasSynced() || 'informers have not listed yet');
+  await health.start();
+  await agent.start();
+  log.info('started', { node: config.nodeName, libvirt: config.libvirtUri, stateDir: config.stateDir });
+
+  const shutdown = async (signal: string) => {
+    log.info('shutting down; domains keep running', { signal });
+    await agent.stop();
+    await health.stop();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((err: Error) => {
+  log.error('node agent failed to start', { error: err });
+  process.exit(1);
+});
