@@ -15,5 +15,7 @@ export default {
   globalSetup: '<rootDir>/hack/jest/global-setup.mjs',
   globalTeardown: '<rootDir>/hack/jest/global-teardown.mjs',
   testTimeout: 120_000,
-  maxWorkers: 2,
+  // One suite at a time: the suites start real control planes, libvirt domains and bursts of
+  // API writes, and on two cores they would distort each other's timings.
+  maxWorkers: 1,
 };
