@@ -55,6 +55,8 @@ interface StatusChange {
 
 export class AgentReconciler {
   private readonly restarts = new Map<string, number[]>();
+  /** Instances whose step failed; their next syncs wait until the informer shows the fault. */
+  private readonly faulted = new Set<string>();
 
   constructor(private readonly d: AgentDeps) {}
 
@@ -63,7 +65,11 @@ export class AgentReconciler {
     let inst = this.d.instances.get(name, namespace);
     if (!inst || inst.status?.nodeName !== this.d.config.nodeName) return;
     if (inst.metadata.deletionTimestamp) return this.teardown(inst);
-    if (inst.status?.fault) return;
+    if (inst.status?.fault) {
+      this.faulted.delete(inst.metadata.uid);
+      return;
+    }
+    if (this.faulted.has(inst.metadata.uid)) return;
     if (inst.status.phase === 'Networking' && (inst.status.interfaces?.length ?? 0) === inst.spec.networks.length) inst = await this.step(inst, 'networking', () => this.plug(inst!));
     if (inst.status?.phase === 'BlockDeviceMapping') inst = await this.step(inst, 'block_devices', () => this.prepareDisks(inst!));
     if (inst.status?.phase === 'Spawning') inst = await this.step(inst, 'spawning', () => this.spawn(inst!));
@@ -266,6 +272,7 @@ export class AgentReconciler {
     } catch (err) {
       end({ result: 'error' });
       if (!(err instanceof BuildFault)) throw err;
+      this.faulted.add(inst.metadata.uid);
       await this.undo(inst, name);
       await this.reportFault(inst, name, err);
       return this.d.instances.get(inst.metadata.name, inst.metadata.namespace) ?? inst;

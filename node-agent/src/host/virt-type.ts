@@ -1,6 +1,7 @@
 // Whether this node can run guests with KVM. /dev/kvm existing is not enough (nested or
-// restricted environments expose a device that cannot run a guest), so QEMU boots its BIOS
-// under KVM for a moment and we look for SeaBIOS saying it runs on KVM.
+// restricted environments expose a device that cannot run a guest, or refuse the host CPU's
+// MSRs), so QEMU boots its BIOS under KVM with the CPU model kova's domains use
+// (host-passthrough) and we look for SeaBIOS saying it runs on KVM.
 import { spawn } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
@@ -16,7 +17,7 @@ export async function detectVirtType(qemu = 'qemu-system-x86_64', timeoutMs = 30
 
 function biosRunsOnKvm(qemu: string, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const args = ['-accel', 'kvm', '-display', 'none', '-nodefaults', '-m', '32', '-no-reboot',
+    const args = ['-accel', 'kvm', '-cpu', 'host', '-display', 'none', '-nodefaults', '-m', '32', '-no-reboot',
       '-chardev', 'stdio,id=bios', '-device', 'isa-debugcon,iobase=0x402,chardev=bios'];
     const proc = spawn(qemu, args, { stdio: ['ignore', 'pipe', 'ignore'] });
     let out = '';

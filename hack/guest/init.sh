@@ -1,0 +1,47 @@
+#!/bin/busybox sh
+# PID 1 of kova's test guest: reads the cloud-init NoCloud config drive kova attached, takes the
+# hostname and static address it names, says so on the serial console, and answers HTTP on
+# port 80 with its instance-id, so tests can prove the guest booted with what it was given.
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+say() { echo "kova-guest: $*" > /dev/ttyS0; }
+
+while read -r mod; do insmod "/lib/modules/$mod" 2>/dev/null; done < /etc/modules.order
+
+mkdir -p /cidata
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+  for dev in /dev/sr0 /dev/sr1; do mount -t iso9660 -o ro "$dev" /cidata 2>/dev/null && break 2; done
+  sleep 0.2
+done
+[ -f /cidata/meta-data ] || say "error=no-config-drive"
+
+# kova writes meta-data and network-config as JSON (valid YAML): one key per line.
+field() { sed -n "s/^ *\"$1\": *\"\\([^\"]*\\)\".*/\\1/p" "$2" | head -n 1; }
+ID=$(field instance-id /cidata/meta-data)
+HN=$(field local-hostname /cidata/meta-data)
+CIDR=$(sed -n '/"addresses"/{n;s/^ *"\([0-9./]*\)".*/\1/p;}' /cidata/network-config | head -n 1)
+GW=$(field via /cidata/network-config)
+MAC=$(field macaddress /cidata/network-config)
+
+hostname "$HN"
+IFACE=eth0
+for d in /sys/class/net/*; do
+  [ "$(cat "$d/address" 2>/dev/null)" = "$MAC" ] && IFACE=$(basename "$d")
+done
+ip link set lo up
+ip link set "$IFACE" up
+ip addr add "$CIDR" dev "$IFACE"
+[ -n "$GW" ] && ip route add default via "$GW"
+
+mkdir -p /www
+echo "$ID" > /www/index.html
+httpd -p 80 -h /www
+say "instance-id=$ID hostname=$HN ip=${CIDR%/*}"
+
+# ACPI power button (virsh shutdown, kova's graceful stop) powers the guest off.
+while :; do
+  if grep -q 1 /proc/acpi/button/power/*/state 2>/dev/null; then poweroff -f; fi
+  sleep 1
+done
