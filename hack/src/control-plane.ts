@@ -155,8 +155,11 @@ export class LocalControlPlane {
   private spawn(c: Component): void {
     const logPath = join(this.endpoints.dir, `${c.name}.log`);
     const out = createWriteStream(logPath, { flags: 'a' });
+    // A process group of its own: Ctrl-C in a terminal reaches only our process, which then
+    // stops the components in order instead of having them all die at once.
     const proc = spawn('bash', [superviseScript, join(this.binDir, c.name), ...c.args], {
       stdio: ['pipe', 'pipe', 'pipe'],
+      detached: true,
     });
     proc.stdout.pipe(out);
     proc.stderr.pipe(out);

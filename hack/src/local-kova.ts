@@ -70,7 +70,8 @@ export class LocalKova {
   }
 
   private run(name: string, script: string, env: Record<string, string>): void {
-    const proc = spawn('bash', [supervise, process.execPath, script], { env: { ...process.env, ...env }, stdio: ['pipe', 'inherit', 'inherit'] });
+    // Own process group, as the control plane's: Ctrl-C reaches only us, and we stop it in order.
+    const proc = spawn('bash', [supervise, process.execPath, script], { env: { ...process.env, ...env }, stdio: ['pipe', 'inherit', 'inherit'], detached: true });
     proc.on('exit', (code, signal) => {
       if (!proc.killed && code !== 0) this.log.error(`${name} exited`, { code, signal });
     });

@@ -26,11 +26,14 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     out('\nStopping: deleting the demo Instance, then every process…');
-    await deleteDemo(api).catch((err) => log.error('could not delete the demo Instance', { error: err as Error }));
+    const failed = await deleteDemo(api).then(() => false, (err: Error) => {
+      log.error('could not delete the demo Instance', { error: err });
+      return true;
+    });
     await kova.stop();
     await promisify(execFile)('ip', ['link', 'delete', 'dev', 'kova-br0']).catch(() => undefined);
-    out('Stopped; no domain, bridge, process or temporary directory is left.');
-    process.exit(0);
+    out(failed ? 'Stopped, but the demo domain may remain: check `virsh list --all`.' : 'Stopped; no domain, bridge, process or temporary directory is left.');
+    process.exit(failed ? 1 : 0);
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
