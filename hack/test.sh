@@ -14,6 +14,7 @@ check() {
   else failed=$((failed + 1)); echo "check FAILED: $name"; fi
 }
 check "typecheck (tsc -b)" npx tsc -b
+check "typecheck tests (tsc -p tsconfig.tests.json)" npx tsc -p tsconfig.tests.json
 check "lint (eslint)" npx eslint .
 check "models match CRDs" node crds/scripts/generate-models.mjs --check
 

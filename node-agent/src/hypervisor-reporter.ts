@@ -1,7 +1,7 @@
 // Keeps this node's Hypervisor object and heartbeat Lease current: capacity from libvirt and
 // the state dir's disk, what the Instances here were given, versions, zone, cached images.
 import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, V1MicroTime, type KubeConfig } from '@kubernetes/client-node';
-import { Applier, apiStatus, type Informer, type Logger } from '@kova/controller-kit';
+import { Applier, apiStatus, type Logger } from '@kova/controller-kit';
 import { API_VERSION, GROUP, PLURAL, VERSION, type IFlavor, type IInstance } from '@kova/crds';
 import { statfs } from 'node:fs/promises';
 import { arch } from 'node:os';
@@ -24,8 +24,8 @@ export class HypervisorReporter {
     private readonly applier: Applier,
     private readonly session: LibvirtSession,
     private readonly hypervisorType: 'kvm' | 'qemu' | 'test',
-    private readonly instances: Informer<IInstance>,
-    private readonly flavors: Informer<IFlavor>,
+    private readonly instances: { list(): readonly IInstance[] },
+    private readonly flavors: { get(name: string): IFlavor | undefined },
     private readonly cache: ImageCache,
     private readonly logger: Logger,
   ) {

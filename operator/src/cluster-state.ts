@@ -42,8 +42,8 @@ export class ClusterState {
     this.nodes = config.requireNode ? new Informer(kc, { apiVersion: 'v1', kind: 'Node', plural: 'nodes' }, opts) : undefined;
   }
 
-  private get all(): Informer<never>[] {
-    return [this.instances, this.hypervisors, this.flavors, this.images, this.networks, this.serverGroups, this.allocations, this.leases, ...(this.nodes ? [this.nodes] : [])] as Informer<never>[];
+  private get all(): Pick<Informer<object>, 'start' | 'stop' | 'hasSynced'>[] {
+    return [this.instances, this.hypervisors, this.flavors, this.images, this.networks, this.serverGroups, this.allocations, this.leases, ...(this.nodes ? [this.nodes] : [])];
   }
 
   async start(): Promise<void> {
