@@ -8,7 +8,7 @@ import { loadKubeConfig, logger } from '@kova/controller-kit';
 import { GROUP, VERSION, type IIPAllocation, type IInstance } from '@kova/crds';
 import { LocalKova } from '@kova/hack';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -63,6 +63,7 @@ describe('a real guest, end to end', () => {
     const manifest = join(tmpdir(), `kova-e2e-${process.pid}.yaml`);
     writeFileSync(manifest, readFileSync(join(root, 'hack', 'demo-instance.yaml'), 'utf8').replace('name: demo', 'name: e2e-vm'));
     await kova.apply(manifest);
+    rmSync(manifest);
     inst = await phase('e2e-vm', 'Active');
     expect(inst.status?.powerState).toBe('Running');
     expect(inst.status?.nodeName).toBe(kova.nodeName);
