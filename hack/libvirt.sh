@@ -3,16 +3,8 @@
 # one): installs the Debian packages if missing, gives /dev/kvm the owner udev would give it,
 # and starts virtlogd and libvirtd unless they already run.
 set -euo pipefail
-packages=(libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev qemu-system-x86 qemu-utils genisoimage iproute2 pkg-config)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}" >&2
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+source "$(dirname "$0")/lib/apt.sh"
+ensure_packages libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev qemu-system-x86 qemu-utils genisoimage iproute2 pkg-config
 # Without udev, /dev/kvm stays root-only: libvirt then finds KVM usable when it probes QEMU
 # (as root) and unusable when it checks for the QEMU user, throws its capability cache away
 # on every call and re-probes QEMU for most of a minute per domain definition.

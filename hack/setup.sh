@@ -12,5 +12,7 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   # `npm ci` on it; `npm install` installs exactly the locked versions all the same.
   npm install --no-audit --no-fund
 fi
+# npm runs the binding's build as node-agent's install script; this covers an npm that skipped it.
+[ -f node-agent/native/build/Release/kova_libvirt.node ] || (cd node-agent/native && ../../node_modules/.bin/node-gyp rebuild --nodedir=/usr >/dev/null)
 bash hack/control-plane/build.sh >/dev/null
 npx tsc -b

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { CoreV1Api, type KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
-import { LocalControlPlane } from '@kova/hack';
 import { Registry } from 'prom-client';
 import { Informer, objectKey } from './informer.js';
 import { loadKubeConfig } from './kubeconfig.js';
-import { createNamespace, deleteNamespace, eventually } from './test-support.js';
+import { LocalControlPlane, until } from '@kova/hack';
+import { createNamespace, deleteNamespace } from './test-support.js';
 
 const configMaps = (namespace?: string) => ({ apiVersion: 'v1', kind: 'ConfigMap', plural: 'configmaps', namespace });
 
@@ -32,7 +32,7 @@ describe('Informer on the shared API server', () => {
       await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'after' } } });
       await core.patchNamespacedConfigMap({ namespace: ns, name: 'before', body: [{ op: 'replace', path: '/data/v', value: '2' }] });
       await core.deleteNamespacedConfigMap({ namespace: ns, name: 'after' });
-      await eventually(() => events.includes(`delete:${ns}/after`), 10_000, 'delete event');
+      await until('delete event', () => events.includes(`delete:${ns}/after`), 10_000);
       expect(events).toEqual([`add:${ns}/before`, `add:${ns}/after`, `update:${ns}/before`, `delete:${ns}/after`]);
       expect(informer.get('before', ns)?.data?.v).toBe('2');
     } finally {
@@ -46,7 +46,7 @@ describe('Informer on the shared API server', () => {
     try {
       await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'skip-me' } } });
       await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'pick-me', labels: { pick: 'yes' } } } });
-      await eventually(() => informer.get('pick-me', ns), 10_000, 'labelled object');
+      await until('labelled object', () => informer.get('pick-me', ns), 10_000);
       expect(informer.get('skip-me', ns)).toBeUndefined();
     } finally {
       await informer.stop();
@@ -73,8 +73,8 @@ describe('Informer across an API server restart', () => {
       await core.deleteNamespacedConfigMap({ namespace: 'default', name: 'doomed' });
       await core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'newcomer' } } });
 
-      await eventually(() => informer.get('newcomer', 'default'), 20_000, 'object created after the restart');
-      await eventually(() => informer.get('doomed', 'default') === undefined, 20_000, 'object deleted after the restart to leave the cache');
+      await until('object created after the restart', () => informer.get('newcomer', 'default'), 20_000);
+      await until('object deleted after the restart to leave the cache', () => informer.get('doomed', 'default') === undefined, 20_000);
       expect(informer.get('survivor', 'default')).toBeDefined();
       const restarts = (await registry.getSingleMetric('kova_informer_restarts_total')?.get())?.values[0]?.value ?? 0;
       expect(restarts).toBeGreaterThanOrEqual(1);

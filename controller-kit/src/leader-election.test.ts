@@ -5,7 +5,8 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { loadKubeConfig } from './kubeconfig.js';
-import { createNamespace, deleteNamespace, eventually } from './test-support.js';
+import { until } from '@kova/hack';
+import { createNamespace, deleteNamespace } from './test-support.js';
 
 const contenderScript = join(dirname(fileURLToPath(import.meta.url)), '..', 'testdata', 'lease-contender.mjs');
 const LEASE_DURATION_MS = 3000;
@@ -47,7 +48,7 @@ describe('LeaderElector', () => {
     const a = contender('kill-test', ns, 'a');
     const b = contender('kill-test', ns, 'b');
     running = [a, b];
-    const leader = await eventually(() => (leading(a) ? a : leading(b) ? b : undefined), 15_000, 'a leader');
+    const leader = await until('a leader', () => (leading(a) ? a : leading(b) ? b : undefined), 15_000);
     const other = leader === a ? b : a;
     await new Promise((r) => setTimeout(r, 1500)); // several renew periods: the follower must stay a follower
     expect(leading(other)).toBe(false);
@@ -55,7 +56,7 @@ describe('LeaderElector', () => {
 
     const killedAt = Date.now();
     leader.proc.kill('SIGKILL');
-    await eventually(() => leading(other), LEASE_DURATION_MS + 3000, 'the follower to take over');
+    await until('the follower to take over', () => leading(other), LEASE_DURATION_MS + 3000);
     const takeover = (firstLeadAt(other) as number) - killedAt;
     // The Lease must run out first (observed by the follower's clock), and then be taken at the next retry.
     expect(takeover).toBeLessThanOrEqual(LEASE_DURATION_MS + 1000);
@@ -67,12 +68,12 @@ describe('LeaderElector', () => {
     const a = contender('release-test', ns, 'a');
     const b = contender('release-test', ns, 'b');
     running = [a, b];
-    const leader = await eventually(() => (leading(a) ? a : leading(b) ? b : undefined), 15_000, 'a leader');
+    const leader = await until('a leader', () => (leading(a) ? a : leading(b) ? b : undefined), 15_000);
     const other = leader === a ? b : a;
     const releasedAt = Date.now();
     leader.proc.kill('SIGTERM');
-    await eventually(() => leader.events.some((e) => e.event === 'released'), 5000, 'the leader to release');
-    await eventually(() => leading(other), 5000, 'the follower to take over');
+    await until('the leader to release', () => leader.events.some((e) => e.event === 'released'), 5000);
+    await until('the follower to take over', () => leading(other), 5000);
     expect((firstLeadAt(other) as number) - releasedAt).toBeLessThan(LEASE_DURATION_MS);
     other.proc.kill('SIGKILL');
   });

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { CustomObjectsApi } from '@kubernetes/client-node';
 import { loadKubeConfig, logger } from '@kova/controller-kit';
 import { GROUP, VERSION, type IIPAllocation, type IInstance } from '@kova/crds';
-import { LocalKova } from '@kova/hack';
+import { LocalKova, until } from '@kova/hack';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,21 +14,11 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const ref = (name: string) => ({ group: GROUP, version: VERSION, plural: 'instances', namespace: 'default', name });
 
 let kova: LocalKova;
 let api: CustomObjectsApi;
 
-async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 120_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 const get = (name: string) => api.getNamespacedCustomObject(ref(name)).then((i) => i as IInstance, () => undefined);
 const phase = (name: string, want: string) => until(`${name} in phase ${want}`, async () => {

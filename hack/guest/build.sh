@@ -6,10 +6,8 @@
 # Prints the output directory.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-for p in cpio kmod qemu-utils; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$p" >/dev/null
-done
+source "$here/../lib/apt.sh"
+ensure_packages cpio kmod qemu-utils
 cache=${KOVA_CACHE:-$HOME/.cache/kova}
 kernel_pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
 [ -n "$kernel_pkg" ] || { apt-get update -qq; kernel_pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}'); }

@@ -2,3 +2,4 @@ export * from './apply-manifests.js';
 export * from './control-plane.js';
 export * from './simulated-fleet.js';
 export * from './local-kova.js';
+export * from './until.js';

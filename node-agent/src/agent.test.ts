@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { apiStatus, loadKubeConfig, Patcher } from '@kova/controller-kit';
 import { API_VERSION, GROUP, NODE_CLEANUP_FINALIZER, PLURAL, VERSION, type IHypervisor } from '@kova/crds';
-import { applyCrds, LocalControlPlane } from '@kova/hack';
+import { applyCrds, LocalControlPlane, until } from '@kova/hack';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -52,15 +52,6 @@ async function stopAgent(signal: NodeJS.Signals): Promise<void> {
   });
 }
 
-async function until<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 60_000, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
 
 const get = async (name: string) =>
   (await api.getNamespacedCustomObject({ ...kova('instances'), namespace: ns, name }).catch(() => undefined)) as Instance | undefined;

@@ -1,4 +1,5 @@
 // Node agent settings, from environment variables (the DaemonSet sets them).
+import { envNumber } from '@kova/controller-kit';
 import { DEFAULT_SYSTEM_NAMESPACE } from '@kova/crds';
 import { hostname } from 'node:os';
 
@@ -22,13 +23,7 @@ export interface AgentConfig {
   healthPort: number;
 }
 
-const num = (name: string, fallback: number) => {
-  const v = process.env[name];
-  if (v === undefined || v === '') return fallback;
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new Error(`${name}=${v} is not a number`);
-  return n;
-};
+const num = envNumber;
 
 export function configFromEnv(): AgentConfig {
   return {

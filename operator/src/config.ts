@@ -1,5 +1,6 @@
 // Operator settings, from environment variables (the Helm chart sets them), with Nova's
 // defaults where Nova has one.
+import { envNumber } from '@kova/controller-kit';
 import { DEFAULT_SYSTEM_NAMESPACE } from '@kova/crds';
 import type { AllocationRatios, WeigherMultipliers } from './scheduler/types.js';
 
@@ -23,13 +24,7 @@ export interface OperatorConfig {
   identity: string;
 }
 
-const num = (name: string, fallback: number) => {
-  const v = process.env[name];
-  if (v === undefined || v === '') return fallback;
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new Error(`${name}=${v} is not a number`);
-  return n;
-};
+const num = envNumber;
 
 export function configFromEnv(): OperatorConfig {
   return {

@@ -7,7 +7,7 @@ import {
   API_VERSION, GROUP, NODE_CLEANUP_FINALIZER, PLURAL, VERSION,
   type IIPAllocation, type InstanceStatus,
 } from '@kova/crds';
-import { applyCrds, LocalControlPlane, SimulatedFleet, type SimulatedHost } from '@kova/hack';
+import { applyCrds, LocalControlPlane, SimulatedFleet, type SimulatedHost, until } from '@kova/hack';
 import { Registry } from 'prom-client';
 import type { Instance } from './cluster-state.js';
 import { configFromEnv, type OperatorConfig } from './config.js';
@@ -57,15 +57,6 @@ async function allocations(): Promise<IIPAllocation[]> {
   return ((await api.listClusterCustomObject(kovaApi('ipallocations'))) as { items: IIPAllocation[] }).items;
 }
 
-async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 const cond = (s: InstanceStatus | undefined, type: string) => s?.conditions?.find((c) => c.type === type);
 

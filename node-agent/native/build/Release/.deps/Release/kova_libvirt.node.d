@@ -1,1 +1,0 @@
-cmd_Release/kova_libvirt.node := ln -f "Release/obj.target/kova_libvirt.node" "Release/kova_libvirt.node" 2>/dev/null || (rm -rf "Release/kova_libvirt.node" && cp -af "Release/obj.target/kova_libvirt.node" "Release/kova_libvirt.node")
