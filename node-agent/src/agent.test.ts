@@ -130,8 +130,11 @@ describe('node agent with real QEMU', () => {
     expect(hv.status?.capacity?.vcpus).toBeGreaterThan(0);
     expect(hv.status?.qemuVersion).toMatch(/^\d+\.\d+\.\d+$/);
     const { CoordinationV1Api } = await import('@kubernetes/client-node');
-    const lease = await kc.makeApiClient(CoordinationV1Api).readNamespacedLease({ name: NODE, namespace: 'kova-system' });
+    const leases = kc.makeApiClient(CoordinationV1Api);
+    const lease = await until('the heartbeat Lease', () => leases.readNamespacedLease({ name: NODE, namespace: 'kova-system' }).catch(() => undefined));
     expect(lease.spec?.holderIdentity).toBe(NODE);
+    const renewed = new Date(lease.spec?.renewTime as unknown as string).getTime();
+    expect(Date.now() - renewed).toBeLessThan(15_000);
   });
 
   it('brings a bound Instance to Active with a running QEMU process, its disks and its tap', async () => {

@@ -37,8 +37,9 @@ export class HypervisorReporter {
   /** Registers the Hypervisor, reports once, then renews the Lease and the report periodically. */
   async start(): Promise<void> {
     await this.ensureHypervisor();
-    await this.report();
+    // Heartbeat first: the scheduler takes a hypervisor with capacity but no fresh Lease as down.
     await this.heartbeat();
+    await this.report();
     this.timers.push(setInterval(() => void this.heartbeat().catch((err) => this.logger.warn('heartbeat failed', { error: err as Error })), this.config.heartbeatMs));
     this.timers.push(setInterval(() => void this.report().catch((err) => this.logger.warn('hypervisor report failed', { error: err as Error })), this.config.resyncMs));
   }
