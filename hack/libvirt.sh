@@ -16,4 +16,4 @@ if ! pgrep -x libvirtd >/dev/null; then
   libvirtd -d
   for _ in $(seq 50); do virsh -c qemu:///system version >/dev/null 2>&1 && break; sleep 0.2; done
 fi
-virsh -c qemu:///system version >/dev/null
+virsh -c qemu:///system version >/dev/null 2>&1 || { echo "libvirtd does not answer on qemu:///system" >&2; exit 1; }

@@ -17,26 +17,34 @@ const log = logger('kova-run');
 const out = (line = '') => process.stdout.write(`${line}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function main(): Promise<void> {
-  out('Starting kova: control plane, operator, node agent…');
-  const kova = await LocalKova.start({ log, agentEnv: { KOVA_SHUTDOWN_TIMEOUT_SECONDS: '5' } });
-  const api = loadKubeConfig(kova.kubeconfigPath).makeApiClient(CustomObjectsApi);
-  let stopping = false;
-  const stop = async () => {
-    if (stopping) return;
-    stopping = true;
-    out('\nStopping: deleting the demo Instance, then every process…');
-    const failed = await deleteDemo(api).then(() => false, (err: Error) => {
+let kova: LocalKova | undefined;
+let stopping = false;
+
+/** Deletes the demo Instance (the agent removes its domain, disks and tap), then everything else. */
+async function stop(code: number): Promise<never> {
+  if (stopping) return new Promise<never>(() => undefined);
+  stopping = true;
+  out('\nStopping: deleting the demo Instance, then every process…');
+  let clean = true;
+  if (kova) {
+    const api = loadKubeConfig(kova.kubeconfigPath).makeApiClient(CustomObjectsApi);
+    clean = await deleteDemo(api).then(() => true, (err: Error) => {
       log.error('could not delete the demo Instance', { error: err });
-      return true;
+      return false;
     });
     await kova.stop();
-    await promisify(execFile)('ip', ['link', 'delete', 'dev', 'kova-br0']).catch(() => undefined);
-    out(failed ? 'Stopped, but the demo domain may remain: check `virsh list --all`.' : 'Stopped; no domain, bridge, process or temporary directory is left.');
-    process.exit(failed ? 1 : 0);
-  };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
+  }
+  await promisify(execFile)('ip', ['link', 'delete', 'dev', 'kova-br0']).catch(() => undefined);
+  out(clean ? 'Stopped; no domain, bridge, process or temporary directory is left.' : 'Stopped, but the demo domain may remain: check `virsh list --all`.');
+  process.exit(clean ? code : 1);
+}
+
+async function main(): Promise<void> {
+  process.on('SIGINT', () => void stop(0));
+  process.on('SIGTERM', () => void stop(0));
+  out('Starting kova: control plane, operator, node agent…');
+  kova = await LocalKova.start({ log, agentEnv: { KOVA_SHUTDOWN_TIMEOUT_SECONDS: '5' } });
+  const api = loadKubeConfig(kova.kubeconfigPath).makeApiClient(CustomObjectsApi);
 
   for (const f of ['flavors.yaml', 'network.yaml']) await kova.apply(join(root, 'examples', f));
   await kova.apply(join(root, 'hack', 'demo-instance.yaml'));
@@ -114,7 +122,7 @@ async function deleteDemo(api: CustomObjectsApi): Promise<void> {
   throw new Error('the demo Instance was not deleted within 60 s');
 }
 
-main().catch((err: Error) => {
+main().catch(async (err: Error) => {
   log.error('kova did not start', { error: err });
-  process.exit(1);
+  await stop(1);
 });
