@@ -1,0 +1,139 @@
+// Boot latency, kova against the raw limit, in one run on this machine:
+//  - kova: N Instances, one after another, through the whole local stack (API server, operator,
+//    node agent, libvirt, QEMU TCG); creation → Active measured by the client (create call to
+//    the first read showing Active), phases from the conditions' transition times;
+//  - raw: the same disk preparation (qcow2 overlay, config drive) and the same domain XML,
+//    done directly with qemu-img, genisoimage and libvirt, until the domain runs.
+import { CustomObjectsApi } from '@kubernetes/client-node';
+import { loadKubeConfig, logger } from '@kova/controller-kit';
+import { API_VERSION, GROUP, VERSION, type IInstance } from '@kova/crds';
+import { LocalKova, until } from '@kova/hack';
+import {
+  buildConfigDrive, createDisks, domainXml, DomainState, ensureBridge, open, removeInstanceFiles, StatePaths, tapName,
+} from '@kova/node-agent';
+import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { cpus, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ms, quantile } from './stats.js';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const samples = Number(process.env.BENCH_SAMPLES ?? 20);
+const log = logger('bench');
+const PHASES: [string, string][] = [['Scheduling', 'Scheduled'], ['Networking', 'NetworkReady'], ['BlockDeviceMapping', 'BlockDevicesReady'], ['Spawning', 'Spawned']];
+
+async function kovaSamples(kova: LocalKova): Promise<{ total: number[]; phases: Record<string, number[]> }> {
+  const api = loadKubeConfig(kova.kubeconfigPath).makeApiClient(CustomObjectsApi);
+  const ref = (name: string) => ({ group: GROUP, version: VERSION, plural: 'instances', namespace: 'default', name });
+  const total: number[] = [];
+  const phases: Record<string, number[]> = Object.fromEntries(PHASES.map(([p]) => [p, []]));
+  for (let i = 0; i <= samples; i++) {
+    const name = `bench-${i}`;
+    const body = { apiVersion: API_VERSION, kind: 'Instance', metadata: { name }, spec: { flavor: 'm1.nano', image: 'kova-guest', networks: [{ network: 'default' }] } };
+    const t0 = Date.now();
+    await api.createNamespacedCustomObject({ group: GROUP, version: VERSION, plural: 'instances', namespace: 'default', body });
+    const inst = await until(`${name} Active`, async () => {
+      const got = (await api.getNamespacedCustomObject(ref(name))) as IInstance;
+      if (got.status?.fault) throw new Error(`${name}: ${got.status.fault.reason}: ${got.status.fault.message}`);
+      return got.status?.phase === 'Active' ? got : undefined;
+    }, 120_000, 10);
+    const t1 = Date.now();
+    if (i > 0) { // the first boot warms the image cache and the hypervisor registration
+      total.push(t1 - t0);
+      let from = t0;
+      for (const [phase, type] of PHASES) {
+        const at = Date.parse(inst.status?.conditions?.find((c) => c.type === type && c.status === 'True')?.lastTransitionTime ?? '');
+        phases[phase]!.push(Math.max(0, at - from));
+        from = at;
+      }
+    }
+    await api.deleteNamespacedCustomObject(ref(name));
+    await until(`${name} deleted`, () => api.getNamespacedCustomObject(ref(name)).then(() => false, () => true), 60_000, 50);
+  }
+  return { total, phases };
+}
+
+/** The same work without Kubernetes: overlay, config drive, define, start, until running. */
+async function rawSamples(kova: LocalKova): Promise<number[]> {
+  const conn = await open('qemu:///system');
+  // A state dir of its own (the agent's garbage collector owns kova's), readable by QEMU's user.
+  const dir = mkdtempSync(join(tmpdir(), 'kova-bench-raw-'));
+  chmodSync(dir, 0o755);
+  const paths = new StatePaths(dir);
+  const local = (f: string) => {
+    const to = join(dir, f);
+    copyFileSync(join(kova.guestDir, f), to);
+    return to;
+  };
+  const [base, kernel, initrd] = ['root.qcow2', 'vmlinuz', 'initrd.img'].map(local) as [string, string, string];
+  const net = { metadata: { name: 'default' }, spec: { cidr: '10.77.0.0/24', gateway: '10.77.0.1', bridge: 'kova-br0' } };
+  await ensureBridge(net as never);
+  const out: number[] = [];
+  try {
+    for (let i = 0; i <= samples; i++) {
+      const uid = randomUUID();
+      const ip = `10.77.0.${200 + (i % 50)}`;
+      const iface = { network: 'default', ip, mac: `fa:16:3e:4d:00:${(200 + (i % 50)).toString(16)}`, gateway: '10.77.0.1', prefix: 24 };
+      const t0 = Date.now();
+      const disks = await createDisks(paths, uid, base, 'qcow2', { vcpus: 1, memoryMiB: 128, rootDiskGiB: 1 });
+      const cidata = paths.instanceFile(uid, 'cidata.iso');
+      await buildConfigDrive(cidata, { instanceId: uid, hostname: `raw-${i}`, sshAuthorizedKeys: [], interfaces: [iface], dns: [] });
+      const xml = domainXml({
+        uid, namespace: 'default', name: `raw-${i}`, node: 'bench', virtType: 'qemu', vcpus: 1, memoryMiB: 128, disks, configDrive: cidata,
+        nics: [{ ...iface, bridge: 'kova-br0', tap: tapName(uid, 0), mtu: 1500 }], consoleLog: paths.instanceFile(uid, 'console.log'),
+        kernel: { path: kernel, initrd, cmdline: 'console=ttyS0 quiet panic=-1' },
+      });
+      const dom = await conn.defineXML(xml);
+      await dom.create();
+      await until('running', async () => (await dom.getState()).state === DomainState.RUNNING, 60_000, 5);
+      const t1 = Date.now();
+      if (i > 0) out.push(t1 - t0);
+      await dom.destroy();
+      await dom.undefine();
+      await removeInstanceFiles(paths, uid);
+    }
+  } finally {
+    await conn.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return out;
+}
+
+function versions(): Record<string, string> {
+  const first = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: 'utf8' }).split('\n')[0] ?? '';
+  return { node: process.version, qemu: first('qemu-system-x86_64', ['--version']), libvirt: first('virsh', ['--version']), kubernetes: first(join(process.env.KOVA_CACHE ?? join(process.env.HOME ?? '', '.cache', 'kova'), 'bin', 'kube-apiserver'), ['--version']) };
+}
+
+async function main(): Promise<void> {
+  const kova = await LocalKova.start({ log, agentEnv: { KOVA_SHUTDOWN_TIMEOUT_SECONDS: '0' } });
+  try {
+    await kova.apply(join(root, 'examples', 'flavors.yaml'));
+    await kova.apply(join(root, 'examples', 'network.yaml'));
+    const k = await kovaSamples(kova);
+    const raw = await rawSamples(kova);
+    const row = (name: string, v: number[]) => `| ${name.padEnd(34)} | ${ms(quantile(v, 0.5)).padStart(8)} | ${ms(quantile(v, 0.95)).padStart(8)} |`;
+    const lines = [
+      `Boot latency, ${samples} boots each, QEMU TCG, ${cpus().length} cores`,
+      '| measure                            |      p50 |      p95 |',
+      '|------------------------------------|---------:|---------:|',
+      row('kova: creation → Active', k.total),
+      ...PHASES.map(([p]) => row(`  kova phase ${p}`, k.phases[p] as number[])),
+      row('raw: overlay + cidata + define + start', raw),
+      `kova / raw (p50): ${(quantile(k.total, 0.5) / quantile(raw, 0.5)).toFixed(2)}`,
+    ];
+    process.stdout.write(`${lines.join('\n')}\n`);
+    mkdirSync(join(root, 'bench', 'results'), { recursive: true });
+    writeFileSync(join(root, 'bench', 'results', 'boot-latency.json'), `${JSON.stringify({
+      when: new Date().toISOString(), samples, machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryBytes: totalmem() }, versions: versions(),
+      kova: { creationToActiveMs: k.total, phaseMs: k.phases }, raw: { prepareAndStartMs: raw },
+    }, null, 2)}\n`);
+  } finally {
+    await kova.stop();
+    execFileSync('ip', ['link', 'delete', 'dev', 'kova-br0'], { stdio: 'ignore' });
+  }
+}
+
+await main();
