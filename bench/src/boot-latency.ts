@@ -87,13 +87,15 @@ async function rawSamples(kova: LocalKova): Promise<number[]> {
         kernel: { path: kernel, initrd, cmdline: 'console=ttyS0 quiet panic=-1' },
       });
       const dom = await conn.defineXML(xml);
-      await dom.create();
-      await until('running', async () => (await dom.getState()).state === DomainState.RUNNING, 60_000, 5);
-      const t1 = Date.now();
-      if (i > 0) out.push(t1 - t0);
-      await dom.destroy();
-      await dom.undefine();
-      await removeInstanceFiles(paths, uid);
+      try {
+        await dom.create();
+        await until('running', async () => (await dom.getState()).state === DomainState.RUNNING, 60_000, 5);
+        if (i > 0) out.push(Date.now() - t0);
+        await dom.destroy();
+      } finally {
+        await dom.undefine();
+        await removeInstanceFiles(paths, uid);
+      }
     }
   } finally {
     await conn.close();

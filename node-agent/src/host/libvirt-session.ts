@@ -1,7 +1,7 @@
 // One libvirt connection that heals itself: keepalive detects a dead daemon, the close callback
 // fires, and we reconnect with backoff, re-subscribe to lifecycle events and ask for a resync.
 import type { Logger } from '@kova/controller-kit';
-import { open, type Connection, type LifecycleEventData } from '../libvirt/index.js';
+import { ErrorCode, isLibvirtError, open, type Connection, type LifecycleEventData } from '../libvirt/index.js';
 
 export interface SessionOptions {
   uri: string;
@@ -42,7 +42,10 @@ export class LibvirtSession {
       if (this.stopped) throw new Error('libvirt session closed');
       try {
         const c = await open(this.opts.uri);
-        await c.setKeepAlive(5, 3);
+        // Drivers without a daemon (test:///default) have no keepalive and say so.
+        await c.setKeepAlive(5, 3).catch((err) => {
+          if (!isLibvirtError(err, ErrorCode.NO_SUPPORT)) throw err;
+        });
         c.onLifecycleEvent(this.opts.onEvent);
         c.onClose((reason) => this.lost(c, reason));
         this.current = c;
