@@ -75,4 +75,33 @@ describe('Helm chart', () => {
     expect(out).toContain('deployment.apps/kova-operator created (server dry run)');
     expect(out).toContain('daemonset.apps/kova-node-agent created (server dry run)');
   });
+
+  it('gives each component only what it needs, as the real API server judges it (kubectl auth can-i)', () => {
+    const rendered = kinds(helm('template', 'kova', chart, '-n', 'kova-chart-test'));
+    const rbac = rendered.filter((o) => ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'].includes(o.kind));
+    kubectl(['apply', '-n', 'kova-chart-test', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: rbac }));
+    const can = (sa: string, verb: string, resource: string) => {
+      const [res, sub] = resource.split('/');
+      const args = ['auth', 'can-i', '-n', 'kova-chart-test', `--as=system:serviceaccount:kova-chart-test:${sa}`, verb, res as string, ...(sub ? [`--subresource=${sub}`] : [])];
+      try {
+        return kubectl(args).trim();
+      } catch (err) {
+        return String((err as { stdout?: string }).stdout ?? '').trim();
+      }
+    };
+    const agent = (verb: string, resource: string) => can('kova-node-agent', verb, resource);
+    const operator = (verb: string, resource: string) => can('kova-operator', verb, resource);
+    const denied = (pairs: [string, string][]) => pairs;
+    for (const [verb, resource] of denied([['create', 'flavors.compute.kova.dev'], ['patch', 'images.compute.kova.dev'], ['update', 'networks.compute.kova.dev'], ['get', 'secrets'], ['create', 'ipallocations.compute.kova.dev']])) {
+      expect(`${verb} ${resource}: ${agent(verb, resource)}`).toBe(`${verb} ${resource}: no`);
+    }
+    expect(agent('patch', 'instances.compute.kova.dev/status')).toBe('yes');
+    expect(agent('patch', 'hypervisors.compute.kova.dev/status')).toBe('yes');
+    for (const [verb, resource] of denied([['get', 'secrets'], ['create', 'pods/exec'], ['create', 'flavors.compute.kova.dev'], ['delete', 'hypervisors.compute.kova.dev']])) {
+      expect(`${verb} ${resource}: ${operator(verb, resource)}`).toBe(`${verb} ${resource}: no`);
+    }
+    expect(operator('create', 'ipallocations.compute.kova.dev')).toBe('yes');
+    expect(operator('patch', 'instances.compute.kova.dev/status')).toBe('yes');
+    expect(operator('update', 'leases.coordination.k8s.io')).toBe('yes');
+  });
 });
