@@ -30,6 +30,7 @@ export class NodeAgent {
   private reporter: HypervisorReporter | undefined;
   private gc: GarbageCollector | undefined;
   private timers: NodeJS.Timeout[] = [];
+  private reportTimer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
 
   constructor(private readonly kc: KubeConfig, private readonly config: AgentConfig, private readonly logger: Logger, private readonly registry: Registry) {
@@ -79,7 +80,7 @@ export class NodeAgent {
     });
     this.instances.on((inst, type) => {
       if (type !== 'delete') this.queue.add(objectKey(inst));
-      void this.reporter?.report().catch(() => undefined);
+      this.reportSoon();
     });
     this.running = this.queue.run((key) => reconciler.sync(key), 4);
     this.resync();
@@ -89,6 +90,7 @@ export class NodeAgent {
 
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
+    clearTimeout(this.reportTimer);
     this.reporter?.stop();
     this.queue.shutDown();
     await this.running;
@@ -113,6 +115,18 @@ export class NodeAgent {
   private async virtType(): Promise<'kvm' | 'qemu' | 'test'> {
     if (this.config.libvirtUri.startsWith('test:')) return 'test';
     return this.config.virtType === 'auto' ? detectVirtType() : this.config.virtType;
+  }
+
+  /**
+   * Instance events come in bursts (every status write is one); the Hypervisor report reads
+   * libvirt and the disk, so a burst costs one report a second at most.
+   */
+  private reportSoon(): void {
+    if (this.reportTimer) return;
+    this.reportTimer = setTimeout(() => {
+      this.reportTimer = undefined;
+      this.reporter?.report().catch((err) => this.logger.warn('hypervisor report failed', { error: err as Error }));
+    }, 1000);
   }
 
   private resync(): void {
