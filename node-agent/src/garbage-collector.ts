@@ -9,7 +9,7 @@ import { ownerOf } from './domain/xml.js';
 import type { LibvirtSession } from './host/libvirt-session.js';
 import type { StatePaths } from './host/paths.js';
 import { removeDomain, type Instance } from './instance-reconciler.js';
-import { DomainState, type Domain } from './libvirt/index.js';
+import { DomainState, isNoDomain, type Domain } from './libvirt/index.js';
 import type { ImageCache } from './steps/image-cache.js';
 
 export class GarbageCollector {
@@ -31,7 +31,7 @@ export class GarbageCollector {
     const conn = await this.session.conn();
     const kovaDomains = new Set<string>();
     for (const dom of await conn.listAllDomains()) {
-      const owner = ownerOf(await dom.getXMLDesc());
+      const owner = await ownerOfDomain(dom);
       if (!owner || owner.node !== this.config.nodeName) continue;
       kovaDomains.add(owner.uid);
       if (live.has(owner.uid)) {
@@ -61,10 +61,23 @@ export class GarbageCollector {
     const counts = new Map<number, number>();
     const conn = await this.session.conn();
     for (const dom of await conn.listAllDomains()) {
-      const { state } = await dom.getState();
-      counts.set(state, (counts.get(state) ?? 0) + 1);
+      const state = await dom.getState().then((s) => s.state, (err) => {
+        if (isNoDomain(err)) return undefined;
+        throw err;
+      });
+      if (state !== undefined) counts.set(state, (counts.get(state) ?? 0) + 1);
     }
     return counts;
+  }
+}
+
+/** Undefined for domains not kova's, and for those removed since they were listed. */
+async function ownerOfDomain(dom: Domain): Promise<ReturnType<typeof ownerOf>> {
+  try {
+    return ownerOf(await dom.getXMLDesc());
+  } catch (err) {
+    if (isNoDomain(err)) return undefined;
+    throw err;
   }
 }
 
