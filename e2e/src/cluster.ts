@@ -36,6 +36,7 @@ export interface ClusterOptions {
   /** Agents of the local stack (ignored against a given cluster, whose nodes are its own). */
   agents?: AgentSpec[];
   agentEnv?: Record<string, string>;
+  operatorEnv?: Record<string, string>;
 }
 
 export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
@@ -57,7 +58,7 @@ async function prepare<C extends Cluster>(cluster: C): Promise<C> {
 }
 
 async function localCluster(opts: ClusterOptions): Promise<LocalCluster> {
-  const kova = await LocalKova.start({ log: logger(`e2e-${opts.suite}`), agents: opts.agents, agentEnv: opts.agentEnv });
+  const kova = await LocalKova.start({ log: logger(`e2e-${opts.suite}`), agents: opts.agents, agentEnv: opts.agentEnv, operatorEnv: opts.operatorEnv });
   const namespace = `e2e-${opts.suite}`;
   const api = loadKubeConfig(kova.kubeconfigPath).makeApiClient(CustomObjectsApi);
   return {

@@ -82,6 +82,12 @@ export class Instances {
     return /<kova:instance [^>]*\bnode="([^"]*)"/.exec(xml)?.[1];
   }
 
+  /** The pid of the Instance's QEMU process on `node` (libvirt's pid file). */
+  async qemuPid(node: string, inst: Instance): Promise<number> {
+    const name = (await this.c.onNode(node, ['virsh', '-c', this.c.libvirtUri, 'domname', inst.metadata.uid])).trim();
+    return Number((await this.c.onNode(node, ['cat', `/run/libvirt/qemu/${name}.pid`])).trim());
+  }
+
   async hasFiles(node: string, inst: Instance): Promise<boolean> {
     return this.c.onNode(node, ['test', '-e', this.instanceDir(node, inst)]).then(() => true, () => false);
   }

@@ -3,9 +3,8 @@
 // broken hypervisor's does. The scheduler prefers kova-b (kova-a has memory reserved), the
 // build fails, kova-b removes what it made, and the Instance boots on kova-a.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { GROUP, VERSION, type IHypervisor } from '@kova/crds';
-import { until } from '@kova/hack';
 import { startLocalCluster, type Cluster } from './cluster.js';
+import { Hypervisors } from './hypervisors.js';
 import { Instances } from './instances.js';
 
 let cluster: Cluster;
@@ -18,12 +17,9 @@ beforeAll(async () => {
     agentEnv: { KOVA_SHUTDOWN_TIMEOUT_SECONDS: '2' },
   });
   vms = new Instances(cluster);
-  const hv = { group: GROUP, version: VERSION, plural: 'hypervisors' };
-  await until('both hypervisors reporting', async () => {
-    const list = (await cluster.api.listClusterCustomObject(hv)) as { items: IHypervisor[] };
-    return list.items.filter((h) => h.status?.capacity).length === 2;
-  });
-  await cluster.api.patchClusterCustomObject({ ...hv, name: 'kova-a', body: [{ op: 'add', path: '/spec/reservedMemoryMiB', value: 4096 }] });
+  const hypervisors = new Hypervisors(cluster);
+  await hypervisors.ready();
+  await hypervisors.setSpec('kova-a', { reservedMemoryMiB: 4096 });
 }, 300_000);
 
 afterAll(async () => {

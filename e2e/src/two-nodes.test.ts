@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { ConditionType, GROUP, VERSION } from '@kova/crds';
 import { until } from '@kova/hack';
 import { startCluster, type Cluster } from './cluster.js';
+import { Hypervisors } from './hypervisors.js';
 import { Instances, type Instance } from './instances.js';
 
 let cluster: Cluster;
@@ -18,10 +19,7 @@ beforeAll(async () => {
     agentEnv: { KOVA_SHUTDOWN_TIMEOUT_SECONDS: '2', KOVA_RESYNC_SECONDS: '5' },
   });
   vms = new Instances(cluster);
-  await until('two hypervisors reporting', async () => {
-    const hv = (await cluster.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: 'hypervisors' })) as { items: { status?: { capacity?: unknown } }[] };
-    return hv.items.filter((h) => h.status?.capacity).length >= 2;
-  });
+  await new Hypervisors(cluster).ready();
 }, 300_000);
 
 afterAll(async () => {

@@ -30,7 +30,7 @@ moddir=$(echo "$work"/kernel/lib/modules/*)
 # The package leaves modules.dep to its install hooks, which we do not run.
 /sbin/depmod -b "$work/kernel" "$(basename "$moddir")"
 # The modules to load and everything they depend on, dependencies first (modules.dep order).
-wanted="virtio_net virtio_pci ahci sr_mod isofs button"
+wanted="virtio_net virtio_pci ahci sr_mod isofs button evdev"
 order=()
 add() {
   local m=$1 path deps d

@@ -40,8 +40,10 @@ echo "$ID" > /www/index.html
 httpd -p 80 -h /www
 say "instance-id=$ID hostname=$HN ip=${CIDR%/*}"
 
-# ACPI power button (virsh shutdown, kova's graceful stop) powers the guest off.
-while :; do
-  if grep -q 1 /proc/acpi/button/power/*/state 2>/dev/null; then poweroff -f; fi
-  sleep 1
+# The ACPI power button (virsh shutdown, kova's graceful stop) powers the guest off: the button
+# driver reports a press as an input event on its "Power Button" device.
+for ev in /sys/class/input/event*; do
+  [ "$(cat "$ev/device/name" 2>/dev/null)" = "Power Button" ] || continue
+  (head -c 1 "/dev/input/${ev##*/}" > /dev/null && say "power button: powering off" && poweroff -f) &
 done
+while :; do sleep 3600; done

@@ -204,7 +204,9 @@ export class AgentReconciler {
     if (strategy === 'RerunOnFailure' && cleanShutdown) {
       return this.report(inst, 'Stopped', 'Shutdown', 'GuestShutdown', 'the guest shut itself down; runStrategy RerunOnFailure leaves it off');
     }
-    await this.report(inst, inst.status?.phase ?? 'Active', power, 'Stopped', `the domain stopped (${shutoffReasonName(reason)}); restarting per runStrategy ${strategy}`);
+    // The guest comes first: with the API server unreachable, restart it anyway and report later.
+    await this.report(inst, inst.status?.phase ?? 'Active', power, 'Stopped', `the domain stopped (${shutoffReasonName(reason)}); restarting per runStrategy ${strategy}`)
+      .catch((err) => this.d.logger.warn('could not report the stopped domain; restarting it anyway', { instance: keyOf(inst), error: err as Error }));
     const delay = this.restartDelay(inst.metadata.uid);
     if (delay > 0) return { requeueAfterMs: delay };
     this.d.metrics.restarts.inc({ reason: shutoffReasonName(reason) });

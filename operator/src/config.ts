@@ -20,6 +20,8 @@ export interface OperatorConfig {
   /** Whether a hypervisor needs a Ready, schedulable Node of its name (false for simulations). */
   requireNode: boolean;
   workers: number;
+  /** Leader election: a crashed leader's successor waits at most this long. */
+  leaderLeaseMs: number;
   healthPort: number;
   identity: string;
 }
@@ -49,6 +51,7 @@ export function configFromEnv(): OperatorConfig {
     deleteWithNodeDownAfterMs: num('KOVA_DELETE_NODE_DOWN_AFTER_SECONDS', 300) * 1000,
     requireNode: (process.env.KOVA_REQUIRE_NODE ?? 'true') !== 'false',
     workers: num('KOVA_WORKERS', 4),
+    leaderLeaseMs: num('KOVA_LEADER_LEASE_SECONDS', 15) * 1000,
     healthPort: num('KOVA_HEALTH_PORT', 8080),
     identity: process.env.POD_NAME ?? process.env.HOSTNAME ?? `kova-operator-${process.pid}`,
   };

@@ -19,6 +19,8 @@ async function main(): Promise<void> {
 
   const elector = new LeaderElector(kc, {
     lease: 'kova-operator', namespace: config.systemNamespace, identity: config.identity, logger: log, registry,
+    // client-go's proportions: renew within 2/3 of the lease, retry every 2/15 of it.
+    leaseDurationMs: config.leaderLeaseMs, renewDeadlineMs: (config.leaderLeaseMs * 2) / 3, retryPeriodMs: (config.leaderLeaseMs * 2) / 15,
     onStartedLeading: (signal) => controller.lead(signal),
   });
   elector.start();

@@ -84,6 +84,9 @@ export class ImageCache {
     } catch (err) {
       await rm(partial, { force: true });
       if (err instanceof BuildFault) throw err;
+      if ((err as NodeJS.ErrnoException).code === 'ENOSPC') {
+        throw new BuildFault('NodeDiskFull', `no space left for Image ${image.metadata?.name} in this node's image cache (${this.paths.images})`, true, { cause: err });
+      }
       throw new BuildFault('ImageDownloadFailed', `could not fetch Image ${image.metadata?.name} from ${image.spec.source}: ${(err as Error).message}`, true, { cause: err });
     }
     const actual = hash.digest('hex');

@@ -15,15 +15,15 @@ const KICK_DELAY_MS = 250;
 
 export class InstanceController {
   readonly state: ClusterState;
-  private readonly queue: WorkQueue;
+  /** One queue per leadership term: a term's end shuts its queue down, the next starts afresh. */
+  private queue: WorkQueue | undefined;
   private readonly reconciler: InstanceReconciler;
   private readonly allocator: AddressAllocator;
   private kickTimer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
 
-  constructor(kc: KubeConfig, private readonly config: OperatorConfig, private readonly logger: Logger, registry: Registry) {
+  constructor(kc: KubeConfig, private readonly config: OperatorConfig, private readonly logger: Logger, private readonly registry: Registry) {
     this.state = new ClusterState(kc, config, logger, registry);
-    this.queue = new WorkQueue({ name: 'instances', logger, registry });
     this.allocator = new AddressAllocator(kc, this.state.networks, this.state.allocations);
     this.reconciler = new InstanceReconciler({
       state: this.state,
@@ -48,17 +48,20 @@ export class InstanceController {
 
   /** Runs the reconcile loop until the signal aborts (leadership lost or shutdown). */
   async lead(signal: AbortSignal): Promise<void> {
+    const queue = new WorkQueue({ name: 'instances', logger: this.logger, registry: this.registry });
     this.state.rebuild();
     await this.releaseOrphanedAddresses();
-    for (const inst of this.state.instances.list()) this.queue.add(objectKey(inst));
-    this.running = this.queue.run((key) => this.reconciler.sync(key), this.config.workers);
-    signal.addEventListener('abort', () => this.queue.shutDown(), { once: true });
+    if (signal.aborted) return;
+    this.queue = queue;
+    for (const inst of this.state.instances.list()) queue.add(objectKey(inst));
+    this.running = queue.run((key) => this.reconciler.sync(key), this.config.workers);
+    signal.addEventListener('abort', () => queue.shutDown(), { once: true });
     await this.running;
   }
 
   async stop(): Promise<void> {
     clearTimeout(this.kickTimer);
-    this.queue.shutDown();
+    this.queue?.shutDown();
     await this.running;
     await this.state.stop();
   }
@@ -77,14 +80,14 @@ export class InstanceController {
       this.kickWaiting();
       return;
     }
-    this.queue.add(objectKey(inst));
+    this.queue?.add(objectKey(inst));
   }
 
   private kickWaiting(): void {
     if (this.kickTimer) return;
     this.kickTimer = setTimeout(() => {
       this.kickTimer = undefined;
-      for (const inst of this.state.instances.list()) if (isWaiting(inst)) this.queue.add(objectKey(inst));
+      for (const inst of this.state.instances.list()) if (isWaiting(inst)) this.queue?.add(objectKey(inst));
     }, KICK_DELAY_MS);
   }
 }

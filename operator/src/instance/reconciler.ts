@@ -29,6 +29,7 @@ export interface ReconcilerDeps {
 
 /** Waiting Instances are also retried on this period, in case a change was missed. */
 const RETRY_WAITING_MS = 30_000;
+const STALE_VIEW_RETRY_MS = 200;
 
 type Waiting = { reason: string; message: string };
 
@@ -61,6 +62,9 @@ export class InstanceReconciler {
   }
 
   private async schedule(inst: Instance): Promise<SyncResult | void> {
+    // Our own bind is not in the informer's view yet: scheduling again would count the
+    // Instance twice, and on NoValidHost release the addresses it was just given.
+    if (this.d.state.claims.get(inst.metadata.uid)) return { requeueAfterMs: STALE_VIEW_RETRY_MS };
     const waiting = this.prerequisites(inst);
     if (waiting) return this.wait(inst, 'Scheduling', ConditionType.Scheduled, waiting);
     const flavor = this.d.state.flavors.get(inst.spec.flavor);
@@ -75,9 +79,10 @@ export class InstanceReconciler {
     this.d.metrics.schedulingSeconds.observe({ result: decision.host ? 'bound' : 'no_valid_host' }, (performance.now() - started) / 1000);
     if (!decision.host) {
       this.d.metrics.schedulingFailures.inc({ reason: 'NoValidHost' });
+      const result = await this.wait(inst, 'Scheduling', ConditionType.Scheduled, { reason: 'NoValidHost', message: decision.message });
       // Addresses taken by a bind that never got written (a crash between the two) go back.
       await this.d.allocator.release(inst.metadata.uid);
-      return this.wait(inst, 'Scheduling', ConditionType.Scheduled, { reason: 'NoValidHost', message: decision.message });
+      return result;
     }
     const node = decision.host.name;
     this.d.state.claims.set(inst.metadata.uid, { node, resources: req.resources, group: req.group?.key });
