@@ -48,7 +48,8 @@ describe('Helm chart', () => {
     const names = objs.map((o) => `${o.kind}/${o.metadata.name}`);
     for (const n of ['Deployment/kova-operator', 'DaemonSet/kova-node-agent', 'ServiceAccount/kova-operator', 'ServiceAccount/kova-node-agent',
       'ClusterRole/kova-operator', 'ClusterRole/kova-node-agent', 'ClusterRole/kova-edit', 'ClusterRole/kova-view',
-      'PodDisruptionBudget/kova-operator', 'Service/kova-operator-metrics']) {
+      'PodDisruptionBudget/kova-operator', 'Service/kova-operator-metrics', 'ValidatingAdmissionPolicy/kova-node-isolation',
+      'ValidatingAdmissionPolicyBinding/kova-node-isolation']) {
       expect(names).toContain(n);
     }
     expect(names.some((n) => n.startsWith('ServiceMonitor/'))).toBe(false);
