@@ -2,6 +2,7 @@
 // requests, checksums enforced, and nothing partial ever left behind or used.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { IImage } from '@kova/crds';
+import fc from 'fast-check';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -81,6 +82,23 @@ describe('ImageCache', () => {
     const err = await new ImageCache(new StatePaths(state)).ensure(image(`${base}/missing`)).catch((e) => e);
     expect(err).toMatchObject({ reason: 'ImageDownloadFailed' });
     expect(err.message).toContain('HTTP 404');
+  });
+
+  it('accepts only http(s) URLs and absolute node-local paths as sources, whatever else it is given (property)', async () => {
+    const state = mkdtempSync(join(dir, 's-'));
+    const cache = new ImageCache(new StatePaths(state));
+    const before = requests;
+    const scheme = fc.stringMatching(/^[a-z][a-z0-9+.-]{0,9}$/).filter((s) => s !== 'http' && s !== 'https');
+    const source = fc.oneof(
+      fc.tuple(scheme, fc.constantFrom('://127.0.0.1/ok', ':/etc/passwd', '://host/../x', ':')).map(([s, rest]) => `${s}${rest}`),
+      fc.fullUnicodeString({ maxLength: 40 }).filter((s) => !s.startsWith('/') && !/^https?:/i.test(s)),
+    );
+    await fc.assert(fc.asyncProperty(source, async (src) => {
+      const err = await cache.ensure(image(src)).catch((e) => e);
+      expect(err).toMatchObject({ reason: 'InvalidImage', retryable: false });
+    }), { numRuns: 300 });
+    expect(requests).toBe(before);
+    expect(files(state)).toEqual([]);
   });
 
   it('copies a node-local image into the cache, checked like a download', async () => {

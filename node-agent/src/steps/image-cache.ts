@@ -112,8 +112,8 @@ function openSource(source: string): Promise<Readable> {
       s.once('error', (err) => reject(new BuildFault('ImageDownloadFailed', `cannot read node-local image ${source}: ${err.message}`, true)));
     });
   }
-  const url = new URL(source);
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+  const url = URL.canParse(source) ? new URL(source) : undefined;
+  if (url?.protocol !== 'http:' && url?.protocol !== 'https:') {
     return Promise.reject(new BuildFault('InvalidImage', `image source ${source} is neither http(s) nor an absolute path`, false));
   }
   const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
