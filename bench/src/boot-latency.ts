@@ -13,11 +13,11 @@ import {
 } from '@kova/node-agent';
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { cpus, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeResult } from './results.js';
 import { ms, quantile } from './stats.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -104,11 +104,6 @@ async function rawSamples(kova: LocalKova): Promise<number[]> {
   return out;
 }
 
-function versions(): Record<string, string> {
-  const first = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: 'utf8' }).split('\n')[0] ?? '';
-  return { node: process.version, qemu: first('qemu-system-x86_64', ['--version']), libvirt: first('virsh', ['--version']), kubernetes: first(join(process.env.KOVA_CACHE ?? join(process.env.HOME ?? '', '.cache', 'kova'), 'bin', 'kube-apiserver'), ['--version']) };
-}
-
 async function main(): Promise<void> {
   const kova = await LocalKova.start({ log, agentEnv: { KOVA_SHUTDOWN_TIMEOUT_SECONDS: '0' } });
   try {
@@ -116,22 +111,14 @@ async function main(): Promise<void> {
     await kova.apply(join(root, 'examples', 'network.yaml'));
     const k = await kovaSamples(kova);
     const raw = await rawSamples(kova);
-    const row = (name: string, v: number[]) => `| ${name.padEnd(34)} | ${ms(quantile(v, 0.5)).padStart(8)} | ${ms(quantile(v, 0.95)).padStart(8)} |`;
-    const lines = [
-      `Boot latency, ${samples} boots each, QEMU TCG, ${cpus().length} cores`,
-      '| measure                            |      p50 |      p95 |',
-      '|------------------------------------|---------:|---------:|',
-      row('kova: creation → Active', k.total),
-      ...PHASES.map(([p]) => row(`  kova phase ${p}`, k.phases[p] as number[])),
-      row('raw: overlay + cidata + define + start', raw),
-      `kova / raw (p50): ${(quantile(k.total, 0.5) / quantile(raw, 0.5)).toFixed(2)}`,
-    ];
-    process.stdout.write(`${lines.join('\n')}\n`);
-    mkdirSync(join(root, 'bench', 'results'), { recursive: true });
-    writeFileSync(join(root, 'bench', 'results', 'boot-latency.json'), `${JSON.stringify({
-      when: new Date().toISOString(), samples, machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryBytes: totalmem() }, versions: versions(),
-      kova: { creationToActiveMs: k.total, phaseMs: k.phases }, raw: { prepareAndStartMs: raw },
-    }, null, 2)}\n`);
+    const pct = (v: number[]) => `${ms(quantile(v, 0.5))} / ${ms(quantile(v, 0.95))}`;
+    const ratio = quantile(k.total, 0.5) / quantile(raw, 0.5);
+    writeResult('boot-latency', [
+      { measure: `boot: kova creation → Active p50 / p95 (${samples} sequential, TCG)`, value: pct(k.total), goal: 'p50 ≤ 1 s' },
+      ...PHASES.map(([p]) => ({ measure: `boot:   phase ${p} p50 / p95`, value: pct(k.phases[p] as number[]) })),
+      { measure: 'boot: raw libvirt + qemu-img + genisoimage p50 / p95', value: pct(raw) },
+      { measure: 'boot: kova / raw (p50)', value: ratio.toFixed(2), goal: '≤ 2.5' },
+    ], { samples, kova: { creationToActiveMs: k.total, phaseMs: k.phases }, raw: { prepareAndStartMs: raw } });
   } finally {
     await kova.stop();
     execFileSync('ip', ['link', 'delete', 'dev', 'kova-br0'], { stdio: 'ignore' });

@@ -12,6 +12,8 @@ import { Claims } from './claims.js';
 import type { OperatorConfig } from './config.js';
 import type { HostState, Resources } from './scheduler/types.js';
 
+type CachedHost = HostState & { unreported?: string; nodeProblem?: string };
+
 export type Instance = IInstance & { metadata: { name: string; namespace: string; uid: string } };
 
 const kova = (kind: KovaKind) => ({ apiVersion: API_VERSION, kind, plural: PLURAL[kind] });
@@ -28,6 +30,8 @@ export class ClusterState {
   readonly nodes: Informer<V1Node> | undefined;
   readonly claims = new Claims();
   private readonly failures = new Map<string, number[]>();
+  private readonly hosts = new Map<string, { versions: string; host: CachedHost }>();
+  private readonly renewals = new Map<string, { version: string; at: number }>();
 
   constructor(kc: KubeConfig, private readonly config: OperatorConfig, logger?: Logger, registry?: Registry) {
     const opts: InformerOptions = { logger, registry };
@@ -81,18 +85,35 @@ export class ClusterState {
     this.failures.set(node, list);
   }
 
+  /**
+   * The scheduler's view of every hypervisor. The objects are kept between decisions and only
+   * their live fields refreshed: at 1,000 hypervisors, rebuilding them was most of a decision.
+   */
   hostStates(now = Date.now()): HostState[] {
-    return this.hypervisors.list().map((hv) => this.hostState(hv, now));
+    return this.hypervisors.list().map((hv) => {
+      const name = hv.metadata?.name as string;
+      const host = this.hostOf(hv, name);
+      const stale = now - this.renewedAt(name) > this.config.heartbeatTimeoutMs;
+      host.down = host.unreported ?? (stale ? 'heartbeat stale' : undefined) ?? host.nodeProblem;
+      host.used = this.claims.used(name);
+      host.groupMembers = this.claims.groupMembers(name);
+      host.recentFailures = this.recentFailures(name, now);
+      return host;
+    });
   }
 
-  private hostState(hv: IHypervisor, now: number): HostState {
-    const name = hv.metadata?.name as string;
+  /** What changes only with the Hypervisor or its Node, rebuilt when their resourceVersions change. */
+  private hostOf(hv: IHypervisor, name: string): CachedHost {
+    const node = this.nodes?.get(name);
+    const versions = `${hv.metadata?.resourceVersion}/${node?.metadata?.resourceVersion}`;
+    const cached = this.hosts.get(name);
+    if (cached?.versions === versions) return cached.host;
     const spec = hv.spec ?? {};
     const status = hv.status ?? {};
-    const node = this.nodes?.get(name);
-    return {
+    const host: CachedHost = {
       name,
-      down: this.downReason(hv, node, now),
+      unreported: status.capacity ? undefined : 'its agent has not reported capacity',
+      nodeProblem: this.nodeProblem(node),
       disabled: spec.disabled ?? false,
       zone: status.availabilityZone || undefined,
       arch: status.architecture,
@@ -105,18 +126,25 @@ export class ClusterState {
         disk: spec.diskAllocationRatio ?? this.config.defaultRatios.disk,
       },
       used: this.claims.used(name),
-      recentFailures: this.recentFailures(name, now),
+      recentFailures: 0,
       groupMembers: this.claims.groupMembers(name),
     };
+    this.hosts.set(name, { versions, host });
+    return host;
   }
 
-  /** Why the hypervisor cannot take work now, or undefined when it can. */
-  downReason(hv: IHypervisor, node: V1Node | undefined, now = Date.now()): string | undefined {
-    const name = hv.metadata?.name as string;
-    if (!hv.status?.capacity) return 'its agent has not reported capacity';
+  /** When the hypervisor's heartbeat Lease was last renewed (epoch ms; 0 if never). */
+  private renewedAt(name: string): number {
     const lease = this.leases.get(name, this.config.systemNamespace);
-    const renewed = lease?.spec?.renewTime ? new Date(lease.spec.renewTime as unknown as string).getTime() : 0;
-    if (now - renewed > this.config.heartbeatTimeoutMs) return 'heartbeat stale';
+    const version = lease?.metadata?.resourceVersion ?? '';
+    const cached = this.renewals.get(name);
+    if (cached?.version === version) return cached.at;
+    const at = lease?.spec?.renewTime ? new Date(lease.spec.renewTime as unknown as string).getTime() : 0;
+    this.renewals.set(name, { version, at });
+    return at;
+  }
+
+  private nodeProblem(node: V1Node | undefined): string | undefined {
     if (!this.config.requireNode) return undefined;
     if (!node) return 'no Node of that name';
     if (node.spec?.unschedulable) return 'node cordoned';
@@ -126,9 +154,7 @@ export class ClusterState {
 
   /** Milliseconds the hypervisor has been without a fresh heartbeat (0 while up). */
   downForMs(nodeName: string, now = Date.now()): number {
-    const lease = this.leases.get(nodeName, this.config.systemNamespace);
-    const renewed = lease?.spec?.renewTime ? new Date(lease.spec.renewTime as unknown as string).getTime() : 0;
-    return Math.max(0, now - renewed - this.config.heartbeatTimeoutMs);
+    return Math.max(0, now - this.renewedAt(nodeName) - this.config.heartbeatTimeoutMs);
   }
 
   private recentFailures(node: string, now: number): number {

@@ -50,7 +50,7 @@ export function configFromEnv(): OperatorConfig {
     buildFailureWindowMs: num('KOVA_BUILD_FAILURE_WINDOW_SECONDS', 600) * 1000,
     deleteWithNodeDownAfterMs: num('KOVA_DELETE_NODE_DOWN_AFTER_SECONDS', 300) * 1000,
     requireNode: (process.env.KOVA_REQUIRE_NODE ?? 'true') !== 'false',
-    workers: num('KOVA_WORKERS', 4),
+    workers: num('KOVA_WORKERS', 16),
     leaderLeaseMs: num('KOVA_LEADER_LEASE_SECONDS', 15) * 1000,
     healthPort: num('KOVA_HEALTH_PORT', 8080),
     identity: process.env.POD_NAME ?? process.env.HOSTNAME ?? `kova-operator-${process.pid}`,

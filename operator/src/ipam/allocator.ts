@@ -84,11 +84,14 @@ export class AddressAllocator {
     const name = net.metadata?.name as string;
     const ranges = allocationRanges(net.spec);
     for (const n of this.candidates(name, ranges)) {
-      const ip = numberToIp(n);
-      if (await this.tryCreate(inst, name, ip)) {
-        this.cursor.set(name, n + 1);
-        return { interface: toInterface(net, ip) };
-      }
+      // Reserved before the create call, so that concurrent allocations try other addresses.
+      this.usedSet(name).add(n);
+      this.cursor.set(name, n + 1);
+      const created = await this.tryCreate(inst, name, numberToIp(n)).catch((err) => {
+        this.usedSet(name).delete(n);
+        throw err;
+      });
+      if (created) return { interface: toInterface(net, numberToIp(n)) };
     }
     return { reason: 'NetworkExhausted', message: `Network ${name} has no free address left in its allocation pools; widen them or delete Instances` };
   }
