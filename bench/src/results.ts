@@ -44,6 +44,6 @@ export function writeResult(name: string, rows: Row[], raw: Record<string, unkno
 export function combinedTable(order: string[]): string {
   const files = readdirSync(resultsDir).filter((f) => f.endsWith('.json'));
   const rows = order.filter((n) => files.includes(`${n}.json`))
-    .flatMap((n) => (JSON.parse(readFileSync(join(resultsDir, `${n}.json`), 'utf8')) as { rows: Row[] }).rows);
+    .flatMap((n) => (JSON.parse(readFileSync(join(resultsDir, `${n}.json`), 'utf8')) as { rows?: Row[] }).rows ?? []);
   return table(rows);
 }

@@ -37,6 +37,16 @@ export class InstanceReconciler {
   constructor(private readonly d: ReconcilerDeps) {}
 
   async sync(key: string): Promise<SyncResult | void> {
+    try {
+      return await this.reconcile(key);
+    } catch (err) {
+      // Deleted while we worked on a cached copy: its delete event releases what it held.
+      if (apiStatus(err) === 404) return;
+      throw err;
+    }
+  }
+
+  private async reconcile(key: string): Promise<SyncResult | void> {
     const [namespace, name] = key.split('/') as [string, string];
     let inst = this.d.state.instances.get(name, namespace);
     if (!inst) return;
