@@ -1,9 +1,10 @@
 // Removes what kova left on this node without an Instance to own it: domains whose kova
 // metadata names an Instance that is gone or bound elsewhere (after a grace period, so a
 // domain is never removed while its Instance is merely not yet in the cache), instance
-// directories without a domain or an Instance, and image bases nobody used for a while.
+// directories without a domain or an Instance (after the same grace), and image bases nobody
+// used for a while.
 import type { Logger } from '@kova/controller-kit';
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import type { AgentConfig } from './config.js';
 import { ownerOf } from './domain/xml.js';
 import type { LibvirtSession } from './host/libvirt-session.js';
@@ -46,14 +47,22 @@ export class GarbageCollector {
       removed.push(`domain ${dom.name}`);
       this.logger.info('removed orphaned domain', { domain: dom.name, instance: `${owner.namespace}/${owner.name}`, uid: owner.uid });
     }
-    for (const uid of await readdir(this.paths.instances).catch(() => [] as string[])) {
-      if (live.has(uid) || kovaDomains.has(uid)) continue;
+    const dirs = await readdir(this.paths.instances).catch(() => [] as string[]);
+    // Read after the listing: an Instance that arrived meanwhile has its directory listed too.
+    const liveNow = new Set(this.instancesHere().map((i) => i.metadata.uid));
+    for (const uid of dirs) {
+      if (liveNow.has(uid) || kovaDomains.has(uid) || (await this.youngerThanGrace(uid, now))) continue;
       await removeDomain({ session: this.session, paths: this.paths }, uid, async () => undefined).catch(() => undefined);
       removed.push(`files of ${uid}`);
     }
     const inUse = new Set(this.instancesHere().map((i) => this.imageShaOf(i.spec.image)).filter((s): s is string => !!s));
     for (const f of await this.cache.collect(inUse, this.config.imageTtlMs, now)) removed.push(`image ${f}`);
     return removed;
+  }
+
+  private async youngerThanGrace(uid: string, now: number): Promise<boolean> {
+    const made = await stat(`${this.paths.instances}/${uid}`).then((s) => s.mtimeMs, () => 0);
+    return now - made < this.config.orphanGraceMs;
   }
 
   /** Counts kova's domains by power state, for the kova_domains gauge. */

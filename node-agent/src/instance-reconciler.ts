@@ -210,7 +210,10 @@ export class AgentReconciler {
     const delay = this.restartDelay(inst.metadata.uid);
     if (delay > 0) return { requeueAfterMs: delay };
     this.d.metrics.restarts.inc({ reason: shutoffReasonName(reason) });
-    await this.lv('create', () => dom.create());
+    // A lifecycle event and the resync can both get here; the second finds it running already.
+    await this.lv('create', () => dom.create()).catch((err) => {
+      if (!isLibvirtError(err, ErrorCode.OPERATION_INVALID)) throw err;
+    });
     await this.waitRunning(dom);
     return this.report(this.d.instances.get(inst.metadata.name, inst.metadata.namespace) ?? inst, 'Active', 'Running', 'Running', 'the domain is running');
   }

@@ -269,15 +269,33 @@ describe('waiting for what is missing, and recovering by itself', () => {
     ns = await namespace('waiting');
   });
 
-  it('waits for a Flavor that does not exist yet, then schedules', async () => {
-    await create('Instance', instance('early', { flavor: 'later' }), ns);
-    const waiting = await until('FlavorNotFound', async () => {
-      const i = await getInstance(ns, 'early');
-      return cond(i?.status, 'Scheduled')?.reason === 'FlavorNotFound' ? i : undefined;
+  const later: [kind: string, spec: Record<string, unknown>, reason: string, message: string, appear: (ns: string) => Promise<unknown>][] = [
+    ['Flavor', { flavor: 'later' }, 'FlavorNotFound', 'Flavor later does not exist; create it or fix spec.flavor',
+      () => create('Flavor', { metadata: { name: 'later' }, spec: { vcpus: 1, memoryMiB: 512, rootDiskGiB: 1 } })],
+    ['Image', { image: 'later-image' }, 'ImageNotFound', 'Image later-image does not exist; create it or fix spec.image',
+      () => create('Image', { metadata: { name: 'later-image' }, spec: { source: '/var/lib/kova/later.qcow2', sha256: 'c'.repeat(64) } })],
+    ['Network', { networks: [{ network: 'later-net' }] }, 'NetworkNotFound', 'Network later-net does not exist; create it or fix spec.networks',
+      () => create('Network', { metadata: { name: 'later-net' }, spec: { cidr: '10.150.0.0/24', gateway: '10.150.0.1', bridge: 'br-later' } })],
+    ['ServerGroup', { serverGroup: 'later-group' }, 'ServerGroupNotFound', 'ServerGroup later-group does not exist in namespace',
+      (ns) => create('ServerGroup', { metadata: { name: 'later-group' }, spec: { policy: 'anti-affinity' } }, ns)],
+  ];
+
+  it.each(later)('waits for a %s that does not exist yet, says so in a condition and an Event, then schedules', async (kind, spec, reason, message, appear) => {
+    const name = `early-${kind.toLowerCase()}`;
+    await create('Instance', instance(name, spec), ns);
+    const waiting = await until(reason, async () => {
+      const i = await getInstance(ns, name);
+      return cond(i?.status, 'Scheduled')?.reason === reason ? i : undefined;
     });
-    expect(cond(waiting.status, 'Scheduled')?.message).toContain('Flavor later does not exist');
-    await create('Flavor', { metadata: { name: 'later' }, spec: { vcpus: 1, memoryMiB: 512, rootDiskGiB: 1 } });
-    await until('bound after the Flavor appears', async () => (await getInstance(ns, 'early'))?.status?.nodeName);
+    expect(waiting.status?.phase).toBe('Scheduling');
+    expect(cond(waiting.status, 'Scheduled')?.message).toContain(message);
+    const events = await until(`a ${reason} Event`, async () => {
+      const list = await kc.makeApiClient(CoreV1Api).listNamespacedEvent({ namespace: ns, fieldSelector: `involvedObject.name=${name}` });
+      return list.items.find((e) => e.reason === reason);
+    });
+    expect(events.type).toBe('Warning');
+    await appear(ns);
+    await until(`bound after the ${kind} appears`, async () => (await getInstance(ns, name))?.status?.nodeName);
   });
 
   it('refuses a fixed IP that is taken or outside the network, and takes it once freed', async () => {

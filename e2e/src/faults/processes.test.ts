@@ -96,38 +96,41 @@ describe('kill -9 of the operator during a burst of 50 creates', () => {
       });
     }
     const names = Array.from({ length: BURST }, (_, i) => `burst-${i}`);
-    const creating = Promise.all(names.map((n) => vms.create(n)));
-    await until('some bound', async () => (await vms.list()).filter((i) => i.status?.nodeName).length >= 10, 60_000, 20);
-    await cluster.kova.killProcess('operator');
-    const boundAtKill = (await vms.list()).filter((i) => i.status?.nodeName).length;
-    await creating;
-    cluster.kova.startOperator();
+    try {
+      const creating = Promise.all(names.map((n) => vms.create(n)));
+      await until('some bound', async () => (await vms.list()).filter((i) => i.status?.nodeName).length >= 10, 60_000, 20);
+      await cluster.kova.killProcess('operator');
+      const boundAtKill = (await vms.list()).filter((i) => i.status?.nodeName).length;
+      await creating;
+      cluster.kova.startOperator();
 
-    let seen: Instance[] = [];
-    const all = await until('all 50 Active', async () => {
-      seen = await vms.list();
-      return seen.filter((i) => i.status?.phase === 'Active').length === BURST && seen;
-    }, 240_000, 500).catch((err: Error) => {
-      throw new Error(`${err.message}; last seen: ${JSON.stringify(summary(seen))}`);
-    });
-    expect(boundAtKill).toBeLessThan(BURST);
-    const perNode = new Map<string, number>();
-    for (const i of all) perNode.set(i.status?.nodeName as string, (perNode.get(i.status?.nodeName as string) ?? 0) + 1);
-    expect(Object.fromEntries(perNode)).toEqual({ 'kova-a': PER_NODE, 'kova-b': PER_NODE });
-    const ips = all.map((i) => vms.ipOf(i));
-    const macs = all.map((i) => i.status?.interfaces?.[0]?.mac);
-    expect(new Set(ips).size).toBe(BURST);
-    expect(new Set(macs).size).toBe(BURST);
-    const allocs = await allocations();
-    expect(allocs.map((a) => a.spec.ip).sort()).toEqual([...ips].sort());
-    expect(await kovaDomains()).toHaveLength(BURST);
-    await until('each agent to count its 25', async () => (await hypervisors.list()).every((h: IHypervisor) => h.status?.instanceCount === PER_NODE), 30_000, 500);
-
-    await Promise.all(names.map((n) => vms.delete(n)));
-    await until('the burst to be deleted', async () => (await vms.list()).length === 0, 240_000, 500);
+      let seen: Instance[] = [];
+      const all = await until('all 50 Active', async () => {
+        seen = await vms.list();
+        return seen.filter((i) => i.status?.phase === 'Active').length === BURST && seen;
+      }, 240_000, 500).catch((err: Error) => {
+        throw new Error(`${err.message}; last seen: ${JSON.stringify(summary(seen))}`);
+      });
+      expect(boundAtKill).toBeLessThan(BURST);
+      const perNode = new Map<string, number>();
+      for (const i of all) perNode.set(i.status?.nodeName as string, (perNode.get(i.status?.nodeName as string) ?? 0) + 1);
+      expect(Object.fromEntries(perNode)).toEqual({ 'kova-a': PER_NODE, 'kova-b': PER_NODE });
+      const ips = all.map((i) => vms.ipOf(i));
+      const macs = all.map((i) => i.status?.interfaces?.[0]?.mac);
+      expect(new Set(ips).size).toBe(BURST);
+      expect(new Set(macs).size).toBe(BURST);
+      const allocs = await allocations();
+      expect(allocs.map((a) => a.spec.ip).sort()).toEqual([...ips].sort());
+      expect(await kovaDomains()).toHaveLength(BURST);
+      await until('each agent to count its 25', async () => (await hypervisors.list()).every((h: IHypervisor) => h.status?.instanceCount === PER_NODE), 30_000, 500);
+    } finally {
+      // Also after a failure: the scenarios below need the room back.
+      await Promise.all(names.map((n) => vms.delete(n).catch(() => undefined)));
+      await until('the burst to be deleted', async () => (await vms.list()).every((i) => !i.metadata.name.startsWith('burst-')), 240_000, 500);
+      for (const h of cluster.nodes) await hypervisors.setSpec(h, { reservedMemoryMiB: null, cpuAllocationRatio: null });
+    }
     expect(await kovaDomains()).toEqual([]);
     expect(await allocations()).toEqual([]);
-    for (const h of cluster.nodes) await hypervisors.setSpec(h, { reservedMemoryMiB: null, cpuAllocationRatio: null });
   }, 600_000);
 });
 
