@@ -194,6 +194,8 @@ export class AgentReconciler {
     const { state, reason } = await this.lv('getState', () => dom.getState());
     const power = powerStateOf(state);
     const strategy = inst.spec.runStrategy ?? 'Always';
+    // Being shut down: whatever the strategy says next depends on how it ends.
+    if (state === DomainState.SHUTDOWN) return { requeueAfterMs: 1000 };
     const running = state === DomainState.RUNNING || state === DomainState.BLOCKED || state === DomainState.PAUSED;
     if (strategy === 'Halted') {
       if (running) await this.stopDomain(dom);
