@@ -118,7 +118,7 @@ async function main(): Promise<void> {
     });
     if (verdict.overRatio || verdict.dupIPs || verdict.dupMACs) process.exitCode = 1;
   } finally {
-    fleet?.stop();
+    await fleet?.stop();
     exited.catch(() => undefined);
     if (operator.exitCode === null) {
       operator.kill('SIGTERM');

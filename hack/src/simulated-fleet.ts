@@ -1,8 +1,10 @@
 // Simulated hypervisors for operator tests and benchmarks: a Node, a Hypervisor with reported
 // capacity and a heartbeat Lease per entry, as a node agent would keep them, with no agent.
 import { CoordinationV1Api, CoreV1Api, V1MicroTime, type KubeConfig } from '@kubernetes/client-node';
-import { Applier, apiStatus } from '@kova/controller-kit';
+import { Applier, apiStatus, logger } from '@kova/controller-kit';
 import { AGENT_FIELD_MANAGER, API_VERSION, DEFAULT_SYSTEM_NAMESPACE, PLURAL } from '@kova/crds';
+
+const log = logger('simulated-fleet');
 
 export interface SimulatedHost {
   name: string;
@@ -24,6 +26,7 @@ export class SimulatedFleet {
   private readonly applier: Applier;
   private readonly alive = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
+  private renewing: Promise<void> | undefined;
 
   constructor(kc: KubeConfig, readonly namespace = DEFAULT_SYSTEM_NAMESPACE) {
     this.core = kc.makeApiClient(CoreV1Api);
@@ -38,9 +41,13 @@ export class SimulatedFleet {
     await inBatches(hosts, concurrency, (h) => this.register(h));
   }
 
-  /** Renews every live host's Lease on this period, as agents do. */
+  /** Renews every live host's Lease on this period, as agents do; a failed round is logged. */
   startHeartbeats(intervalMs = 10_000): void {
-    this.timer = setInterval(() => void this.renewAll(), intervalMs);
+    this.timer = setInterval(() => {
+      this.renewing ??= this.renewAll()
+        .catch((err) => log.warn('heartbeat round failed', { error: err as Error }))
+        .finally(() => (this.renewing = undefined));
+    }, intervalMs);
     this.timer.unref();
   }
 
@@ -49,8 +56,10 @@ export class SimulatedFleet {
     this.alive.delete(name);
   }
 
-  stop(): void {
+  /** Stops heartbeating, after the round in flight: none may reach a control plane stopped next. */
+  async stop(): Promise<void> {
     clearInterval(this.timer);
+    await this.renewing;
   }
 
   private async register(h: SimulatedHost): Promise<void> {

@@ -55,7 +55,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const p of operators) p.kill('SIGKILL');
-  fleet.stop();
+  await fleet.stop();
   await cp.stop();
 });
 

@@ -125,7 +125,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stopOperator();
-  fleet.stop();
+  await fleet.stop();
   await cp.stop();
 });
 
