@@ -1,6 +1,9 @@
 // One jest run covers every workspace. TypeScript is compiled by swc to ES modules, since
 // @kubernetes/client-node is ESM; run through `npm run jest` (node --experimental-vm-modules).
-const swc = ['@swc/jest', { jsc: { target: 'es2022', parser: { syntax: 'typescript' } }, module: { type: 'es6' } }];
+const swc = [
+  '@swc/jest',
+  { jsc: { target: 'es2022', parser: { syntax: 'typescript' } }, module: { type: 'es6' } },
+];
 
 export default {
   testEnvironment: 'node',

@@ -17,6 +17,7 @@ check "typecheck (tsc -b)" npx tsc -b
 check "typecheck tests (tsc -p tsconfig.tests.json)" npx tsc -p tsconfig.tests.json
 check "lint (eslint)" npx eslint .
 check "models match CRDs" node crds/scripts/generate-models.mjs --check
+check "format (prettier --check, width 100)" npx prettier --check --log-level warn .
 
 mkdir -p test-results
 rm -f test-results/jest.json

@@ -9,7 +9,15 @@ import { loadKubeConfig, logger } from '@kova/controller-kit';
 import { API_VERSION, GROUP, VERSION, type IInstance } from '@kova/crds';
 import { LocalKova, until } from '@kova/hack';
 import {
-  buildConfigDrive, createDisks, domainXml, DomainState, ensureBridge, open, removeInstanceFiles, StatePaths, tapName,
+  buildConfigDrive,
+  createDisks,
+  domainXml,
+  DomainState,
+  ensureBridge,
+  open,
+  removeInstanceFiles,
+  StatePaths,
+  tapName,
 } from '@kova/node-agent';
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -23,35 +31,78 @@ import { ms, quantile } from './stats.js';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const samples = Number(process.env.BENCH_SAMPLES ?? 20);
 const log = logger('bench');
-const PHASES: [string, string][] = [['Scheduling', 'Scheduled'], ['Networking', 'NetworkReady'], ['BlockDeviceMapping', 'BlockDevicesReady'], ['Spawning', 'Spawned']];
+const PHASES: [string, string][] = [
+  ['Scheduling', 'Scheduled'],
+  ['Networking', 'NetworkReady'],
+  ['BlockDeviceMapping', 'BlockDevicesReady'],
+  ['Spawning', 'Spawned'],
+];
 
-async function kovaSamples(kova: LocalKova): Promise<{ total: number[]; phases: Record<string, number[]> }> {
+async function kovaSamples(
+  kova: LocalKova,
+): Promise<{ total: number[]; phases: Record<string, number[]> }> {
   const api = loadKubeConfig(kova.kubeconfigPath).makeApiClient(CustomObjectsApi);
-  const ref = (name: string) => ({ group: GROUP, version: VERSION, plural: 'instances', namespace: 'default', name });
+  const ref = (name: string) => ({
+    group: GROUP,
+    version: VERSION,
+    plural: 'instances',
+    namespace: 'default',
+    name,
+  });
   const total: number[] = [];
   const phases: Record<string, number[]> = Object.fromEntries(PHASES.map(([p]) => [p, []]));
   for (let i = 0; i <= samples; i++) {
     const name = `bench-${i}`;
-    const body = { apiVersion: API_VERSION, kind: 'Instance', metadata: { name }, spec: { flavor: 'm1.nano', image: 'kova-guest', networks: [{ network: 'default' }] } };
+    const body = {
+      apiVersion: API_VERSION,
+      kind: 'Instance',
+      metadata: { name },
+      spec: { flavor: 'm1.nano', image: 'kova-guest', networks: [{ network: 'default' }] },
+    };
     const t0 = Date.now();
-    await api.createNamespacedCustomObject({ group: GROUP, version: VERSION, plural: 'instances', namespace: 'default', body });
-    const inst = await until(`${name} Active`, async () => {
-      const got = (await api.getNamespacedCustomObject(ref(name))) as IInstance;
-      if (got.status?.fault) throw new Error(`${name}: ${got.status.fault.reason}: ${got.status.fault.message}`);
-      return got.status?.phase === 'Active' ? got : undefined;
-    }, 120_000, 10);
+    await api.createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: 'instances',
+      namespace: 'default',
+      body,
+    });
+    const inst = await until(
+      `${name} Active`,
+      async () => {
+        const got = (await api.getNamespacedCustomObject(ref(name))) as IInstance;
+        if (got.status?.fault)
+          throw new Error(`${name}: ${got.status.fault.reason}: ${got.status.fault.message}`);
+        return got.status?.phase === 'Active' ? got : undefined;
+      },
+      120_000,
+      10,
+    );
     const t1 = Date.now();
-    if (i > 0) { // the first boot warms the image cache and the hypervisor registration
+    if (i > 0) {
+      // the first boot warms the image cache and the hypervisor registration
       total.push(t1 - t0);
       let from = t0;
       for (const [phase, type] of PHASES) {
-        const at = Date.parse(inst.status?.conditions?.find((c) => c.type === type && c.status === 'True')?.lastTransitionTime ?? '');
+        const at = Date.parse(
+          inst.status?.conditions?.find((c) => c.type === type && c.status === 'True')
+            ?.lastTransitionTime ?? '',
+        );
         phases[phase]!.push(Math.max(0, at - from));
         from = at;
       }
     }
     await api.deleteNamespacedCustomObject(ref(name));
-    await until(`${name} deleted`, () => api.getNamespacedCustomObject(ref(name)).then(() => false, () => true), 60_000, 50);
+    await until(
+      `${name} deleted`,
+      () =>
+        api.getNamespacedCustomObject(ref(name)).then(
+          () => false,
+          () => true,
+        ),
+      60_000,
+      50,
+    );
   }
   return { total, phases };
 }
@@ -68,28 +119,65 @@ async function rawSamples(kova: LocalKova): Promise<number[]> {
     copyFileSync(join(kova.guestDir, f), to);
     return to;
   };
-  const [base, kernel, initrd] = ['root.qcow2', 'vmlinuz', 'initrd.img'].map(local) as [string, string, string];
-  const net = { metadata: { name: 'default' }, spec: { cidr: '10.77.0.0/24', gateway: '10.77.0.1', bridge: 'kova-br0' } };
+  const [base, kernel, initrd] = ['root.qcow2', 'vmlinuz', 'initrd.img'].map(local) as [
+    string,
+    string,
+    string,
+  ];
+  const net = {
+    metadata: { name: 'default' },
+    spec: { cidr: '10.77.0.0/24', gateway: '10.77.0.1', bridge: 'kova-br0' },
+  };
   await ensureBridge(net as never);
   const out: number[] = [];
   try {
     for (let i = 0; i <= samples; i++) {
       const uid = randomUUID();
       const ip = `10.77.0.${200 + (i % 50)}`;
-      const iface = { network: 'default', ip, mac: `fa:16:3e:4d:00:${(200 + (i % 50)).toString(16)}`, gateway: '10.77.0.1', prefix: 24 };
+      const iface = {
+        network: 'default',
+        ip,
+        mac: `fa:16:3e:4d:00:${(200 + (i % 50)).toString(16)}`,
+        gateway: '10.77.0.1',
+        prefix: 24,
+      };
       const t0 = Date.now();
-      const disks = await createDisks(paths, uid, base, 'qcow2', { vcpus: 1, memoryMiB: 128, rootDiskGiB: 1 });
+      const disks = await createDisks(paths, uid, base, 'qcow2', {
+        vcpus: 1,
+        memoryMiB: 128,
+        rootDiskGiB: 1,
+      });
       const cidata = paths.instanceFile(uid, 'cidata.iso');
-      await buildConfigDrive(cidata, { instanceId: uid, hostname: `raw-${i}`, sshAuthorizedKeys: [], interfaces: [iface], dns: [] });
+      await buildConfigDrive(cidata, {
+        instanceId: uid,
+        hostname: `raw-${i}`,
+        sshAuthorizedKeys: [],
+        interfaces: [iface],
+        dns: [],
+      });
       const xml = domainXml({
-        uid, namespace: 'default', name: `raw-${i}`, node: 'bench', virtType: 'qemu', vcpus: 1, memoryMiB: 128, disks, configDrive: cidata,
-        nics: [{ ...iface, bridge: 'kova-br0', tap: tapName(uid, 0), mtu: 1500 }], consoleLog: paths.instanceFile(uid, 'console.log'),
+        uid,
+        namespace: 'default',
+        name: `raw-${i}`,
+        node: 'bench',
+        virtType: 'qemu',
+        vcpus: 1,
+        memoryMiB: 128,
+        disks,
+        configDrive: cidata,
+        nics: [{ ...iface, bridge: 'kova-br0', tap: tapName(uid, 0), mtu: 1500 }],
+        consoleLog: paths.instanceFile(uid, 'console.log'),
         kernel: { path: kernel, initrd, cmdline: 'console=ttyS0 quiet panic=-1' },
       });
       const dom = await conn.defineXML(xml);
       try {
         await dom.create();
-        await until('running', async () => (await dom.getState()).state === DomainState.RUNNING, 60_000, 5);
+        await until(
+          'running',
+          async () => (await dom.getState()).state === DomainState.RUNNING,
+          60_000,
+          5,
+        );
         if (i > 0) out.push(Date.now() - t0);
         await dom.destroy();
       } finally {
@@ -113,12 +201,27 @@ async function main(): Promise<void> {
     const raw = await rawSamples(kova);
     const pct = (v: number[]) => `${ms(quantile(v, 0.5))} / ${ms(quantile(v, 0.95))}`;
     const ratio = quantile(k.total, 0.5) / quantile(raw, 0.5);
-    writeResult('boot-latency', [
-      { measure: `boot: kova creation → Active p50 / p95 (${samples} sequential, TCG)`, value: pct(k.total), goal: 'p50 ≤ 1 s' },
-      ...PHASES.map(([p]) => ({ measure: `boot:   phase ${p} p50 / p95`, value: pct(k.phases[p] as number[]) })),
-      { measure: 'boot: raw libvirt + qemu-img + genisoimage p50 / p95', value: pct(raw) },
-      { measure: 'boot: kova / raw (p50)', value: ratio.toFixed(2), goal: '≤ 2.5' },
-    ], { samples, kova: { creationToActiveMs: k.total, phaseMs: k.phases }, raw: { prepareAndStartMs: raw } });
+    writeResult(
+      'boot-latency',
+      [
+        {
+          measure: `boot: kova creation → Active p50 / p95 (${samples} sequential, TCG)`,
+          value: pct(k.total),
+          goal: 'p50 ≤ 1 s',
+        },
+        ...PHASES.map(([p]) => ({
+          measure: `boot:   phase ${p} p50 / p95`,
+          value: pct(k.phases[p] as number[]),
+        })),
+        { measure: 'boot: raw libvirt + qemu-img + genisoimage p50 / p95', value: pct(raw) },
+        { measure: 'boot: kova / raw (p50)', value: ratio.toFixed(2), goal: '≤ 2.5' },
+      ],
+      {
+        samples,
+        kova: { creationToActiveMs: k.total, phaseMs: k.phases },
+        raw: { prepareAndStartMs: raw },
+      },
+    );
   } finally {
     await kova.stop();
     execFileSync('ip', ['link', 'delete', 'dev', 'kova-br0'], { stdio: 'ignore' });

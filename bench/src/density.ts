@@ -25,23 +25,39 @@ type Inst = IInstance & { metadata: { name: string } };
 async function main(): Promise<void> {
   const node = `density-${mode}`;
   const kova = await LocalKova.start({
-    log, agents: [{ node, env: mode === 'test' ? { KOVA_LIBVIRT_URI: 'test:///default' } : {} }], agentEnv: { KOVA_SHUTDOWN_TIMEOUT_SECONDS: '0', KOVA_LOG_LEVEL: 'error' },
+    log,
+    agents: [{ node, env: mode === 'test' ? { KOVA_LIBVIRT_URI: 'test:///default' } : {} }],
+    agentEnv: { KOVA_SHUTDOWN_TIMEOUT_SECONDS: '0', KOVA_LOG_LEVEL: 'error' },
   });
   try {
     const kc = loadKubeConfig(kova.kubeconfigPath);
     const api = kc.makeApiClient(CustomObjectsApi);
     for (const f of ['flavors.yaml', 'network.yaml']) await kova.apply(join(root, 'examples', f));
     const hv = { group: GROUP, version: VERSION, plural: 'hypervisors', name: node };
-    await until('the hypervisor to report', async () => ((await api.getClusterCustomObject(hv).catch(() => undefined)) as IHypervisor | undefined)?.status?.capacity);
+    await until(
+      'the hypervisor to report',
+      async () =>
+        ((await api.getClusterCustomObject(hv).catch(() => undefined)) as IHypervisor | undefined)
+          ?.status?.capacity,
+    );
     // Room for every guest (libvirt's test driver reports a small host; m1.nano guests are small).
-    await api.patchClusterCustomObject({ ...hv, body: [{ op: 'add', path: '/spec', value: { ramAllocationRatio: 8, cpuAllocationRatio: 64 } }] });
+    await api.patchClusterCustomObject({
+      ...hv,
+      body: [
+        { op: 'add', path: '/spec', value: { ramAllocationRatio: 8, cpuAllocationRatio: 64 } },
+      ],
+    });
     const agentPid = pidsOf('node', join('node-agent', 'dist', 'main.js'))[0] as number;
     const agentIdle = rssMiB(agentPid);
     let agentAt30 = NaN;
 
     const sentAt = new Map<string, number>();
     const activeAt = new Map<string, number>();
-    const watch = new Informer<Inst>(kc, { apiVersion: API_VERSION, kind: 'Instance', plural: 'instances', namespace: 'default' }, { logger: log });
+    const watch = new Informer<Inst>(
+      kc,
+      { apiVersion: API_VERSION, kind: 'Instance', plural: 'instances', namespace: 'default' },
+      { logger: log },
+    );
     watch.on((inst) => {
       if (inst.status?.phase !== 'Active' || activeAt.has(inst.metadata.name)) return;
       activeAt.set(inst.metadata.name, performance.now());
@@ -50,31 +66,84 @@ async function main(): Promise<void> {
     await watch.start();
     const names = Array.from({ length: COUNT }, (_, i) => `d-${i}`);
     const start = performance.now();
-    await Promise.all(names.map(async (name, i) => {
-      await new Promise((r) => setTimeout(r, start + i * INTERVAL_MS - performance.now()));
-      sentAt.set(name, performance.now());
-      await api.createNamespacedCustomObject({ group: GROUP, version: VERSION, plural: 'instances', namespace: 'default', body: {
-        apiVersion: API_VERSION, kind: 'Instance', metadata: { name }, spec: { flavor: 'm1.nano', image: 'kova-guest', networks: [{ network: 'default' }] },
-      } });
-    }));
+    await Promise.all(
+      names.map(async (name, i) => {
+        await new Promise((r) => setTimeout(r, start + i * INTERVAL_MS - performance.now()));
+        sentAt.set(name, performance.now());
+        await api.createNamespacedCustomObject({
+          group: GROUP,
+          version: VERSION,
+          plural: 'instances',
+          namespace: 'default',
+          body: {
+            apiVersion: API_VERSION,
+            kind: 'Instance',
+            metadata: { name },
+            spec: { flavor: 'm1.nano', image: 'kova-guest', networks: [{ network: 'default' }] },
+          },
+        });
+      }),
+    );
     await until(`${COUNT} Instances Active`, () => activeAt.size === COUNT, 900_000, 200);
     const latency = names.map((n) => (activeAt.get(n) as number) - (sentAt.get(n) as number));
-    const qemuRss = mode === 'qemu' ? pidsOf('qemu-system-x86', 'guest=kova-default_d-').map(rssMiB) : [];
+    const qemuRss =
+      mode === 'qemu' ? pidsOf('qemu-system-x86', 'guest=kova-default_d-').map(rssMiB) : [];
     await watch.stop();
 
     const pct = `${ms(quantile(latency, 0.5))} / ${ms(quantile(latency, 0.95))} / ${ms(quantile(latency, 0.99))}`;
     const label = mode === 'test' ? "libvirt's test driver" : 'QEMU TCG guests';
-    const rows: Row[] = [{ measure: `density (${label}): ${COUNT} at 100 ms, creation → Active p50 / p95 / p99`, value: pct, goal: 'p95 ≤ 2 s' }];
+    const rows: Row[] = [
+      {
+        measure: `density (${label}): ${COUNT} at 100 ms, creation → Active p50 / p95 / p99`,
+        value: pct,
+        goal: 'p95 ≤ 2 s',
+      },
+    ];
     if (mode === 'qemu') {
       rows.push(
-        { measure: 'footprint: agent RSS idle / with 30 guests running', value: `${agentIdle.toFixed(0)} / ${agentAt30.toFixed(0)} MiB` },
-        { measure: 'footprint: kova per guest beyond QEMU (processes; agent MiB)', value: `0; ${((agentAt30 - agentIdle) / FOOTPRINT_AT).toFixed(2)} MiB` },
-        { measure: 'footprint: QEMU RSS per m1.nano guest (p50)', value: `${quantile(qemuRss, 0.5).toFixed(0)} MiB` },
+        {
+          measure: 'footprint: agent RSS idle / with 30 guests running',
+          value: `${agentIdle.toFixed(0)} / ${agentAt30.toFixed(0)} MiB`,
+        },
+        {
+          measure: 'footprint: kova per guest beyond QEMU (processes; agent MiB)',
+          value: `0; ${((agentAt30 - agentIdle) / FOOTPRINT_AT).toFixed(2)} MiB`,
+        },
+        {
+          measure: 'footprint: QEMU RSS per m1.nano guest (p50)',
+          value: `${quantile(qemuRss, 0.5).toFixed(0)} MiB`,
+        },
       );
     }
-    writeResult(`density-${mode}`, rows, { count: COUNT, intervalMs: INTERVAL_MS, creationToActiveMs: latency, agentRssMiB: { idle: agentIdle, at30: agentAt30 }, qemuRssMiB: qemuRss });
-    for (const name of names) await api.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, plural: 'instances', namespace: 'default', name });
-    await until('every Instance deleted', async () => ((await api.listNamespacedCustomObject({ group: GROUP, version: VERSION, plural: 'instances', namespace: 'default' })) as { items: unknown[] }).items.length === 0, 600_000, 500);
+    writeResult(`density-${mode}`, rows, {
+      count: COUNT,
+      intervalMs: INTERVAL_MS,
+      creationToActiveMs: latency,
+      agentRssMiB: { idle: agentIdle, at30: agentAt30 },
+      qemuRssMiB: qemuRss,
+    });
+    for (const name of names)
+      await api.deleteNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: 'instances',
+        namespace: 'default',
+        name,
+      });
+    await until(
+      'every Instance deleted',
+      async () =>
+        (
+          (await api.listNamespacedCustomObject({
+            group: GROUP,
+            version: VERSION,
+            plural: 'instances',
+            namespace: 'default',
+          })) as { items: unknown[] }
+        ).items.length === 0,
+      600_000,
+      500,
+    );
   } finally {
     await kova.stop();
     execFileSync('ip', ['link', 'delete', 'dev', 'kova-br0'], { stdio: 'ignore' });

@@ -11,14 +11,20 @@ export function cpuSeconds(pid: number): number {
 }
 
 export function rssMiB(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:')) ?? '';
+  const line =
+    readFileSync(`/proc/${pid}/status`, 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('VmRSS:')) ?? '';
   return Number(line.replace(/\D+/g, '')) / 1024;
 }
 
 /** Pids of processes named `comm` whose command line contains `text`. */
 export function pidsOf(comm: string, text: string): number[] {
   try {
-    return execFileSync('pgrep', ['-x', comm, '-a'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(text)).map((l) => Number(l.split(' ')[0]));
+    return execFileSync('pgrep', ['-x', comm, '-a'], { encoding: 'utf8' })
+      .split('\n')
+      .filter((l) => l.includes(text))
+      .map((l) => Number(l.split(' ')[0]));
   } catch {
     return [];
   }

@@ -8,7 +8,14 @@
 import { CustomObjectsApi } from '@kubernetes/client-node';
 import { Informer, loadKubeConfig, logger } from '@kova/controller-kit';
 import { API_VERSION, GROUP, VERSION, type IHypervisor, type IInstance } from '@kova/crds';
-import { applyCrds, applyFile, freePort, LocalControlPlane, SimulatedFleet, until } from '@kova/hack';
+import {
+  applyCrds,
+  applyFile,
+  freePort,
+  LocalControlPlane,
+  SimulatedFleet,
+  until,
+} from '@kova/hack';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
@@ -34,87 +41,217 @@ async function main(): Promise<void> {
   const port = await freePort();
   // BENCH_OPERATOR_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" profiles the operator.
   const nodeArgs = (process.env.BENCH_OPERATOR_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const operator = spawn(process.execPath, [...nodeArgs, join(root, 'operator', 'dist', 'main.js')], {
-    env: { ...process.env, KUBECONFIG: cp.endpoints.kubeconfigPath, KOVA_HEALTH_PORT: String(port), KOVA_LOG_LEVEL: 'error', POD_NAME: 'bench-operator' },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
+  const operator = spawn(
+    process.execPath,
+    [...nodeArgs, join(root, 'operator', 'dist', 'main.js')],
+    {
+      env: {
+        ...process.env,
+        KUBECONFIG: cp.endpoints.kubeconfigPath,
+        KOVA_HEALTH_PORT: String(port),
+        KOVA_LOG_LEVEL: 'error',
+        POD_NAME: 'bench-operator',
+      },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    },
+  );
   let fleet: SimulatedFleet | undefined;
-  const exited = new Promise<never>((_, reject) => operator.once('exit', (code) => reject(new Error(`the operator exited (${code})`))));
+  const exited = new Promise<never>((_, reject) =>
+    operator.once('exit', (code) => reject(new Error(`the operator exited (${code})`))),
+  );
   try {
     const kc = loadKubeConfig(cp.endpoints.kubeconfigPath);
     const api = kc.makeApiClient(CustomObjectsApi);
     await applyCrds(cp.endpoints.kubeconfigPath);
-    await applyFile(join(root, 'examples', 'flavors.yaml'), { kubeconfigPath: cp.endpoints.kubeconfigPath });
-    await api.createClusterCustomObject({ group: GROUP, version: VERSION, plural: 'networks', body: {
-      apiVersion: API_VERSION, kind: 'Network', metadata: { name: 'bench' },
-      spec: { cidr: '10.128.0.0/16', gateway: '10.128.0.1', allocationPools: [{ start: '10.128.0.10', end: '10.128.255.250' }], bridge: 'kova-bench' },
-    } });
-    await api.createClusterCustomObject({ group: GROUP, version: VERSION, plural: 'images', body: {
-      apiVersion: API_VERSION, kind: 'Image', metadata: { name: 'bench' },
-      spec: { source: 'https://images.example.com/bench.qcow2', format: 'qcow2', sha256: randomBytes(32).toString('hex') },
-    } });
+    await applyFile(join(root, 'examples', 'flavors.yaml'), {
+      kubeconfigPath: cp.endpoints.kubeconfigPath,
+    });
+    await api.createClusterCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: 'networks',
+      body: {
+        apiVersion: API_VERSION,
+        kind: 'Network',
+        metadata: { name: 'bench' },
+        spec: {
+          cidr: '10.128.0.0/16',
+          gateway: '10.128.0.1',
+          allocationPools: [{ start: '10.128.0.10', end: '10.128.255.250' }],
+          bridge: 'kova-bench',
+        },
+      },
+    });
+    await api.createClusterCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: 'images',
+      body: {
+        apiVersion: API_VERSION,
+        kind: 'Image',
+        metadata: { name: 'bench' },
+        spec: {
+          source: 'https://images.example.com/bench.qcow2',
+          format: 'qcow2',
+          sha256: randomBytes(32).toString('hex'),
+        },
+      },
+    });
     fleet = new SimulatedFleet(kc);
     const t0 = Date.now();
-    await fleet.create(Array.from({ length: HOSTS }, (_, i) => ({ name: `hv-${String(i).padStart(4, '0')}`, ...HOST })), 40);
+    await fleet.create(
+      Array.from({ length: HOSTS }, (_, i) => ({
+        name: `hv-${String(i).padStart(4, '0')}`,
+        ...HOST,
+      })),
+      40,
+    );
     fleet.startHeartbeats(10_000);
     log.info('hypervisors registered', { hosts: HOSTS, seconds: (Date.now() - t0) / 1000 });
-    await until('the operator to lead and see every hypervisor', async () => {
-      const m = await scrape(`http://127.0.0.1:${port}/metrics`).catch(() => new Map<string, number>());
-      return total(m, 'kova_leader_is_leader') === 1 && total(m, 'kova_hypervisor_capacity', 'resource="vcpus"') >= HOSTS * HOST.vcpus * 4;
-    }, 300_000, 500);
+    await until(
+      'the operator to lead and see every hypervisor',
+      async () => {
+        const m = await scrape(`http://127.0.0.1:${port}/metrics`).catch(
+          () => new Map<string, number>(),
+        );
+        return (
+          total(m, 'kova_leader_is_leader') === 1 &&
+          total(m, 'kova_hypervisor_capacity', 'resource="vcpus"') >= HOSTS * HOST.vcpus * 4
+        );
+      },
+      300_000,
+      500,
+    );
 
     const before = await scrape(`http://127.0.0.1:${port}/metrics`);
-    const components = { 'kube-apiserver': pidsOf('kube-apiserver', cp.endpoints.dir)[0], etcd: pidsOf('etcd', cp.endpoints.dir)[0], operator: operator.pid };
-    const cpuBefore = Object.fromEntries(Object.entries(components).map(([k, pid]) => [k, pid ? cpuSeconds(pid) : 0]));
+    const components = {
+      'kube-apiserver': pidsOf('kube-apiserver', cp.endpoints.dir)[0],
+      etcd: pidsOf('etcd', cp.endpoints.dir)[0],
+      operator: operator.pid,
+    };
+    const cpuBefore = Object.fromEntries(
+      Object.entries(components).map(([k, pid]) => [k, pid ? cpuSeconds(pid) : 0]),
+    );
     const sentAt = new Map<string, number>();
     const boundAt = new Map<string, number>();
-    const watch = new Informer<Inst>(kc, { apiVersion: API_VERSION, kind: 'Instance', plural: 'instances', namespace: 'default' }, { logger: log });
+    const watch = new Informer<Inst>(
+      kc,
+      { apiVersion: API_VERSION, kind: 'Instance', plural: 'instances', namespace: 'default' },
+      { logger: log },
+    );
     watch.on((inst) => {
-      if (inst.status?.nodeName && !boundAt.has(inst.metadata.name)) boundAt.set(inst.metadata.name, performance.now());
+      if (inst.status?.nodeName && !boundAt.has(inst.metadata.name))
+        boundAt.set(inst.metadata.name, performance.now());
     });
     await watch.start();
     const names = Array.from({ length: INSTANCES }, (_, i) => `s-${i}`);
     const createStart = performance.now();
     let next = 0;
-    await Promise.all(Array.from({ length: CREATE_CONCURRENCY }, async () => {
-      for (let i = next++; i < names.length; i = next++) {
-        const name = names[i] as string;
-        sentAt.set(name, performance.now());
-        await api.createNamespacedCustomObject({ group: GROUP, version: VERSION, plural: 'instances', namespace: 'default', body: {
-          apiVersion: API_VERSION, kind: 'Instance', metadata: { name }, spec: { flavor: 'm1.nano', image: 'bench', networks: [{ network: 'bench' }] },
-        } });
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: CREATE_CONCURRENCY }, async () => {
+        for (let i = next++; i < names.length; i = next++) {
+          const name = names[i] as string;
+          sentAt.set(name, performance.now());
+          await api.createNamespacedCustomObject({
+            group: GROUP,
+            version: VERSION,
+            plural: 'instances',
+            namespace: 'default',
+            body: {
+              apiVersion: API_VERSION,
+              kind: 'Instance',
+              metadata: { name },
+              spec: { flavor: 'm1.nano', image: 'bench', networks: [{ network: 'bench' }] },
+            },
+          });
+        }
+      }),
+    );
     const createdIn = performance.now() - createStart;
-    await Promise.race([until('every Instance bound', () => boundAt.size === INSTANCES, 600_000, 200), exited]);
+    await Promise.race([
+      until('every Instance bound', () => boundAt.size === INSTANCES, 600_000, 200),
+      exited,
+    ]);
     const after = await scrape(`http://127.0.0.1:${port}/metrics`);
-    const cpu = Object.fromEntries(Object.entries(components).map(([k, pid]) => [k, pid ? cpuSeconds(pid) - (cpuBefore[k] as number) : 0]));
+    const cpu = Object.fromEntries(
+      Object.entries(components).map(([k, pid]) => [
+        k,
+        pid ? cpuSeconds(pid) - (cpuBefore[k] as number) : 0,
+      ]),
+    );
     const elapsed = (performance.now() - createStart) / 1000;
     await watch.stop();
 
     const binds = [...boundAt.values()];
     const window = Math.max(...binds) - Math.min(...binds);
     const toBind = names.map((n) => (boundAt.get(n) as number) - (sentAt.get(n) as number));
-    const delta = (name: string, ...labels: string[]) => total(after, name, ...labels) - total(before, name, ...labels);
+    const delta = (name: string, ...labels: string[]) =>
+      total(after, name, ...labels) - total(before, name, ...labels);
     const decisions = delta('kova_scheduling_duration_seconds_count');
-    const writes = ['finalizers', 'allocate', 'status'].map((op) => ({ op, n: delta('kova_operator_api_write_duration_seconds_count', `op="${op}"`), s: delta('kova_operator_api_write_duration_seconds_sum', `op="${op}"`) }));
+    const writes = ['finalizers', 'allocate', 'status'].map((op) => ({
+      op,
+      n: delta('kova_operator_api_write_duration_seconds_count', `op="${op}"`),
+      s: delta('kova_operator_api_write_duration_seconds_sum', `op="${op}"`),
+    }));
     const verdict = await verify(api);
     const rssMiB = total(after, 'kova_operator_process_resident_memory_bytes') / 2 ** 20;
 
     const rows: Row[] = [
-      { measure: `scheduler: bindings/s (${INSTANCES} Instances, ${HOSTS} hypervisors)`, value: (INSTANCES / (window / 1000)).toFixed(0), goal: '≥ 700' },
-      { measure: 'scheduler: creation rate the API server took (creates/s)', value: (INSTANCES / (createdIn / 1000)).toFixed(0) },
-      { measure: 'scheduler: time to bind p50 / p99', value: `${ms(quantile(toBind, 0.5))} / ${ms(quantile(toBind, 0.99))}` },
-      { measure: `scheduler: compute per decision alone (${HOSTS} hosts, no other load)`, value: `${aloneMs().toFixed(3)} ms`, goal: '≤ 1 ms' },
-      { measure: 'scheduler: compute per decision in the operator during the run', value: `${((delta('kova_scheduling_duration_seconds_sum') / decisions) * 1000).toFixed(3)} ms`, goal: '≤ 1 ms' },
-      ...writes.map((w) => ({ measure: `scheduler: API write "${w.op}" per binding, mean latency`, value: `${(w.n / INSTANCES).toFixed(2)} × ${((w.s / w.n) * 1000).toFixed(1)} ms` })),
-      { measure: `scheduler: CPU used (s of ${elapsed.toFixed(0)} s × ${cpus().length} cores): apiserver / etcd / operator`, value: `${cpu['kube-apiserver']?.toFixed(0)} / ${cpu.etcd?.toFixed(0)} / ${cpu.operator?.toFixed(0)}` },
-      { measure: `operator RSS holding ${INSTANCES} Instances, ${HOSTS} hypervisors`, value: `${rssMiB.toFixed(0)} MiB` },
-      { measure: 'verified: hosts over ratio / duplicate IPs / duplicate MACs', value: `${verdict.overRatio} / ${verdict.dupIPs} / ${verdict.dupMACs}` },
+      {
+        measure: `scheduler: bindings/s (${INSTANCES} Instances, ${HOSTS} hypervisors)`,
+        value: (INSTANCES / (window / 1000)).toFixed(0),
+        goal: '≥ 700',
+      },
+      {
+        measure: 'scheduler: creation rate the API server took (creates/s)',
+        value: (INSTANCES / (createdIn / 1000)).toFixed(0),
+      },
+      {
+        measure: 'scheduler: time to bind p50 / p99',
+        value: `${ms(quantile(toBind, 0.5))} / ${ms(quantile(toBind, 0.99))}`,
+      },
+      {
+        measure: `scheduler: compute per decision alone (${HOSTS} hosts, no other load)`,
+        value: `${aloneMs().toFixed(3)} ms`,
+        goal: '≤ 1 ms',
+      },
+      {
+        measure: 'scheduler: compute per decision in the operator during the run',
+        value: `${((delta('kova_scheduling_duration_seconds_sum') / decisions) * 1000).toFixed(3)} ms`,
+        goal: '≤ 1 ms',
+      },
+      ...writes.map((w) => ({
+        measure: `scheduler: API write "${w.op}" per binding, mean latency`,
+        value: `${(w.n / INSTANCES).toFixed(2)} × ${((w.s / w.n) * 1000).toFixed(1)} ms`,
+      })),
+      {
+        measure: `scheduler: CPU used (s of ${elapsed.toFixed(0)} s × ${cpus().length} cores): apiserver / etcd / operator`,
+        value: `${cpu['kube-apiserver']?.toFixed(0)} / ${cpu.etcd?.toFixed(0)} / ${cpu.operator?.toFixed(0)}`,
+      },
+      {
+        measure: `operator RSS holding ${INSTANCES} Instances, ${HOSTS} hypervisors`,
+        value: `${rssMiB.toFixed(0)} MiB`,
+      },
+      {
+        measure: 'verified: hosts over ratio / duplicate IPs / duplicate MACs',
+        value: `${verdict.overRatio} / ${verdict.dupIPs} / ${verdict.dupMACs}`,
+      },
     ];
     writeResult('scheduler-throughput', rows, {
-      hosts: HOSTS, instances: INSTANCES, host: HOST, createConcurrency: CREATE_CONCURRENCY, bindWindowMs: window, createMs: createdIn,
-      timeToBindMs: toBind, decisions, cpuSeconds: cpu, elapsedSeconds: elapsed, schedulingSecondsSum: delta('kova_scheduling_duration_seconds_sum'), writes, operatorRssMiB: rssMiB, verdict,
+      hosts: HOSTS,
+      instances: INSTANCES,
+      host: HOST,
+      createConcurrency: CREATE_CONCURRENCY,
+      bindWindowMs: window,
+      createMs: createdIn,
+      timeToBindMs: toBind,
+      decisions,
+      cpuSeconds: cpu,
+      elapsedSeconds: elapsed,
+      schedulingSecondsSum: delta('kova_scheduling_duration_seconds_sum'),
+      writes,
+      operatorRssMiB: rssMiB,
+      verdict,
     });
     if (verdict.overRatio || verdict.dupIPs || verdict.dupMACs) process.exitCode = 1;
   } finally {
@@ -131,12 +268,32 @@ async function main(): Promise<void> {
 /** The scheduler's decision alone on this machine: the operator's selectHost over HOSTS hosts. */
 function aloneMs(): number {
   const hosts: HostState[] = Array.from({ length: HOSTS }, (_, i) => ({
-    name: `hv-${i}`, disabled: false, labels: {}, capacity: { vcpus: HOST.vcpus, memoryMiB: HOST.memoryMiB, diskGiB: HOST.diskGiB },
-    reserved: { vcpus: 0, memoryMiB: 512, diskGiB: 0 }, ratios: { cpu: 4, ram: 1, disk: 1 },
-    used: { vcpus: i % 8, memoryMiB: 128 * (i % 8), diskGiB: i % 8 }, recentFailures: 0, groupMembers: new Map(),
+    name: `hv-${i}`,
+    disabled: false,
+    labels: {},
+    capacity: { vcpus: HOST.vcpus, memoryMiB: HOST.memoryMiB, diskGiB: HOST.diskGiB },
+    reserved: { vcpus: 0, memoryMiB: 512, diskGiB: 0 },
+    ratios: { cpu: 4, ram: 1, disk: 1 },
+    used: { vcpus: i % 8, memoryMiB: 128 * (i % 8), diskGiB: i % 8 },
+    recentFailures: 0,
+    groupMembers: new Map(),
   }));
-  const req: RequestSpec = { resources: { vcpus: 1, memoryMiB: 128, diskGiB: 1 }, arch: 'x86_64', triedNodes: new Set() };
-  const opts = { multipliers: { ram: 1, cpu: 1, disk: 1, buildFailure: 10, softAffinity: 1, softAntiAffinity: 1 }, hostSubsetSize: 1 };
+  const req: RequestSpec = {
+    resources: { vcpus: 1, memoryMiB: 128, diskGiB: 1 },
+    arch: 'x86_64',
+    triedNodes: new Set(),
+  };
+  const opts = {
+    multipliers: {
+      ram: 1,
+      cpu: 1,
+      disk: 1,
+      buildFailure: 10,
+      softAffinity: 1,
+      softAntiAffinity: 1,
+    },
+    hostSubsetSize: 1,
+  };
   for (let i = 0; i < 200; i++) selectHost(hosts, req, opts);
   const runs = 2000;
   const t = performance.now();
@@ -145,9 +302,14 @@ function aloneMs(): number {
 }
 
 /** Hosts whose bound Instances exceed capacity × ratio − reserved; duplicate addresses. */
-async function verify(api: CustomObjectsApi): Promise<{ overRatio: number; dupIPs: number; dupMACs: number }> {
+async function verify(
+  api: CustomObjectsApi,
+): Promise<{ overRatio: number; dupIPs: number; dupMACs: number }> {
   const list = <T>(plural: string, namespace?: string) =>
-    (namespace ? api.listNamespacedCustomObject({ group: GROUP, version: VERSION, plural, namespace }) : api.listClusterCustomObject({ group: GROUP, version: VERSION, plural })).then((r) => (r as { items: T[] }).items);
+    (namespace
+      ? api.listNamespacedCustomObject({ group: GROUP, version: VERSION, plural, namespace })
+      : api.listClusterCustomObject({ group: GROUP, version: VERSION, plural })
+    ).then((r) => (r as { items: T[] }).items);
   const instances = await list<Inst>('instances', 'default');
   const hosts = await list<IHypervisor>('hypervisors');
   const used = new Map<string, { vcpus: number; mem: number }>();
@@ -161,7 +323,11 @@ async function verify(api: CustomObjectsApi): Promise<{ overRatio: number; dupIP
   }).length;
   const ips = instances.map((i) => i.status?.interfaces?.[0]?.ip);
   const macs = instances.map((i) => i.status?.interfaces?.[0]?.mac);
-  return { overRatio, dupIPs: ips.length - new Set(ips).size, dupMACs: macs.length - new Set(macs).size };
+  return {
+    overRatio,
+    dupIPs: ips.length - new Set(ips).size,
+    dupMACs: macs.length - new Set(macs).size,
+  };
 }
 
 main().catch((err: Error) => {

@@ -3,7 +3,11 @@
 // overwriting each other's fields. Bodies go out as plain JSON: client-node's typed
 // serializer would drop fields it does not model (x-kubernetes-validations among them).
 import {
-  CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions, type KubernetesObject,
+  CustomObjectsApi,
+  KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
+  type KubernetesObject,
 } from '@kubernetes/client-node';
 
 export interface ObjectRef {
@@ -27,13 +31,22 @@ const applyHeaders = () => setHeaderOptions('Content-Type', PatchStrategy.Server
 export class Applier {
   private readonly custom: CustomObjectsApi;
 
-  constructor(kc: KubeConfig, readonly fieldManager: string) {
+  constructor(
+    kc: KubeConfig,
+    readonly fieldManager: string,
+  ) {
     this.custom = kc.makeApiClient(CustomObjectsApi);
   }
 
   /** Applies the fields of `obj` this manager owns (spec, labels…); creates it if absent. */
   async apply<T extends AppliedObject>(obj: T, plural: string): Promise<T> {
-    const ref = { apiVersion: obj.apiVersion, kind: obj.kind, plural, name: obj.metadata.name, namespace: obj.metadata.namespace };
+    const ref = {
+      apiVersion: obj.apiVersion,
+      kind: obj.kind,
+      plural,
+      name: obj.metadata.name,
+      namespace: obj.metadata.namespace,
+    };
     return this.patch(ref, obj, false);
   }
 
@@ -41,11 +54,19 @@ export class Applier {
    * Applies `status` to the status subresource of an object. With `resourceVersion`, the API
    * server refuses the write (409) if the object changed since that version was read.
    */
-  async applyStatus<T extends object>(ref: ObjectRef, status: object, resourceVersion?: string): Promise<T> {
+  async applyStatus<T extends object>(
+    ref: ObjectRef,
+    status: object,
+    resourceVersion?: string,
+  ): Promise<T> {
     const body = {
       apiVersion: ref.apiVersion,
       kind: ref.kind,
-      metadata: { name: ref.name, ...(ref.namespace ? { namespace: ref.namespace } : {}), ...(resourceVersion ? { resourceVersion } : {}) },
+      metadata: {
+        name: ref.name,
+        ...(ref.namespace ? { namespace: ref.namespace } : {}),
+        ...(resourceVersion ? { resourceVersion } : {}),
+      },
       status,
     };
     return this.patch(ref, body, true);
@@ -53,13 +74,30 @@ export class Applier {
 
   private async patch<T>(ref: ObjectRef, body: object, status: boolean): Promise<T> {
     const [group, version] = ref.apiVersion.split('/');
-    if (!group || !version) throw new Error(`${ref.kind} is in the core API group; apply it with kubectl`);
-    const common = { group, version, plural: ref.plural, name: ref.name, body, fieldManager: this.fieldManager, force: true };
+    if (!group || !version)
+      throw new Error(`${ref.kind} is in the core API group; apply it with kubectl`);
+    const common = {
+      group,
+      version,
+      plural: ref.plural,
+      name: ref.name,
+      body,
+      fieldManager: this.fieldManager,
+      force: true,
+    };
     const c = this.custom;
     if (ref.namespace) {
       const args = { ...common, namespace: ref.namespace };
-      return (status ? c.patchNamespacedCustomObjectStatus(args, applyHeaders()) : c.patchNamespacedCustomObject(args, applyHeaders())) as Promise<T>;
+      return (
+        status
+          ? c.patchNamespacedCustomObjectStatus(args, applyHeaders())
+          : c.patchNamespacedCustomObject(args, applyHeaders())
+      ) as Promise<T>;
     }
-    return (status ? c.patchClusterCustomObjectStatus(common, applyHeaders()) : c.patchClusterCustomObject(common, applyHeaders())) as Promise<T>;
+    return (
+      status
+        ? c.patchClusterCustomObjectStatus(common, applyHeaders())
+        : c.patchClusterCustomObject(common, applyHeaders())
+    ) as Promise<T>;
   }
 }

@@ -12,7 +12,9 @@ export class KovaError extends Error {
 
 /** HTTP status of a failed Kubernetes API call, or undefined when it did not reach the server. */
 export function apiStatus(err: unknown): number | undefined {
-  const code = (err as { code?: unknown; statusCode?: unknown } | null)?.code ?? (err as { statusCode?: unknown } | null)?.statusCode;
+  const code =
+    (err as { code?: unknown; statusCode?: unknown } | null)?.code ??
+    (err as { statusCode?: unknown } | null)?.statusCode;
   return typeof code === 'number' ? code : undefined;
 }
 
@@ -22,7 +24,7 @@ export function apiMessage(err: unknown): string {
   const parsed = typeof body === 'string' ? safeJson(body) : body;
   const message = (parsed as { message?: unknown } | undefined)?.message;
   if (typeof message === 'string') return message;
-  return err instanceof Error ? err.message.split('\n')[0] ?? err.message : String(err);
+  return err instanceof Error ? (err.message.split('\n')[0] ?? err.message) : String(err);
 }
 
 function safeJson(text: string): unknown {

@@ -20,7 +20,8 @@ export class EventRecorder {
   }
 
   record(obj: KubeObject, type: EventType, reason: string, message: string): void {
-    const meta: { name?: string; namespace?: string; uid?: string; resourceVersion?: string } = obj.metadata ?? {};
+    const meta: { name?: string; namespace?: string; uid?: string; resourceVersion?: string } =
+      obj.metadata ?? {};
     if (this.inFlight >= this.maxInFlight) {
       this.logger?.warn('event dropped: too many in flight', { reason, object: meta.name });
       return;
@@ -29,9 +30,20 @@ export class EventRecorder {
     const namespace = meta.namespace ?? 'default';
     const body: CoreV1Event = {
       metadata: { generateName: `${meta.name}.`, namespace },
-      involvedObject: { apiVersion: obj.apiVersion, kind: obj.kind, name: meta.name, namespace: meta.namespace, uid: meta.uid, resourceVersion: meta.resourceVersion },
-      type, reason, message: message.slice(0, 1024),
-      firstTimestamp: now, lastTimestamp: now, count: 1,
+      involvedObject: {
+        apiVersion: obj.apiVersion,
+        kind: obj.kind,
+        name: meta.name,
+        namespace: meta.namespace,
+        uid: meta.uid,
+        resourceVersion: meta.resourceVersion,
+      },
+      type,
+      reason,
+      message: message.slice(0, 1024),
+      firstTimestamp: now,
+      lastTimestamp: now,
+      count: 1,
       source: { component: this.component },
       reportingComponent: this.component,
       reportingInstance: process.env.HOSTNAME ?? this.component,
@@ -39,7 +51,13 @@ export class EventRecorder {
     this.inFlight++;
     this.api
       .createNamespacedEvent({ namespace, body })
-      .catch((err) => this.logger?.warn('could not record event', { reason, object: meta.name, error: err as Error }))
+      .catch((err) =>
+        this.logger?.warn('could not record event', {
+          reason,
+          object: meta.name,
+          error: err as Error,
+        }),
+      )
       .finally(() => this.inFlight--);
   }
 }

@@ -2,8 +2,16 @@
 // (API server restarted, connection reset, list refused); we restart it with exponential
 // backoff. A watch that ends with 410 Gone makes ListWatch relist by itself.
 import {
-  ADD, DELETE, ERROR, UPDATE, KubeConfig, KubernetesObjectApi, ListWatch, Watch,
-  type KubernetesListObject, type KubernetesObject,
+  ADD,
+  DELETE,
+  ERROR,
+  UPDATE,
+  KubeConfig,
+  KubernetesObjectApi,
+  ListWatch,
+  Watch,
+  type KubernetesListObject,
+  type KubernetesObject,
 } from '@kubernetes/client-node';
 import type { Registry } from 'prom-client';
 import type { Logger } from './log.js';
@@ -40,7 +48,9 @@ export type EventHandler<T> = (obj: T, type: InformerEvent) => void;
 
 export function resourcePath(ref: ResourceRef): string {
   const base = ref.apiVersion.includes('/') ? `/apis/${ref.apiVersion}` : `/api/${ref.apiVersion}`;
-  return ref.namespace ? `${base}/namespaces/${ref.namespace}/${ref.plural}` : `${base}/${ref.plural}`;
+  return ref.namespace
+    ? `${base}/namespaces/${ref.namespace}/${ref.plural}`
+    : `${base}/${ref.plural}`;
 }
 
 /** Key for a work queue: namespace/name, or name for cluster-scoped objects. */
@@ -69,15 +79,28 @@ export class Informer<T extends KubeObject> {
     const api = KubernetesObjectApi.makeApiClient(kc);
     const list = async () => {
       const result = (await api.list(
-        ref.apiVersion, ref.kind, ref.namespace, undefined, undefined, undefined,
-        opts.fieldSelector, opts.labelSelector,
+        ref.apiVersion,
+        ref.kind,
+        ref.namespace,
+        undefined,
+        undefined,
+        undefined,
+        opts.fieldSelector,
+        opts.labelSelector,
       )) as KubernetesListObject<KubernetesObject>;
       // ListWatch fills its cache synchronously once this promise settles; report the list
       // only after that, so a caller woken by start() sees every object.
       setImmediate(() => this.listed());
       return result;
     };
-    this.lw = new ListWatch<KubernetesObject>(resourcePath(ref), new Watch(kc), list, false, opts.labelSelector, opts.fieldSelector);
+    this.lw = new ListWatch<KubernetesObject>(
+      resourcePath(ref),
+      new Watch(kc),
+      list,
+      false,
+      opts.labelSelector,
+      opts.fieldSelector,
+    );
     this.lw.on(ADD, (o) => this.emit(o as T, 'add'));
     this.lw.on(UPDATE, (o) => this.emit(o as T, 'update'));
     this.lw.on(DELETE, (o) => this.emit(o as T, 'delete'));
@@ -148,7 +171,11 @@ export class Informer<T extends KubeObject> {
     const delay = this.backoffMs;
     this.backoffMs = Math.min(this.backoffMs * 2, this.opts.maxBackoffMs ?? 30_000);
     this.metrics.informerRestarts.inc({ resource: this.resource });
-    this.opts.logger?.warn('watch failed; restarting', { resource: this.resource, error: err as Error, retryInMs: delay });
+    this.opts.logger?.warn('watch failed; restarting', {
+      resource: this.resource,
+      error: err as Error,
+      retryInMs: delay,
+    });
     clearTimeout(this.restartTimer);
     this.restartTimer = setTimeout(() => void this.lw.start(), delay);
   }

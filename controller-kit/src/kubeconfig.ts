@@ -25,7 +25,17 @@ function reuseConnections(kc: KubeConfig): void {
   const create = target.createAgent.bind(kc);
   const agents = new Map<string, Agent>();
   target.createAgent = (cluster, options) => {
-    const key = [cluster?.server, cluster?.proxyUrl, options.ca, options.cert, options.key, options.rejectUnauthorized, options.servername].map(String).join('\0');
+    const key = [
+      cluster?.server,
+      cluster?.proxyUrl,
+      options.ca,
+      options.cert,
+      options.key,
+      options.rejectUnauthorized,
+      options.servername,
+    ]
+      .map(String)
+      .join('\0');
     let agent = agents.get(key);
     if (!agent) {
       agent = create(cluster, { ...options, keepAlive: true });

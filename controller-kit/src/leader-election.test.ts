@@ -8,7 +8,12 @@ import { loadKubeConfig } from './kubeconfig.js';
 import { until } from '@kova/hack';
 import { createNamespace, deleteNamespace } from './test-support.js';
 
-const contenderScript = join(dirname(fileURLToPath(import.meta.url)), '..', 'testdata', 'lease-contender.mjs');
+const contenderScript = join(
+  dirname(fileURLToPath(import.meta.url)),
+  '..',
+  'testdata',
+  'lease-contender.mjs',
+);
 const LEASE_DURATION_MS = 3000;
 
 interface Contender {
@@ -18,13 +23,17 @@ interface Contender {
 }
 
 function contender(lease: string, ns: string, identity: string): Contender {
-  const proc = spawn(process.execPath, [contenderScript, lease, ns, identity], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(process.execPath, [contenderScript, lease, ns, identity], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const c: Contender = { identity, proc, events: [] };
   createInterface({ input: proc.stdout! }).on('line', (line) => c.events.push(JSON.parse(line)));
   return c;
 }
 
-const leading = (c: Contender) => c.events.filter((e) => e.event === 'leading').length > c.events.filter((e) => e.event === 'stopped').length;
+const leading = (c: Contender) =>
+  c.events.filter((e) => e.event === 'leading').length >
+  c.events.filter((e) => e.event === 'stopped').length;
 const firstLeadAt = (c: Contender) => c.events.find((e) => e.event === 'leading')?.at;
 
 describe('LeaderElector', () => {
@@ -42,13 +51,18 @@ describe('LeaderElector', () => {
   });
 
   const holder = async (lease: string) =>
-    (await kc.makeApiClient(CoordinationV1Api).readNamespacedLease({ name: lease, namespace: ns })).spec?.holderIdentity;
+    (await kc.makeApiClient(CoordinationV1Api).readNamespacedLease({ name: lease, namespace: ns }))
+      .spec?.holderIdentity;
 
   it('lets exactly one of two contenders lead, and the other take over within the lease duration after the leader is killed', async () => {
     const a = contender('kill-test', ns, 'a');
     const b = contender('kill-test', ns, 'b');
     running = [a, b];
-    const leader = await until('a leader', () => (leading(a) ? a : leading(b) ? b : undefined), 15_000);
+    const leader = await until(
+      'a leader',
+      () => (leading(a) ? a : leading(b) ? b : undefined),
+      15_000,
+    );
     const other = leader === a ? b : a;
     await new Promise((r) => setTimeout(r, 1500)); // several renew periods: the follower must stay a follower
     expect(leading(other)).toBe(false);
@@ -68,11 +82,19 @@ describe('LeaderElector', () => {
     const a = contender('release-test', ns, 'a');
     const b = contender('release-test', ns, 'b');
     running = [a, b];
-    const leader = await until('a leader', () => (leading(a) ? a : leading(b) ? b : undefined), 15_000);
+    const leader = await until(
+      'a leader',
+      () => (leading(a) ? a : leading(b) ? b : undefined),
+      15_000,
+    );
     const other = leader === a ? b : a;
     const releasedAt = Date.now();
     leader.proc.kill('SIGTERM');
-    await until('the leader to release', () => leader.events.some((e) => e.event === 'released'), 5000);
+    await until(
+      'the leader to release',
+      () => leader.events.some((e) => e.event === 'released'),
+      5000,
+    );
     await until('the follower to take over', () => leading(other), 5000);
     expect((firstLeadAt(other) as number) - releasedAt).toBeLessThan(LEASE_DURATION_MS);
     other.proc.kill('SIGKILL');

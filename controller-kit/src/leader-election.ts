@@ -47,12 +47,16 @@ export class LeaderElector {
   private observedAt = 0;
   private running: Promise<void> | undefined;
 
-  constructor(kc: KubeConfig, private readonly opts: LeaderElectionOptions) {
+  constructor(
+    kc: KubeConfig,
+    private readonly opts: LeaderElectionOptions,
+  ) {
     this.api = kc.makeApiClient(CoordinationV1Api);
     this.leaseDurationMs = opts.leaseDurationMs ?? 15_000;
     this.renewDeadlineMs = opts.renewDeadlineMs ?? 10_000;
     this.retryPeriodMs = opts.retryPeriodMs ?? 2_000;
-    if (this.renewDeadlineMs >= this.leaseDurationMs) throw new Error('renewDeadlineMs must be shorter than leaseDurationMs');
+    if (this.renewDeadlineMs >= this.leaseDurationMs)
+      throw new Error('renewDeadlineMs must be shorter than leaseDurationMs');
   }
 
   isLeader(): boolean {
@@ -109,7 +113,10 @@ export class LeaderElector {
     const m = kitMetrics(this.opts.registry);
     m.isLeader.set({ lease }, leading ? 1 : 0);
     m.leaderTransitions.inc({ lease });
-    this.opts.logger?.info(leading ? 'became leader' : 'stopped leading', { lease, identity: this.opts.identity });
+    this.opts.logger?.info(leading ? 'became leader' : 'stopped leading', {
+      lease,
+      identity: this.opts.identity,
+    });
   }
 
   private heldByMe(lease: V1Lease | undefined): boolean {
@@ -145,21 +152,33 @@ export class LeaderElector {
         throw err;
       });
       if (!current) {
-        this.observed = await this.api.createNamespacedLease({ namespace, body: this.leaseBody(name, now, now, 0) });
+        this.observed = await this.api.createNamespacedLease({
+          namespace,
+          body: this.leaseBody(name, now, now, 0),
+        });
         return true;
       }
       this.observe(current);
       const mine = this.heldByMe(current);
       if (!mine && !this.expired(current)) return false;
       const spec = current.spec ?? {};
-      const acquire = mine ? spec.acquireTime ?? now : now;
+      const acquire = mine ? (spec.acquireTime ?? now) : now;
       const transitions = (spec.leaseTransitions ?? 0) + (mine ? 0 : 1);
-      const body = { ...this.leaseBody(name, acquire, now, transitions), metadata: { ...current.metadata } };
+      const body = {
+        ...this.leaseBody(name, acquire, now, transitions),
+        metadata: { ...current.metadata },
+      };
       this.observed = await this.api.replaceNamespacedLease({ name, namespace, body });
       return true;
     } catch (err) {
       const status = apiStatus(err);
-      if (status !== 409) this.opts.logger?.warn('lease update failed', { lease: name, identity, error: err as Error, status });
+      if (status !== 409)
+        this.opts.logger?.warn('lease update failed', {
+          lease: name,
+          identity,
+          error: err as Error,
+          status,
+        });
       return false;
     }
   }
@@ -185,10 +204,18 @@ export class LeaderElector {
     if (!current || !this.heldByMe(current)) return;
     const body: V1Lease = {
       ...current,
-      spec: { ...current.spec, holderIdentity: undefined, leaseDurationSeconds: 1, renewTime: new V1MicroTime() },
+      spec: {
+        ...current.spec,
+        holderIdentity: undefined,
+        leaseDurationSeconds: 1,
+        renewTime: new V1MicroTime(),
+      },
     };
     await this.api.replaceNamespacedLease({ name, namespace, body }).catch((err) =>
-      this.opts.logger?.warn('could not release the lease; it expires by itself', { lease: name, error: err as Error }),
+      this.opts.logger?.warn('could not release the lease; it expires by itself', {
+        lease: name,
+        error: err as Error,
+      }),
     );
   }
 }

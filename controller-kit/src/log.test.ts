@@ -7,11 +7,24 @@ describe('logger', () => {
     const lines: string[] = [];
     const log = logger('operator', {}, (l) => lines.push(l)).with({ instance: 'default/web-1' });
     log.info('phase changed', { from: 'Scheduling', to: 'Networking' });
-    log.error('spawn failed', { error: new KovaError('DomainStartFailed', 'qemu exited: could not open disk') });
+    log.error('spawn failed', {
+      error: new KovaError('DomainStartFailed', 'qemu exited: could not open disk'),
+    });
     const [first, second] = lines.map((l) => JSON.parse(l));
-    expect(first).toMatchObject({ level: 'info', component: 'operator', msg: 'phase changed', instance: 'default/web-1', from: 'Scheduling', to: 'Networking' });
+    expect(first).toMatchObject({
+      level: 'info',
+      component: 'operator',
+      msg: 'phase changed',
+      instance: 'default/web-1',
+      from: 'Scheduling',
+      to: 'Networking',
+    });
     expect(Number.isNaN(Date.parse(first.time))).toBe(false);
-    expect(second).toMatchObject({ level: 'error', error: 'qemu exited: could not open disk', errorReason: 'DomainStartFailed' });
+    expect(second).toMatchObject({
+      level: 'error',
+      error: 'qemu exited: could not open disk',
+      errorReason: 'DomainStartFailed',
+    });
   });
 
   it('drops lines below KOVA_LOG_LEVEL', () => {

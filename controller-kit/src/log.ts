@@ -44,7 +44,13 @@ export function logger(component: string, base: Fields = {}, sink: Sink = defaul
   const min = threshold();
   const write = (level: Level, msg: string, fields?: Fields) => {
     if (rank[level] < min) return;
-    const line = { time: new Date().toISOString(), level, component, msg, ...serialise({ ...base, ...fields }) };
+    const line = {
+      time: new Date().toISOString(),
+      level,
+      component,
+      msg,
+      ...serialise({ ...base, ...fields }),
+    };
     sink(JSON.stringify(line));
   };
   return {

@@ -23,7 +23,9 @@ describe('HealthServer', () => {
     expect((await get('/healthz')).status).toBe(200);
     const notReady = await get('/readyz');
     expect(notReady.status).toBe(503);
-    expect(await notReady.text()).toContain('[-] informers-synced failed: instances not listed yet');
+    expect(await notReady.text()).toContain(
+      '[-] informers-synced failed: instances not listed yet',
+    );
 
     synced = true;
     expect((await get('/readyz')).status).toBe(200);
@@ -32,7 +34,9 @@ describe('HealthServer', () => {
 
   it('reports a check that throws as failed rather than crashing', async () => {
     server = new HealthServer({ port: 0, host: '127.0.0.1', registry: new Registry() });
-    server.addLivenessCheck('libvirt', () => { throw new Error('connection lost'); });
+    server.addLivenessCheck('libvirt', () => {
+      throw new Error('connection lost');
+    });
     const port = await server.start();
     const res = await fetch(`http://127.0.0.1:${port}/healthz`);
     expect(res.status).toBe(503);

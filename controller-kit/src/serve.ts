@@ -39,7 +39,8 @@ export class HealthServer {
         res.end(body);
       };
       const run = async () => {
-        if (path === '/metrics') return respond(200, await registry.metrics(), registry.contentType);
+        if (path === '/metrics')
+          return respond(200, await registry.metrics(), registry.contentType);
         if (path === '/healthz') return respond(...(await report(this.live)));
         if (path === '/readyz') return respond(...(await report(this.ready)));
         return respond(404, 'not found\n');
@@ -75,7 +76,11 @@ async function report(checks: Map<string, Check>): Promise<[number, string]> {
       .catch((err: Error) => err.message);
     const passed = result === true;
     ok &&= passed;
-    lines.push(passed ? `[+] ${name} ok` : `[-] ${name} failed: ${result === false ? 'check failed' : result}`);
+    lines.push(
+      passed
+        ? `[+] ${name} ok`
+        : `[-] ${name} failed: ${result === false ? 'check failed' : result}`,
+    );
   }
   lines.push(ok ? 'ok' : 'not ok');
   return [ok ? 200 : 503, `${lines.join('\n')}\n`];

@@ -12,7 +12,9 @@ describe('WorkQueue', () => {
     for (let i = 0; i < 10; i++) q.add('a');
     q.add('b');
     const seen: string[] = [];
-    const run = q.run(async (key) => { seen.push(key); }, 2);
+    const run = q.run(async (key) => {
+      seen.push(key);
+    }, 2);
     await sleep(20);
     q.shutDown();
     await run;
@@ -105,7 +107,9 @@ describe('WorkQueue', () => {
     const q = newQueue();
     const seen: number[] = [];
     const start = Date.now();
-    const run = q.run(async () => { seen.push(Date.now() - start); }, 1);
+    const run = q.run(async () => {
+      seen.push(Date.now() - start);
+    }, 1);
     q.addAfter('k', 200);
     q.addAfter('k', 10);
     await sleep(60);

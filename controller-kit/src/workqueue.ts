@@ -126,7 +126,11 @@ export class WorkQueue {
     this.dirty.delete(key);
     this.processing.add(key);
     const since = this.enqueuedAt.get(key);
-    if (since !== undefined) this.metrics.queueWaitSeconds.observe({ name: this.name }, (performance.now() - since) / 1000);
+    if (since !== undefined)
+      this.metrics.queueWaitSeconds.observe(
+        { name: this.name },
+        (performance.now() - since) / 1000,
+      );
     return key;
   }
 
@@ -146,7 +150,12 @@ export class WorkQueue {
         const delay = this.addRateLimited(key);
         // A 409 means the sync acted on a stale view and was refused; the retry sees fresh data.
         const log = apiStatus(err) === 409 ? this.opts.logger?.debug : this.opts.logger?.warn;
-        log?.('sync failed; retrying with backoff', { queue: this.name, key, error: err, retryInMs: delay });
+        log?.('sync failed; retrying with backoff', {
+          queue: this.name,
+          key,
+          error: err,
+          retryInMs: delay,
+        });
       } finally {
         end();
         this.done(key);

@@ -3,10 +3,15 @@
 import { LeaderElector, loadKubeConfig } from '../dist/index.js';
 
 const [lease, namespace, identity] = process.argv.slice(2);
-const say = (event) => process.stdout.write(`${JSON.stringify({ event, identity, at: Date.now() })}\n`);
+const say = (event) =>
+  process.stdout.write(`${JSON.stringify({ event, identity, at: Date.now() })}\n`);
 const elector = new LeaderElector(loadKubeConfig(), {
-  lease, namespace, identity,
-  leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 250,
+  lease,
+  namespace,
+  identity,
+  leaseDurationMs: 3000,
+  renewDeadlineMs: 2000,
+  retryPeriodMs: 250,
   onStartedLeading: () => say('leading'),
   onStoppedLeading: () => say('stopped'),
 });

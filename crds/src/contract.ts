@@ -10,8 +10,18 @@ export type Interface = NonNullable<InstanceStatus['interfaces']>[number];
 export type Fault = NonNullable<InstanceStatus['fault']>;
 
 /** Phases the operator sets; the agent sets the rest once the operator hands an Instance over. */
-export const OPERATOR_PHASES: ReadonlySet<Phase> = new Set(['Scheduling', 'Networking', 'Error', 'Deleting']);
-export const AGENT_PHASES: ReadonlySet<Phase> = new Set(['BlockDeviceMapping', 'Spawning', 'Active', 'Stopped']);
+export const OPERATOR_PHASES: ReadonlySet<Phase> = new Set([
+  'Scheduling',
+  'Networking',
+  'Error',
+  'Deleting',
+]);
+export const AGENT_PHASES: ReadonlySet<Phase> = new Set([
+  'BlockDeviceMapping',
+  'Spawning',
+  'Active',
+  'Stopped',
+]);
 
 export const ConditionType = {
   Scheduled: 'Scheduled',
@@ -50,6 +60,7 @@ export function setCondition(
   now = new Date(),
 ): Condition {
   const prior = existing?.find((c) => c.type === next.type);
-  const lastTransitionTime = prior && prior.status === next.status ? prior.lastTransitionTime : now.toISOString();
+  const lastTransitionTime =
+    prior && prior.status === next.status ? prior.lastTransitionTime : now.toISOString();
   return { ...next, lastTransitionTime };
 }

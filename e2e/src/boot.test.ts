@@ -13,7 +13,10 @@ let cluster: Cluster;
 let vms: Instances;
 
 beforeAll(async () => {
-  cluster = await startCluster({ suite: 'boot', agentEnv: { KOVA_SHUTDOWN_TIMEOUT_SECONDS: '3', KOVA_RESYNC_SECONDS: '5' } });
+  cluster = await startCluster({
+    suite: 'boot',
+    agentEnv: { KOVA_SHUTDOWN_TIMEOUT_SECONDS: '3', KOVA_RESYNC_SECONDS: '5' },
+  });
   vms = new Instances(cluster);
 }, 300_000);
 
@@ -27,7 +30,13 @@ describe('a real guest, end to end', () => {
 
   it('boots an applied Instance to Active', async () => {
     const manifest = join(tmpdir(), `kova-e2e-${process.pid}.yaml`);
-    writeFileSync(manifest, readFileSync(join(root, 'hack', 'demo-instance.yaml'), 'utf8').replace('name: demo', 'name: e2e-vm'));
+    writeFileSync(
+      manifest,
+      readFileSync(join(root, 'hack', 'demo-instance.yaml'), 'utf8').replace(
+        'name: demo',
+        'name: e2e-vm',
+      ),
+    );
     await cluster.apply(manifest);
     rmSync(manifest);
     inst = await vms.phase('e2e-vm', 'Active');
@@ -39,7 +48,9 @@ describe('a real guest, end to end', () => {
   });
 
   it('prints on its serial console the instance-id, hostname and address it was given', async () => {
-    expect(await vms.serialLine(inst)).toBe(`kova-guest: instance-id=${inst.metadata.uid} hostname=e2e-vm ip=${vms.ipOf(inst)}`);
+    expect(await vms.serialLine(inst)).toBe(
+      `kova-guest: instance-id=${inst.metadata.uid} hostname=e2e-vm ip=${vms.ipOf(inst)}`,
+    );
   });
 
   it('answers HTTP on its allocated address with its instance-id', async () => {

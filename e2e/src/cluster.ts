@@ -58,7 +58,12 @@ async function prepare<C extends Cluster>(cluster: C): Promise<C> {
 }
 
 async function localCluster(opts: ClusterOptions): Promise<LocalCluster> {
-  const kova = await LocalKova.start({ log: logger(`e2e-${opts.suite}`), agents: opts.agents, agentEnv: opts.agentEnv, operatorEnv: opts.operatorEnv });
+  const kova = await LocalKova.start({
+    log: logger(`e2e-${opts.suite}`),
+    agents: opts.agents,
+    agentEnv: opts.agentEnv,
+    operatorEnv: opts.operatorEnv,
+  });
   const namespace = `e2e-${opts.suite}`;
   const api = loadKubeConfig(kova.kubeconfigPath).makeApiClient(CustomObjectsApi);
   return {
@@ -72,7 +77,8 @@ async function localCluster(opts: ClusterOptions): Promise<LocalCluster> {
     libvirtUri: 'qemu:///system',
     stateDirOf: (node) => kova.stateDirOf(node),
     onNode: async (_node, [cmd, ...args]) => (await run(cmd as string, args)).stdout,
-    apply: async (path) => void (await applyFile(path, { kubeconfigPath: kova.kubeconfigPath, namespace })),
+    apply: async (path) =>
+      void (await applyFile(path, { kubeconfigPath: kova.kubeconfigPath, namespace })),
     stop: async () => {
       await deleteInstances(api, namespace).finally(() => kova.stop());
       // Every agent here plugs the same host bridge; the last one gone takes it along.
@@ -83,7 +89,11 @@ async function localCluster(opts: ClusterOptions): Promise<LocalCluster> {
 
 async function givenCluster(kubeconfigPath: string, opts: ClusterOptions): Promise<Cluster> {
   const api = loadKubeConfig(kubeconfigPath).makeApiClient(CustomObjectsApi);
-  const hypervisors = (await api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: 'hypervisors' })) as { items: IHypervisor[] };
+  const hypervisors = (await api.listClusterCustomObject({
+    group: GROUP,
+    version: VERSION,
+    plural: 'hypervisors',
+  })) as { items: IHypervisor[] };
   const prefix = (process.env.KOVA_E2E_NODE_EXEC ?? '').split(' ').filter(Boolean);
   const namespace = `e2e-${opts.suite}`;
   return {
@@ -100,7 +110,9 @@ async function givenCluster(kubeconfigPath: string, opts: ClusterOptions): Promi
     apply: async (path) => void (await applyFile(path, { kubeconfigPath, namespace })),
     stop: async () => {
       await deleteInstances(api, namespace);
-      await loadKubeConfig(kubeconfigPath).makeApiClient(CoreV1Api).deleteNamespace({ name: namespace });
+      await loadKubeConfig(kubeconfigPath)
+        .makeApiClient(CoreV1Api)
+        .deleteNamespace({ name: namespace });
     },
   };
 }
@@ -111,9 +123,18 @@ async function givenCluster(kubeconfigPath: string, opts: ClusterOptions): Promi
  */
 async function deleteInstances(api: CustomObjectsApi, namespace: string): Promise<void> {
   const ref = { group: GROUP, version: VERSION, plural: 'instances', namespace };
-  const names = async () => ((await api.listNamespacedCustomObject(ref)) as { items: IInstance[] }).items.map((i) => i.metadata?.name as string);
-  for (const name of await names()) await api.deleteNamespacedCustomObject({ ...ref, name }).catch(() => undefined);
-  await until(`the Instances of ${namespace} to be gone`, async () => (await names()).length === 0, 120_000, 200);
+  const names = async () =>
+    ((await api.listNamespacedCustomObject(ref)) as { items: IInstance[] }).items.map(
+      (i) => i.metadata?.name as string,
+    );
+  for (const name of await names())
+    await api.deleteNamespacedCustomObject({ ...ref, name }).catch(() => undefined);
+  await until(
+    `the Instances of ${namespace} to be gone`,
+    async () => (await names()).length === 0,
+    120_000,
+    200,
+  );
 }
 
 async function createNamespace(c: Cluster): Promise<void> {

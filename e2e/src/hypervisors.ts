@@ -24,7 +24,8 @@ export class Hypervisors {
       const reporting = (await this.list()).filter((h) => h.status?.capacity);
       return reporting.length >= this.c.nodes.length;
     });
-    for (const name of this.c.nodes) await this.patch(name, { metadata: { labels: { 'kova.test/node': name } } });
+    for (const name of this.c.nodes)
+      await this.patch(name, { metadata: { labels: { 'kova.test/node': name } } });
   }
 
   /** Sets or (with null) clears admin settings of spec, e.g. reservedMemoryMiB. */
@@ -33,6 +34,9 @@ export class Hypervisors {
   }
 
   private patch(name: string, body: object): Promise<unknown> {
-    return this.c.api.patchClusterCustomObject({ ...ref, name, body }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    return this.c.api.patchClusterCustomObject(
+      { ...ref, name, body },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
   }
 }

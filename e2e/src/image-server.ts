@@ -19,7 +19,10 @@ export class ServedImage {
   private held: ServerResponse[] = [];
   private releasedAll = false;
 
-  constructor(readonly name: string, private readonly behaviour: Behaviour) {}
+  constructor(
+    readonly name: string,
+    private readonly behaviour: Behaviour,
+  ) {}
 
   /** Lets held transfers finish, and later ones run at full speed. */
   release(): void {
@@ -61,16 +64,34 @@ export class ImageServer {
   }
 
   /** Serves a new image and creates its Image object (the test guest's kernel, this disk). */
-  async add(name: string, behaviour: Behaviour, opts: { sha256?: string } = {}): Promise<ServedImage> {
+  async add(
+    name: string,
+    behaviour: Behaviour,
+    opts: { sha256?: string } = {},
+  ): Promise<ServedImage> {
     const image = new ServedImage(name, behaviour);
     this.images.set(name, image);
-    const guest = (await this.cluster.api.getClusterCustomObject({ group: GROUP, version: VERSION, plural: 'images', name: 'kova-guest' })) as IImage;
+    const guest = (await this.cluster.api.getClusterCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: 'images',
+      name: 'kova-guest',
+    })) as IImage;
     const { port } = this.server.address() as AddressInfo;
     await this.cluster.api.createClusterCustomObject({
-      group: GROUP, version: VERSION, plural: 'images',
+      group: GROUP,
+      version: VERSION,
+      plural: 'images',
       body: {
-        apiVersion: `${GROUP}/${VERSION}`, kind: 'Image', metadata: { name },
-        spec: { ...guest.spec, source: `http://127.0.0.1:${port}/${name}`, format: 'raw', sha256: opts.sha256 ?? image.sha256 },
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: 'Image',
+        metadata: { name },
+        spec: {
+          ...guest.spec,
+          source: `http://127.0.0.1:${port}/${name}`,
+          format: 'raw',
+          sha256: opts.sha256 ?? image.sha256,
+        },
       },
     });
     return image;

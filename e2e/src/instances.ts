@@ -10,33 +10,54 @@ export class Instances {
   constructor(private readonly c: Cluster) {}
 
   private ref(name: string) {
-    return { group: GROUP, version: VERSION, plural: 'instances', namespace: this.c.namespace, name };
+    return {
+      group: GROUP,
+      version: VERSION,
+      plural: 'instances',
+      namespace: this.c.namespace,
+      name,
+    };
   }
 
   async create(name: string, spec: Partial<IInstance['spec']> = {}): Promise<Instance> {
     const body = {
-      apiVersion: `${GROUP}/${VERSION}`, kind: 'Instance', metadata: { name, namespace: this.c.namespace },
+      apiVersion: `${GROUP}/${VERSION}`,
+      kind: 'Instance',
+      metadata: { name, namespace: this.c.namespace },
       spec: { flavor: 'm1.nano', image: 'kova-guest', networks: [{ network: 'default' }], ...spec },
     };
     return (await this.c.api.createNamespacedCustomObject({ ...this.ref(name), body })) as Instance;
   }
 
   get(name: string): Promise<Instance | undefined> {
-    return this.c.api.getNamespacedCustomObject(this.ref(name)).then((i) => i as Instance, () => undefined);
+    return this.c.api.getNamespacedCustomObject(this.ref(name)).then(
+      (i) => i as Instance,
+      () => undefined,
+    );
   }
 
   async list(): Promise<Instance[]> {
     const { group, version, plural, namespace } = this.ref('');
-    return ((await this.c.api.listNamespacedCustomObject({ group, version, plural, namespace })) as { items: Instance[] }).items;
+    return (
+      (await this.c.api.listNamespacedCustomObject({ group, version, plural, namespace })) as {
+        items: Instance[];
+      }
+    ).items;
   }
 
   /** Waits for a phase; an unexpected fault fails at once with its reason. */
   phase(name: string, want: string, timeoutMs = 90_000): Promise<Instance> {
-    return until(`${name} in phase ${want}`, async () => {
-      const i = await this.get(name);
-      if (want !== 'Error' && i?.status?.phase === 'Error') throw new Error(`${name} failed: ${i.status.fault?.reason}: ${i.status.fault?.message}`);
-      return i?.status?.phase === want ? i : undefined;
-    }, timeoutMs, 100);
+    return until(
+      `${name} in phase ${want}`,
+      async () => {
+        const i = await this.get(name);
+        if (want !== 'Error' && i?.status?.phase === 'Error')
+          throw new Error(`${name} failed: ${i.status.fault?.reason}: ${i.status.fault?.message}`);
+        return i?.status?.phase === want ? i : undefined;
+      },
+      timeoutMs,
+      100,
+    );
   }
 
   condition(inst: Instance | undefined, type: string) {
@@ -44,7 +65,10 @@ export class Instances {
   }
 
   setRunStrategy(name: string, value: string): Promise<unknown> {
-    return this.c.api.patchNamespacedCustomObject({ ...this.ref(name), body: [{ op: 'replace', path: '/spec/runStrategy', value }] });
+    return this.c.api.patchNamespacedCustomObject({
+      ...this.ref(name),
+      body: [{ op: 'replace', path: '/spec/runStrategy', value }],
+    });
   }
 
   async delete(name: string): Promise<void> {
@@ -57,7 +81,11 @@ export class Instances {
   }
 
   async allocationsOf(uid: string): Promise<IIPAllocation[]> {
-    const all = (await this.c.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: 'ipallocations' })) as { items: IIPAllocation[] };
+    const all = (await this.c.api.listClusterCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: 'ipallocations',
+    })) as { items: IIPAllocation[] };
     return all.items.filter((a) => a.spec.instance.uid === uid);
   }
 
@@ -73,39 +101,65 @@ export class Instances {
 
   /** virsh domstate of the Instance's domain on `node`, or undefined when there is none. */
   domainState(node: string, inst: Instance): Promise<string | undefined> {
-    return this.c.onNode(node, ['virsh', '-c', this.c.libvirtUri, 'domstate', inst.metadata.uid]).then((s) => s.trim(), () => undefined);
+    return this.c
+      .onNode(node, ['virsh', '-c', this.c.libvirtUri, 'domstate', inst.metadata.uid])
+      .then(
+        (s) => s.trim(),
+        () => undefined,
+      );
   }
 
   /** The node named in the kova metadata of the domain, i.e. which agent owns it. */
   async domainOwner(node: string, inst: Instance): Promise<string | undefined> {
-    const xml = await this.c.onNode(node, ['virsh', '-c', this.c.libvirtUri, 'dumpxml', inst.metadata.uid]).catch(() => '');
+    const xml = await this.c
+      .onNode(node, ['virsh', '-c', this.c.libvirtUri, 'dumpxml', inst.metadata.uid])
+      .catch(() => '');
     return /<kova:instance [^>]*\bnode="([^"]*)"/.exec(xml)?.[1];
   }
 
   /** The pid of the Instance's QEMU process on `node` (libvirt's pid file). */
   async qemuPid(node: string, inst: Instance): Promise<number> {
-    const name = (await this.c.onNode(node, ['virsh', '-c', this.c.libvirtUri, 'domname', inst.metadata.uid])).trim();
+    const name = (
+      await this.c.onNode(node, ['virsh', '-c', this.c.libvirtUri, 'domname', inst.metadata.uid])
+    ).trim();
     return Number((await this.c.onNode(node, ['cat', `/run/libvirt/qemu/${name}.pid`])).trim());
   }
 
   async hasFiles(node: string, inst: Instance): Promise<boolean> {
-    return this.c.onNode(node, ['test', '-e', this.instanceDir(node, inst)]).then(() => true, () => false);
+    return this.c.onNode(node, ['test', '-e', this.instanceDir(node, inst)]).then(
+      () => true,
+      () => false,
+    );
   }
 
   serialLine(inst: Instance, timeoutMs = 90_000): Promise<string> {
     const node = inst.status?.nodeName as string;
-    return until(`${inst.metadata.name}'s serial line`, async () => {
-      const log = await this.c.onNode(node, ['cat', `${this.instanceDir(node, inst)}/console.log`]).catch(() => '');
-      return /kova-guest: [^\r\n]*/.exec(log)?.[0];
-    }, timeoutMs, 250);
+    return until(
+      `${inst.metadata.name}'s serial line`,
+      async () => {
+        const log = await this.c
+          .onNode(node, ['cat', `${this.instanceDir(node, inst)}/console.log`])
+          .catch(() => '');
+        return /kova-guest: [^\r\n]*/.exec(log)?.[0];
+      },
+      timeoutMs,
+      250,
+    );
   }
 
   /** What the guest answers on http://<its IP>/, asked from its node. */
   httpAnswer(inst: Instance, timeoutMs = 90_000): Promise<string> {
     const node = inst.status?.nodeName as string;
-    return until(`HTTP from ${inst.metadata.name}`, async () => {
-      const body = await this.c.onNode(node, ['curl', '-sf', '--max-time', '2', `http://${this.ipOf(inst)}/`]).catch(() => '');
-      return body.trim() || undefined;
-    }, timeoutMs, 250);
+    return until(
+      `HTTP from ${inst.metadata.name}`,
+      async () => {
+        const body = await this.c
+          .onNode(node, ['curl', '-sf', '--max-time', '2', `http://${this.ipOf(inst)}/`])
+          .catch(() => '');
+        return body.trim() || undefined;
+      },
+      timeoutMs,
+      250,
+    );
   }
 }

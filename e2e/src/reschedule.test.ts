@@ -31,7 +31,9 @@ describe('a build that fails on one hypervisor', () => {
     await vms.create('moved');
     const inst = await vms.phase('moved', 'Active');
     expect(inst.status?.nodeName).toBe('kova-a');
-    expect(inst.status?.attempts).toEqual([expect.objectContaining({ node: 'kova-b', reason: 'DomainStartFailed' })]);
+    expect(inst.status?.attempts).toEqual([
+      expect.objectContaining({ node: 'kova-b', reason: 'DomainStartFailed' }),
+    ]);
     expect(inst.status?.attempts?.[0]?.message).toMatch(/QEMU|MSR|kvm/i);
     expect(inst.status?.fault).toBeUndefined();
     expect(await vms.domainOwner('kova-a', inst)).toBe('kova-a');

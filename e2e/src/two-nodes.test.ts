@@ -32,7 +32,8 @@ async function expectGuestOn(inst: Instance): Promise<void> {
   expect(await vms.domainState(node, inst)).toBe('running');
   expect(await vms.domainOwner(node, inst)).toBe(node);
   expect(await vms.hasFiles(node, inst)).toBe(true);
-  for (const other of cluster.nodes.filter((n) => n !== node)) expect(await vms.hasFiles(other, inst)).toBe(false);
+  for (const other of cluster.nodes.filter((n) => n !== node))
+    expect(await vms.hasFiles(other, inst)).toBe(false);
   expect(await vms.httpAnswer(inst)).toBe(inst.metadata.uid);
 }
 
@@ -46,19 +47,38 @@ describe('two hypervisors', () => {
 
   it('keeps anti-affinity members on different nodes and holds the extra one until a node frees up', async () => {
     await cluster.api.createNamespacedCustomObject({
-      group: GROUP, version: VERSION, plural: 'servergroups', namespace: cluster.namespace,
-      body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'ServerGroup', metadata: { name: 'web' }, spec: { policy: 'anti-affinity', maxPerNode: 1 } },
+      group: GROUP,
+      version: VERSION,
+      plural: 'servergroups',
+      namespace: cluster.namespace,
+      body: {
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: 'ServerGroup',
+        metadata: { name: 'web' },
+        spec: { policy: 'anti-affinity', maxPerNode: 1 },
+      },
     });
     for (const n of ['web-1', 'web-2', 'web-3']) await vms.create(n, { serverGroup: 'web' });
-    const placed = await until('two members Active and one refused', async () => {
-      const members = (await vms.list()).filter((i) => i.spec.serverGroup === 'web');
-      const active = members.filter((i) => i.status?.phase === 'Active');
-      const waiting = members.filter((i) => vms.condition(i, ConditionType.Scheduled)?.reason === 'NoValidHost');
-      return active.length === 2 && waiting.length === 1 && { active, waiting: waiting[0] as Instance };
-    }, 90_000, 200);
+    const placed = await until(
+      'two members Active and one refused',
+      async () => {
+        const members = (await vms.list()).filter((i) => i.spec.serverGroup === 'web');
+        const active = members.filter((i) => i.status?.phase === 'Active');
+        const waiting = members.filter(
+          (i) => vms.condition(i, ConditionType.Scheduled)?.reason === 'NoValidHost',
+        );
+        return (
+          active.length === 2 && waiting.length === 1 && { active, waiting: waiting[0] as Instance }
+        );
+      },
+      90_000,
+      200,
+    );
     expect(new Set(placed.active.map((i) => i.status?.nodeName)).size).toBe(2);
     expect(placed.waiting.status?.phase).toBe('Scheduling');
-    expect(vms.condition(placed.waiting, ConditionType.Scheduled)?.message).toBe('0/2 hypervisors: 2 server group anti-affinity');
+    expect(vms.condition(placed.waiting, ConditionType.Scheduled)?.message).toBe(
+      '0/2 hypervisors: 2 server group anti-affinity',
+    );
     for (const inst of placed.active) await expectGuestOn(inst);
 
     const freed = placed.active[0] as Instance;

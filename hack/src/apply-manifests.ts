@@ -1,5 +1,9 @@
 // Applies kova's CRDs and example manifests the way `kubectl apply --server-side` would.
-import { ApiextensionsV1Api, CustomObjectsApi, type KubernetesObject } from '@kubernetes/client-node';
+import {
+  ApiextensionsV1Api,
+  CustomObjectsApi,
+  type KubernetesObject,
+} from '@kubernetes/client-node';
 import { apiStatus, Applier, loadKubeConfig, type AppliedObject } from '@kova/controller-kit';
 import { crdManifests, PLURAL } from '@kova/crds';
 import { readFile } from 'node:fs/promises';
@@ -23,23 +27,37 @@ export async function applyCrds(kubeconfigPath?: string, timeoutMs = 30_000): Pr
     const name = crd.metadata?.name as string;
     for (;;) {
       const current = await api.readCustomResourceDefinition({ name });
-      if (current.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')) break;
-      if (Date.now() > deadline) throw new Error(`CRD ${name} was not Established within ${timeoutMs / 1000}s`);
+      if (current.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True'))
+        break;
+      if (Date.now() > deadline)
+        throw new Error(`CRD ${name} was not Established within ${timeoutMs / 1000}s`);
       await new Promise((r) => setTimeout(r, 100));
     }
   }
   const objects = kc.makeApiClient(CustomObjectsApi);
   for (const crd of crds) {
-    const spec = (crd as unknown as { spec: unknown }).spec as { group: string; names: { plural: string }; versions: { name: string }[] };
-    const list = { group: spec.group, version: spec.versions[0]?.name as string, plural: spec.names.plural };
+    const spec = (crd as unknown as { spec: unknown }).spec as {
+      group: string;
+      names: { plural: string };
+      versions: { name: string }[];
+    };
+    const list = {
+      group: spec.group,
+      version: spec.versions[0]?.name as string,
+      plural: spec.names.plural,
+    };
     while (!(await served(objects, list))) {
-      if (Date.now() > deadline) throw new Error(`CRD ${crd.metadata?.name} was not served within ${timeoutMs / 1000}s`);
+      if (Date.now() > deadline)
+        throw new Error(`CRD ${crd.metadata?.name} was not served within ${timeoutMs / 1000}s`);
       await new Promise((r) => setTimeout(r, 100));
     }
   }
 }
 
-async function served(api: CustomObjectsApi, list: { group: string; version: string; plural: string }): Promise<boolean> {
+async function served(
+  api: CustomObjectsApi,
+  list: { group: string; version: string; plural: string },
+): Promise<boolean> {
   try {
     await api.listClusterCustomObject({ ...list, limit: 1 });
     return true;
@@ -58,11 +76,15 @@ export async function readManifests(path: string): Promise<AppliedObject[]> {
  * Applies every kova object of a YAML file, namespaced ones without a namespace into
  * `namespace` (as kubectl does); returns what the API server stored.
  */
-export async function applyFile(path: string, opts: { kubeconfigPath?: string; namespace?: string } = {}): Promise<KubernetesObject[]> {
+export async function applyFile(
+  path: string,
+  opts: { kubeconfigPath?: string; namespace?: string } = {},
+): Promise<KubernetesObject[]> {
   const applier = new Applier(loadKubeConfig(opts.kubeconfigPath), FIELD_MANAGER);
   const applied: KubernetesObject[] = [];
   for (const obj of await readManifests(path)) {
-    if (NAMESPACED.has(obj.kind) && !obj.metadata.namespace) obj.metadata.namespace = opts.namespace ?? 'default';
+    if (NAMESPACED.has(obj.kind) && !obj.metadata.namespace)
+      obj.metadata.namespace = opts.namespace ?? 'default';
     applied.push(await applier.apply(obj, pluralOf(obj.kind)));
   }
   return applied;

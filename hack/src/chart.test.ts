@@ -11,19 +11,27 @@ import { kubectlPath } from './control-plane.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const chart = join(root, 'charts', 'kova');
-const helm = (...args: string[]) => execFileSync(join(dirname(kubectlPath()), 'helm'), args, { encoding: 'utf8', stdio: 'pipe' });
-const kubectl = (args: string[], input?: string) => execFileSync(kubectlPath(), args, { encoding: 'utf8', stdio: 'pipe', input });
-const kinds = (yaml: string) => parseAllDocuments(yaml).map((d) => d.toJS() as { kind: string; metadata: { name: string } }).filter(Boolean);
+const helm = (...args: string[]) =>
+  execFileSync(join(dirname(kubectlPath()), 'helm'), args, { encoding: 'utf8', stdio: 'pipe' });
+const kubectl = (args: string[], input?: string) =>
+  execFileSync(kubectlPath(), args, { encoding: 'utf8', stdio: 'pipe', input });
+const kinds = (yaml: string) =>
+  parseAllDocuments(yaml)
+    .map((d) => d.toJS() as { kind: string; metadata: { name: string } })
+    .filter(Boolean);
 const custom = join(tmpdir(), `kova-values-${process.pid}.yaml`);
 
 beforeAll(() => {
-  writeFileSync(custom, [
-    'image: { registry: registry.example.com/kova, tag: "9.9.9", pullPolicy: Always }',
-    'operator: { replicas: 3, allocationRatios: { cpu: 16, ram: 1.5, disk: 2 } }',
-    'agent: { nodeSelector: { role: hypervisor }, virtType: qemu }',
-    'metrics: { serviceMonitor: { enabled: true } }',
-    'podDisruptionBudget: { enabled: false }',
-  ].join('\n'));
+  writeFileSync(
+    custom,
+    [
+      'image: { registry: registry.example.com/kova, tag: "9.9.9", pullPolicy: Always }',
+      'operator: { replicas: 3, allocationRatios: { cpu: 16, ram: 1.5, disk: 2 } }',
+      'agent: { nodeSelector: { role: hypervisor }, virtType: qemu }',
+      'metrics: { serviceMonitor: { enabled: true } }',
+      'podDisruptionBudget: { enabled: false }',
+    ].join('\n'),
+  );
   kubectl(['create', 'namespace', 'kova-chart-test']);
 });
 
@@ -38,22 +46,39 @@ describe('Helm chart', () => {
   });
 
   it('ships CRDs identical to crds/', () => {
-    const ours = readdirSync(join(root, 'crds')).filter((f) => f.endsWith('.yaml')).sort();
+    const ours = readdirSync(join(root, 'crds'))
+      .filter((f) => f.endsWith('.yaml'))
+      .sort();
     expect(readdirSync(join(chart, 'crds')).sort()).toEqual(ours);
-    for (const f of ours) expect(readFileSync(join(chart, 'crds', f), 'utf8')).toBe(readFileSync(join(root, 'crds', f), 'utf8'));
+    for (const f of ours)
+      expect(readFileSync(join(chart, 'crds', f), 'utf8')).toBe(
+        readFileSync(join(root, 'crds', f), 'utf8'),
+      );
   });
 
   it('renders the operator, the agent, their least-privilege RBAC and the aggregated user roles by default', () => {
     const objs = kinds(helm('template', 'kova', chart, '-n', 'kova-chart-test'));
     const names = objs.map((o) => `${o.kind}/${o.metadata.name}`);
-    for (const n of ['Deployment/kova-operator', 'DaemonSet/kova-node-agent', 'ServiceAccount/kova-operator', 'ServiceAccount/kova-node-agent',
-      'ClusterRole/kova-operator', 'ClusterRole/kova-node-agent', 'ClusterRole/kova-edit', 'ClusterRole/kova-view',
-      'PodDisruptionBudget/kova-operator', 'Service/kova-operator-metrics', 'ValidatingAdmissionPolicy/kova-node-isolation',
-      'ValidatingAdmissionPolicyBinding/kova-node-isolation']) {
+    for (const n of [
+      'Deployment/kova-operator',
+      'DaemonSet/kova-node-agent',
+      'ServiceAccount/kova-operator',
+      'ServiceAccount/kova-node-agent',
+      'ClusterRole/kova-operator',
+      'ClusterRole/kova-node-agent',
+      'ClusterRole/kova-edit',
+      'ClusterRole/kova-view',
+      'PodDisruptionBudget/kova-operator',
+      'Service/kova-operator-metrics',
+      'ValidatingAdmissionPolicy/kova-node-isolation',
+      'ValidatingAdmissionPolicyBinding/kova-node-isolation',
+    ]) {
       expect(names).toContain(n);
     }
     expect(names.some((n) => n.startsWith('ServiceMonitor/'))).toBe(false);
-    const deploy = objs.find((o) => o.kind === 'Deployment') as unknown as { spec: { replicas: number } };
+    const deploy = objs.find((o) => o.kind === 'Deployment') as unknown as {
+      spec: { replicas: number };
+    };
     expect(deploy.spec.replicas).toBe(2);
   });
 
@@ -68,22 +93,43 @@ describe('Helm chart', () => {
   });
 
   it('rejects values the schema forbids', () => {
-    expect(() => helm('template', 'kova', chart, '--set', 'agent.virtType=xen')).toThrow(/virtType/);
+    expect(() => helm('template', 'kova', chart, '--set', 'agent.virtType=xen')).toThrow(
+      /virtType/,
+    );
   });
 
   it('is accepted by the real API server in a server-side dry run', () => {
-    const out = kubectl(['apply', '--dry-run=server', '-n', 'kova-chart-test', '-f', '-'], helm('template', 'kova', chart, '-n', 'kova-chart-test'));
+    const out = kubectl(
+      ['apply', '--dry-run=server', '-n', 'kova-chart-test', '-f', '-'],
+      helm('template', 'kova', chart, '-n', 'kova-chart-test'),
+    );
     expect(out).toContain('deployment.apps/kova-operator created (server dry run)');
     expect(out).toContain('daemonset.apps/kova-node-agent created (server dry run)');
   });
 
   it('gives each component only what it needs, as the real API server judges it (kubectl auth can-i)', () => {
     const rendered = kinds(helm('template', 'kova', chart, '-n', 'kova-chart-test'));
-    const rbac = rendered.filter((o) => ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'].includes(o.kind));
-    kubectl(['apply', '-n', 'kova-chart-test', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: rbac }));
+    const rbac = rendered.filter((o) =>
+      ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'].includes(
+        o.kind,
+      ),
+    );
+    kubectl(
+      ['apply', '-n', 'kova-chart-test', '-f', '-'],
+      JSON.stringify({ apiVersion: 'v1', kind: 'List', items: rbac }),
+    );
     const can = (sa: string, verb: string, resource: string) => {
       const [res, sub] = resource.split('/');
-      const args = ['auth', 'can-i', '-n', 'kova-chart-test', `--as=system:serviceaccount:kova-chart-test:${sa}`, verb, res as string, ...(sub ? [`--subresource=${sub}`] : [])];
+      const args = [
+        'auth',
+        'can-i',
+        '-n',
+        'kova-chart-test',
+        `--as=system:serviceaccount:kova-chart-test:${sa}`,
+        verb,
+        res as string,
+        ...(sub ? [`--subresource=${sub}`] : []),
+      ];
       try {
         return kubectl(args).trim();
       } catch (err) {
@@ -93,12 +139,23 @@ describe('Helm chart', () => {
     const agent = (verb: string, resource: string) => can('kova-node-agent', verb, resource);
     const operator = (verb: string, resource: string) => can('kova-operator', verb, resource);
     const denied = (pairs: [string, string][]) => pairs;
-    for (const [verb, resource] of denied([['create', 'flavors.compute.kova.dev'], ['patch', 'images.compute.kova.dev'], ['update', 'networks.compute.kova.dev'], ['get', 'secrets'], ['create', 'ipallocations.compute.kova.dev']])) {
+    for (const [verb, resource] of denied([
+      ['create', 'flavors.compute.kova.dev'],
+      ['patch', 'images.compute.kova.dev'],
+      ['update', 'networks.compute.kova.dev'],
+      ['get', 'secrets'],
+      ['create', 'ipallocations.compute.kova.dev'],
+    ])) {
       expect(`${verb} ${resource}: ${agent(verb, resource)}`).toBe(`${verb} ${resource}: no`);
     }
     expect(agent('patch', 'instances.compute.kova.dev/status')).toBe('yes');
     expect(agent('patch', 'hypervisors.compute.kova.dev/status')).toBe('yes');
-    for (const [verb, resource] of denied([['get', 'secrets'], ['create', 'pods/exec'], ['create', 'flavors.compute.kova.dev'], ['delete', 'hypervisors.compute.kova.dev']])) {
+    for (const [verb, resource] of denied([
+      ['get', 'secrets'],
+      ['create', 'pods/exec'],
+      ['create', 'flavors.compute.kova.dev'],
+      ['delete', 'hypervisors.compute.kova.dev'],
+    ])) {
       expect(`${verb} ${resource}: ${operator(verb, resource)}`).toBe(`${verb} ${resource}: no`);
     }
     expect(operator('create', 'ipallocations.compute.kova.dev')).toBe('yes');

@@ -6,7 +6,10 @@ import { fileURLToPath } from 'node:url';
 import { kubectlPath, LocalControlPlane } from './control-plane.js';
 
 const pinned = Object.fromEntries(
-  readFileSync(join(dirname(fileURLToPath(import.meta.url)), '..', 'control-plane', 'versions.env'), 'utf8')
+  readFileSync(
+    join(dirname(fileURLToPath(import.meta.url)), '..', 'control-plane', 'versions.env'),
+    'utf8',
+  )
     .split('\n')
     .filter((l) => /^[A-Z_]+=/.test(l))
     .map((l) => l.split('=') as [string, string]),
@@ -26,7 +29,15 @@ describe('local control plane', () => {
     const { dir, kubeconfigPath } = cp.endpoints;
     try {
       expect(await cp.serverVersion()).toBe(pinned.KUBERNETES_VERSION);
-      const version = JSON.parse(execFileSync(kubectlPath(), ['--kubeconfig', kubeconfigPath, 'version', '-o', 'json']).toString());
+      const version = JSON.parse(
+        execFileSync(kubectlPath(), [
+          '--kubeconfig',
+          kubeconfigPath,
+          'version',
+          '-o',
+          'json',
+        ]).toString(),
+      );
       expect(version.serverVersion.gitVersion).toBe(pinned.KUBERNETES_VERSION);
       expect(pids(dir).length).toBeGreaterThanOrEqual(3);
     } finally {

@@ -55,7 +55,9 @@ export async function freePort(): Promise<number> {
     srv.on('error', reject);
     srv.listen(0, '127.0.0.1', () => {
       const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolvePort(addr.port) : reject(new Error('no port'))));
+      srv.close(() =>
+        typeof addr === 'object' && addr ? resolvePort(addr.port) : reject(new Error('no port')),
+      );
     });
   });
 }
@@ -107,7 +109,11 @@ export class LocalControlPlane {
     const dir = await mkdtemp(join(tmpdir(), DIR_PREFIX));
     await writeFile(join(dir, OWNER_FILE), String(process.pid));
     try {
-      const cp = new LocalControlPlane(binDir, ...(await prepare(dir, opts.controllerManager ?? true)), log);
+      const cp = new LocalControlPlane(
+        binDir,
+        ...(await prepare(dir, opts.controllerManager ?? true)),
+        log,
+      );
       await cp.startAll();
       return cp;
     } catch (err) {
@@ -166,10 +172,12 @@ export class LocalControlPlane {
     this.procs.set(c.name, proc);
     this.exited.set(
       c.name,
-      new Promise((r) => proc.on('exit', (code, signal) => {
-        this.log('control-plane component exited', { component: c.name, code, signal });
-        r();
-      })),
+      new Promise((r) =>
+        proc.on('exit', (code, signal) => {
+          this.log('control-plane component exited', { component: c.name, code, signal });
+          r();
+        }),
+      ),
     );
     this.log('control-plane component started', { component: c.name, pid: proc.pid, log: logPath });
   }
@@ -186,14 +194,19 @@ export class LocalControlPlane {
       if (await c.ready(this).catch(() => false)) return;
       await sleep(100);
     }
-    const logTail = (await readFile(join(this.endpoints.dir, `${c.name}.log`), 'utf8').catch(() => '')).slice(-3000);
+    const logTail = (
+      await readFile(join(this.endpoints.dir, `${c.name}.log`), 'utf8').catch(() => '')
+    ).slice(-3000);
     throw new Error(`${c.name} ${problem}; the end of its log:\n${logTail}`);
   }
 
   /** GET against the API server as admin, verifying its serving certificate. */
   async get(path: string): Promise<{ status: number; body: string }> {
     const ca = await readFile(this.endpoints.caPath);
-    return httpsGet(`${this.endpoints.server}${path}`, { ca, headers: { Authorization: `Bearer ${this.endpoints.token}` } });
+    return httpsGet(`${this.endpoints.server}${path}`, {
+      ca,
+      headers: { Authorization: `Bearer ${this.endpoints.token}` },
+    });
   }
 }
 
@@ -202,48 +215,71 @@ function httpsGet(url: string, opts: RequestOptions): Promise<{ status: number; 
     const req = request(url, opts, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolveRes({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+      res.on('end', () =>
+        resolveRes({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }),
+      );
     });
     req.on('error', reject);
     req.end();
   });
 }
 
-async function prepare(dir: string, withControllerManager: boolean): Promise<[ControlPlaneEndpoints, Component[]]> {
-  const [etcdClient, etcdPeer, apiPort, kcmPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+async function prepare(
+  dir: string,
+  withControllerManager: boolean,
+): Promise<[ControlPlaneEndpoints, Component[]]> {
+  const [etcdClient, etcdPeer, apiPort, kcmPort] = await Promise.all([
+    freePort(),
+    freePort(),
+    freePort(),
+    freePort(),
+  ]);
   const token = randomBytes(24).toString('hex');
   const server = `https://127.0.0.1:${apiPort}`;
   const certDir = join(dir, 'certs');
   const saKey = join(dir, 'sa.key');
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   await writeFile(saKey, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
-  await writeFile(join(dir, 'tokens.csv'), `${token},admin,admin,"system:masters"\n`, { mode: 0o600 });
+  await writeFile(join(dir, 'tokens.csv'), `${token},admin,admin,"system:masters"\n`, {
+    mode: 0o600,
+  });
   const kubeconfigPath = join(dir, 'kubeconfig');
   const etcdUrl = `http://127.0.0.1:${etcdClient}`;
   const components: Component[] = [
     {
       name: 'etcd',
       args: [
-        `--data-dir=${join(dir, 'etcd')}`, '--name=default',
-        `--listen-client-urls=${etcdUrl}`, `--advertise-client-urls=${etcdUrl}`,
+        `--data-dir=${join(dir, 'etcd')}`,
+        '--name=default',
+        `--listen-client-urls=${etcdUrl}`,
+        `--advertise-client-urls=${etcdUrl}`,
         `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`,
         `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`,
         `--initial-cluster=default=http://127.0.0.1:${etcdPeer}`,
         // Tests and the demo trade durability for speed; this data dir is thrown away.
-        '--unsafe-no-fsync', '--log-level=warn',
+        '--unsafe-no-fsync',
+        '--log-level=warn',
       ],
       ready: async () => (await fetch(`${etcdUrl}/health`)).ok,
     },
     {
       name: 'kube-apiserver',
       args: [
-        `--etcd-servers=${etcdUrl}`, `--secure-port=${apiPort}`, '--bind-address=127.0.0.1',
-        `--cert-dir=${certDir}`, '--service-cluster-ip-range=10.0.0.0/24', '--allow-privileged=true',
-        '--authorization-mode=RBAC', `--token-auth-file=${join(dir, 'tokens.csv')}`,
+        `--etcd-servers=${etcdUrl}`,
+        `--secure-port=${apiPort}`,
+        '--bind-address=127.0.0.1',
+        `--cert-dir=${certDir}`,
+        '--service-cluster-ip-range=10.0.0.0/24',
+        '--allow-privileged=true',
+        '--authorization-mode=RBAC',
+        `--token-auth-file=${join(dir, 'tokens.csv')}`,
         '--service-account-issuer=https://kubernetes.default.svc',
-        `--service-account-key-file=${saKey}`, `--service-account-signing-key-file=${saKey}`,
-        '--disable-admission-plugins=ServiceAccount', '--enable-priority-and-fairness=false',
-        '--profiling=false', '--v=1',
+        `--service-account-key-file=${saKey}`,
+        `--service-account-signing-key-file=${saKey}`,
+        '--disable-admission-plugins=ServiceAccount',
+        '--enable-priority-and-fairness=false',
+        '--profiling=false',
+        '--v=1',
       ],
       ready: async (cp) => (await cp.get('/readyz')).status === 200,
     },
@@ -252,14 +288,20 @@ async function prepare(dir: string, withControllerManager: boolean): Promise<[Co
     components.push({
       name: 'kube-controller-manager',
       args: [
-        `--kubeconfig=${kubeconfigPath}`, `--authentication-kubeconfig=${kubeconfigPath}`,
-        `--authorization-kubeconfig=${kubeconfigPath}`, `--secure-port=${kcmPort}`,
-        '--bind-address=127.0.0.1', '--leader-elect=false',
-        `--service-account-private-key-file=${saKey}`, '--controllers=garbagecollector,namespace,serviceaccount-token',
-        `--cert-dir=${join(dir, 'kcm-certs')}`, '--v=1',
+        `--kubeconfig=${kubeconfigPath}`,
+        `--authentication-kubeconfig=${kubeconfigPath}`,
+        `--authorization-kubeconfig=${kubeconfigPath}`,
+        `--secure-port=${kcmPort}`,
+        '--bind-address=127.0.0.1',
+        '--leader-elect=false',
+        `--service-account-private-key-file=${saKey}`,
+        '--controllers=garbagecollector,namespace,serviceaccount-token',
+        `--cert-dir=${join(dir, 'kcm-certs')}`,
+        '--v=1',
       ],
       ready: async () =>
-        (await httpsGet(`https://127.0.0.1:${kcmPort}/healthz`, { rejectUnauthorized: false })).status === 200,
+        (await httpsGet(`https://127.0.0.1:${kcmPort}/healthz`, { rejectUnauthorized: false }))
+          .status === 200,
     });
   }
   const ep = { server, token, kubeconfigPath, caPath: join(certDir, 'apiserver.crt'), dir };
@@ -269,14 +311,30 @@ async function prepare(dir: string, withControllerManager: boolean): Promise<[Co
 
 function kubeconfig(ep: ControlPlaneEndpoints): string {
   return [
-    'apiVersion: v1', 'kind: Config', 'current-context: kova',
-    'clusters:', '- name: kova', '  cluster:', `    server: ${ep.server}`, `    certificate-authority: ${ep.caPath}`,
-    'users:', '- name: admin', '  user:', `    token: ${ep.token}`,
-    'contexts:', '- name: kova', '  context:', '    cluster: kova', '    user: admin', '',
+    'apiVersion: v1',
+    'kind: Config',
+    'current-context: kova',
+    'clusters:',
+    '- name: kova',
+    '  cluster:',
+    `    server: ${ep.server}`,
+    `    certificate-authority: ${ep.caPath}`,
+    'users:',
+    '- name: admin',
+    '  user:',
+    `    token: ${ep.token}`,
+    'contexts:',
+    '- name: kova',
+    '  context:',
+    '    cluster: kova',
+    '    user: admin',
+    '',
   ].join('\n');
 }
 
 /** Path of the pinned kubectl that build.sh caches. */
-export function kubectlPath(cacheDir = process.env.KOVA_CACHE ?? join(process.env.HOME ?? '/root', '.cache', 'kova')): string {
+export function kubectlPath(
+  cacheDir = process.env.KOVA_CACHE ?? join(process.env.HOME ?? '/root', '.cache', 'kova'),
+): string {
   return join(cacheDir, 'bin', 'kubectl');
 }

@@ -71,15 +71,23 @@ export class LocalKova {
   }
 
   static async start(opts: LocalKovaOptions): Promise<LocalKova> {
-    const guestDir = (await promisify(execFile)('bash', [join(root, 'hack', 'guest', 'build.sh')])).stdout.trim().split('\n').pop() as string;
+    const guestDir = (
+      await promisify(execFile)('bash', [join(root, 'hack', 'guest', 'build.sh')])
+    ).stdout
+      .trim()
+      .split('\n')
+      .pop() as string;
     const cp = await LocalControlPlane.start({ log: (msg, fields) => opts.log.debug(msg, fields) });
     const kova = new LocalKova(cp, guestDir, opts);
     try {
       await applyCrds(cp.endpoints.kubeconfigPath);
       await kova.createNamespace('kova-system');
-      await applyFile(join(guestDir, 'image.yaml'), { kubeconfigPath: cp.endpoints.kubeconfigPath });
+      await applyFile(join(guestDir, 'image.yaml'), {
+        kubeconfigPath: cp.endpoints.kubeconfigPath,
+      });
       kova.startOperator();
-      for (const agent of opts.agents ?? [{ node: hostname().toLowerCase() }]) await kova.startAgent(agent.node, agent.env);
+      for (const agent of opts.agents ?? [{ node: hostname().toLowerCase() }])
+        await kova.startAgent(agent.node, agent.env);
       return kova;
     } catch (err) {
       await kova.stop();
@@ -95,7 +103,10 @@ export class LocalKova {
   startOperator(): void {
     // No kubelet runs here, so there is no Node object: the operator trusts the heartbeat alone.
     this.run('operator', join(root, 'operator', 'dist', 'main.js'), {
-      KOVA_REQUIRE_NODE: 'false', KOVA_HEALTH_PORT: '0', POD_NAME: `kova-operator-local-${Date.now()}`, ...this.opts.operatorEnv,
+      KOVA_REQUIRE_NODE: 'false',
+      KOVA_HEALTH_PORT: '0',
+      POD_NAME: `kova-operator-local-${Date.now()}`,
+      ...this.opts.operatorEnv,
     });
   }
 
@@ -108,7 +119,11 @@ export class LocalKova {
       this.stateDirs.set(node, stateDir);
     }
     this.run(`agent/${node}`, join(root, 'node-agent', 'dist', 'main.js'), {
-      KOVA_NODE_NAME: node, KOVA_STATE_DIR: stateDir, KOVA_HEALTH_PORT: '0', ...this.opts.agentEnv, ...env,
+      KOVA_NODE_NAME: node,
+      KOVA_STATE_DIR: stateDir,
+      KOVA_HEALTH_PORT: '0',
+      ...this.opts.agentEnv,
+      ...env,
     });
   }
 
@@ -138,13 +153,23 @@ export class LocalKova {
 
   private run(name: string, script: string, env: Record<string, string>): void {
     if (this.procs.has(name)) throw new Error(`${name} is already running`);
-    const base = { KUBECONFIG: this.kubeconfigPath, KOVA_LOG_LEVEL: process.env.KOVA_LOG_LEVEL ?? 'warn' };
+    const base = {
+      KUBECONFIG: this.kubeconfigPath,
+      KOVA_LOG_LEVEL: process.env.KOVA_LOG_LEVEL ?? 'warn',
+    };
     // Own process group, as the control plane's: Ctrl-C reaches only us, and we stop it in order.
-    const child = spawn('bash', [supervise, process.execPath, script], { env: { ...process.env, ...base, ...env }, stdio: ['pipe', 'inherit', 'inherit'], detached: true });
-    const exited = new Promise<void>((r) => child.once('exit', (code, signal) => {
-      if (!child.stdin?.writableEnded && signal !== 'SIGKILL') this.opts.log.error(`${name} exited`, { code, signal });
-      r();
-    }));
+    const child = spawn('bash', [supervise, process.execPath, script], {
+      env: { ...process.env, ...base, ...env },
+      stdio: ['pipe', 'inherit', 'inherit'],
+      detached: true,
+    });
+    const exited = new Promise<void>((r) =>
+      child.once('exit', (code, signal) => {
+        if (!child.stdin?.writableEnded && signal !== 'SIGKILL')
+          this.opts.log.error(`${name} exited`, { code, signal });
+        r();
+      }),
+    );
     this.procs.set(name, { child, exited });
   }
 

@@ -1,6 +1,11 @@
 // Simulated hypervisors for operator tests and benchmarks: a Node, a Hypervisor with reported
 // capacity and a heartbeat Lease per entry, as a node agent would keep them, with no agent.
-import { CoordinationV1Api, CoreV1Api, V1MicroTime, type KubeConfig } from '@kubernetes/client-node';
+import {
+  CoordinationV1Api,
+  CoreV1Api,
+  V1MicroTime,
+  type KubeConfig,
+} from '@kubernetes/client-node';
 import { Applier, apiStatus, logger } from '@kova/controller-kit';
 import { AGENT_FIELD_MANAGER, API_VERSION, DEFAULT_SYSTEM_NAMESPACE, PLURAL } from '@kova/crds';
 
@@ -16,7 +21,11 @@ export interface SimulatedHost {
   labels?: Record<string, string>;
 }
 
-async function inBatches<T>(items: T[], size: number, fn: (item: T) => Promise<unknown>): Promise<void> {
+async function inBatches<T>(
+  items: T[],
+  size: number,
+  fn: (item: T) => Promise<unknown>,
+): Promise<void> {
   for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(fn));
 }
 
@@ -28,16 +37,21 @@ export class SimulatedFleet {
   private timer: NodeJS.Timeout | undefined;
   private renewing: Promise<void> | undefined;
 
-  constructor(kc: KubeConfig, readonly namespace = DEFAULT_SYSTEM_NAMESPACE) {
+  constructor(
+    kc: KubeConfig,
+    readonly namespace = DEFAULT_SYSTEM_NAMESPACE,
+  ) {
     this.core = kc.makeApiClient(CoreV1Api);
     this.leases = kc.makeApiClient(CoordinationV1Api);
     this.applier = new Applier(kc, AGENT_FIELD_MANAGER);
   }
 
   async create(hosts: SimulatedHost[], concurrency = 20): Promise<void> {
-    await this.core.createNamespace({ body: { metadata: { name: this.namespace } } }).catch((err) => {
-      if (apiStatus(err) !== 409) throw err;
-    });
+    await this.core
+      .createNamespace({ body: { metadata: { name: this.namespace } } })
+      .catch((err) => {
+        if (apiStatus(err) !== 409) throw err;
+      });
     await inBatches(hosts, concurrency, (h) => this.register(h));
   }
 
@@ -63,18 +77,50 @@ export class SimulatedFleet {
   }
 
   private async register(h: SimulatedHost): Promise<void> {
-    const labels = { 'kubernetes.io/hostname': h.name, ...(h.zone ? { 'topology.kubernetes.io/zone': h.zone } : {}), ...h.labels };
-    await this.core.createNode({
-      body: { metadata: { name: h.name, labels }, status: { conditions: [{ type: 'Ready', status: 'True' }] } },
-    }).catch((err) => {
-      if (apiStatus(err) !== 409) throw err;
-    });
+    const labels = {
+      'kubernetes.io/hostname': h.name,
+      ...(h.zone ? { 'topology.kubernetes.io/zone': h.zone } : {}),
+      ...h.labels,
+    };
+    await this.core
+      .createNode({
+        body: {
+          metadata: { name: h.name, labels },
+          status: { conditions: [{ type: 'Ready', status: 'True' }] },
+        },
+      })
+      .catch((err) => {
+        if (apiStatus(err) !== 409) throw err;
+      });
     await this.core.patchNodeStatus({
       name: h.name,
-      body: [{ op: 'replace', path: '/status/conditions', value: [{ type: 'Ready', status: 'True', reason: 'Simulated', message: 'simulated node', lastHeartbeatTime: new Date(), lastTransitionTime: new Date() }] }],
+      body: [
+        {
+          op: 'replace',
+          path: '/status/conditions',
+          value: [
+            {
+              type: 'Ready',
+              status: 'True',
+              reason: 'Simulated',
+              message: 'simulated node',
+              lastHeartbeatTime: new Date(),
+              lastTransitionTime: new Date(),
+            },
+          ],
+        },
+      ],
     });
-    const ref = { apiVersion: API_VERSION, kind: 'Hypervisor', plural: PLURAL.Hypervisor, name: h.name };
-    await this.applier.apply({ apiVersion: API_VERSION, kind: 'Hypervisor', metadata: { name: h.name }, spec: {} }, PLURAL.Hypervisor);
+    const ref = {
+      apiVersion: API_VERSION,
+      kind: 'Hypervisor',
+      plural: PLURAL.Hypervisor,
+      name: h.name,
+    };
+    await this.applier.apply(
+      { apiVersion: API_VERSION, kind: 'Hypervisor', metadata: { name: h.name }, spec: {} },
+      PLURAL.Hypervisor,
+    );
     await this.applier.applyStatus(ref, {
       hypervisorType: 'test',
       architecture: h.arch ?? 'x86_64',
@@ -93,10 +139,17 @@ export class SimulatedFleet {
     const spec = { holderIdentity: name, leaseDurationSeconds: 40, renewTime: new V1MicroTime() };
     try {
       const current = await this.leases.readNamespacedLease({ name, namespace: this.namespace });
-      await this.leases.replaceNamespacedLease({ name, namespace: this.namespace, body: { ...current, spec: { ...current.spec, ...spec } } });
+      await this.leases.replaceNamespacedLease({
+        name,
+        namespace: this.namespace,
+        body: { ...current, spec: { ...current.spec, ...spec } },
+      });
     } catch (err) {
       if (apiStatus(err) !== 404) throw err;
-      await this.leases.createNamespacedLease({ namespace: this.namespace, body: { metadata: { name, namespace: this.namespace }, spec } });
+      await this.leases.createNamespacedLease({
+        namespace: this.namespace,
+        body: { metadata: { name, namespace: this.namespace }, spec },
+      });
     }
   }
 }

@@ -3,7 +3,14 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { apiStatus, loadKubeConfig, Patcher } from '@kova/controller-kit';
-import { API_VERSION, GROUP, NODE_CLEANUP_FINALIZER, PLURAL, VERSION, type IHypervisor } from '@kova/crds';
+import {
+  API_VERSION,
+  GROUP,
+  NODE_CLEANUP_FINALIZER,
+  PLURAL,
+  VERSION,
+  type IHypervisor,
+} from '@kova/crds';
 import { applyCrds, LocalControlPlane, until } from '@kova/hack';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
@@ -21,7 +28,8 @@ const NODE = 'agent-test-node';
 const BRIDGE = 'kovat0';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const kova = (plural: string) => ({ group: GROUP, version: VERSION, plural });
-const virsh = (...args: string[]) => execFileSync('virsh', ['-c', 'qemu:///system', ...args], { encoding: 'utf8', stdio: 'pipe' });
+const virsh = (...args: string[]) =>
+  execFileSync('virsh', ['-c', 'qemu:///system', ...args], { encoding: 'utf8', stdio: 'pipe' });
 
 let cp: LocalControlPlane;
 let kc: KubeConfig;
@@ -33,9 +41,17 @@ let ns: string;
 function startAgent(): ChildProcess {
   const proc = spawn(process.execPath, [mainJs], {
     env: {
-      ...process.env, KUBECONFIG: cp.endpoints.kubeconfigPath, KOVA_NODE_NAME: NODE, KOVA_LIBVIRT_URI: 'qemu:///system',
-      KOVA_VIRT_TYPE: 'qemu', KOVA_STATE_DIR: stateDir, KOVA_HEALTH_PORT: '0', KOVA_SHUTDOWN_TIMEOUT_SECONDS: '2',
-      KOVA_RESYNC_SECONDS: '3', KOVA_ORPHAN_GRACE_SECONDS: '1', KOVA_LOG_LEVEL: process.env.KOVA_TEST_AGENT_LOG_LEVEL ?? 'warn',
+      ...process.env,
+      KUBECONFIG: cp.endpoints.kubeconfigPath,
+      KOVA_NODE_NAME: NODE,
+      KOVA_LIBVIRT_URI: 'qemu:///system',
+      KOVA_VIRT_TYPE: 'qemu',
+      KOVA_STATE_DIR: stateDir,
+      KOVA_HEALTH_PORT: '0',
+      KOVA_SHUTDOWN_TIMEOUT_SECONDS: '2',
+      KOVA_RESYNC_SECONDS: '3',
+      KOVA_ORPHAN_GRACE_SECONDS: '1',
+      KOVA_LOG_LEVEL: process.env.KOVA_TEST_AGENT_LOG_LEVEL ?? 'warn',
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
@@ -52,28 +68,49 @@ async function stopAgent(signal: NodeJS.Signals): Promise<void> {
   });
 }
 
-
 const get = async (name: string) =>
-  (await api.getNamespacedCustomObject({ ...kova('instances'), namespace: ns, name }).catch(() => undefined)) as Instance | undefined;
+  (await api
+    .getNamespacedCustomObject({ ...kova('instances'), namespace: ns, name })
+    .catch(() => undefined)) as Instance | undefined;
 
-const instanceRef = (name: string) => ({ apiVersion: API_VERSION, kind: 'Instance', plural: 'instances', name, namespace: ns });
+const instanceRef = (name: string) => ({
+  apiVersion: API_VERSION,
+  kind: 'Instance',
+  plural: 'instances',
+  name,
+  namespace: ns,
+});
 
 /** Creates an Instance and binds it to this node with an address, as the operator would. */
 async function createBound(name: string, ip: string, runStrategy = 'Always'): Promise<Instance> {
   const created = (await api.createNamespacedCustomObject({
-    ...kova('instances'), namespace: ns,
-    body: { apiVersion: API_VERSION, kind: 'Instance', metadata: { name, finalizers: [NODE_CLEANUP_FINALIZER] }, spec: { flavor: 'nano', image: 'blank', networks: [{ network: 'testnet' }], runStrategy } },
+    ...kova('instances'),
+    namespace: ns,
+    body: {
+      apiVersion: API_VERSION,
+      kind: 'Instance',
+      metadata: { name, finalizers: [NODE_CLEANUP_FINALIZER] },
+      spec: { flavor: 'nano', image: 'blank', networks: [{ network: 'testnet' }], runStrategy },
+    },
   })) as Instance;
   const mac = `fa:16:3e:7b:00:${Number(ip.split('.')[3]).toString(16).padStart(2, '0')}`;
-  await new Patcher(kc, 'kova-operator').mergeStatus(instanceRef(name), created.metadata.resourceVersion as string, {
-    phase: 'Networking', nodeName: NODE, interfaces: [{ network: 'testnet', ip, mac, gateway: '10.123.0.1', prefix: 24 }],
-  });
+  await new Patcher(kc, 'kova-operator').mergeStatus(
+    instanceRef(name),
+    created.metadata.resourceVersion as string,
+    {
+      phase: 'Networking',
+      nodeName: NODE,
+      interfaces: [{ network: 'testnet', ip, mac, gateway: '10.123.0.1', prefix: 24 }],
+    },
+  );
   return created;
 }
 
 const qemuPid = (uid: string) => {
   try {
-    return execFileSync('pgrep', ['-f', `qemu-system-x86_64.*${uid}`], { encoding: 'utf8' }).trim().split('\n')[0];
+    return execFileSync('pgrep', ['-f', `qemu-system-x86_64.*${uid}`], { encoding: 'utf8' })
+      .trim()
+      .split('\n')[0];
   } catch {
     return undefined;
   }
@@ -89,13 +126,25 @@ beforeAll(async () => {
   const base = join(stateDir, 'blank-source.qcow2');
   execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', base, '64M']);
   const sha256 = createHash('sha256').update(readFileSync(base)).digest('hex');
-  const create = (kind: string, body: object) => api.createClusterCustomObject({ ...kova(PLURAL[kind as keyof typeof PLURAL]), body: { apiVersion: API_VERSION, kind, ...body } });
-  await create('Flavor', { metadata: { name: 'nano' }, spec: { vcpus: 1, memoryMiB: 128, rootDiskGiB: 1 } });
+  const create = (kind: string, body: object) =>
+    api.createClusterCustomObject({
+      ...kova(PLURAL[kind as keyof typeof PLURAL]),
+      body: { apiVersion: API_VERSION, kind, ...body },
+    });
+  await create('Flavor', {
+    metadata: { name: 'nano' },
+    spec: { vcpus: 1, memoryMiB: 128, rootDiskGiB: 1 },
+  });
   await create('Image', { metadata: { name: 'blank' }, spec: { source: base, sha256 } });
-  await create('Network', { metadata: { name: 'testnet' }, spec: { cidr: '10.123.0.0/24', gateway: '10.123.0.1', bridge: BRIDGE } });
+  await create('Network', {
+    metadata: { name: 'testnet' },
+    spec: { cidr: '10.123.0.0/24', gateway: '10.123.0.1', bridge: BRIDGE },
+  });
   ns = 'agent-test';
   await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: ns } } });
-  await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: 'kova-system' } } });
+  await kc
+    .makeApiClient(CoreV1Api)
+    .createNamespace({ body: { metadata: { name: 'kova-system' } } });
   startAgent();
 }, 120_000);
 
@@ -123,7 +172,9 @@ describe('node agent with real QEMU', () => {
 
   it('registers its Hypervisor with capacity and versions, and renews a heartbeat Lease', async () => {
     const hv = await until('the Hypervisor status', async () => {
-      const h = (await api.getClusterCustomObject({ ...kova('hypervisors'), name: NODE }).catch(() => undefined)) as IHypervisor | undefined;
+      const h = (await api
+        .getClusterCustomObject({ ...kova('hypervisors'), name: NODE })
+        .catch(() => undefined)) as IHypervisor | undefined;
       return h?.status?.capacity ? h : undefined;
     });
     expect(hv.status?.hypervisorType).toBe('qemu');
@@ -131,7 +182,9 @@ describe('node agent with real QEMU', () => {
     expect(hv.status?.qemuVersion).toMatch(/^\d+\.\d+\.\d+$/);
     const { CoordinationV1Api } = await import('@kubernetes/client-node');
     const leases = kc.makeApiClient(CoordinationV1Api);
-    const lease = await until('the heartbeat Lease', () => leases.readNamespacedLease({ name: NODE, namespace: 'kova-system' }).catch(() => undefined));
+    const lease = await until('the heartbeat Lease', () =>
+      leases.readNamespacedLease({ name: NODE, namespace: 'kova-system' }).catch(() => undefined),
+    );
     expect(lease.spec?.holderIdentity).toBe(NODE);
     const renewed = new Date(lease.spec?.renewTime as unknown as string).getTime();
     expect(Date.now() - renewed).toBeLessThan(15_000);
@@ -139,10 +192,14 @@ describe('node agent with real QEMU', () => {
 
   it('brings a bound Instance to Active with a running QEMU process, its disks and its tap', async () => {
     vm = await createBound('vm1', '10.123.0.10');
-    const active = await until('phase Active', async () => {
-      const i = await get('vm1');
-      return i?.status?.phase === 'Active' ? i : undefined;
-    }, 90_000);
+    const active = await until(
+      'phase Active',
+      async () => {
+        const i = await get('vm1');
+        return i?.status?.phase === 'Active' ? i : undefined;
+      },
+      90_000,
+    );
     expect(active.status?.powerState).toBe('Running');
     expect(active.status?.domainUUID).toBe(vm.metadata.uid);
     expect(active.status?.launchedAt).toBeDefined();
@@ -152,8 +209,12 @@ describe('node agent with real QEMU', () => {
     expect(qemuPid(vm.metadata.uid)).toBeDefined();
     const dir = join(stateDir, 'instances', vm.metadata.uid);
     for (const f of ['root.qcow2', 'cidata.iso']) expect(existsSync(join(dir, f))).toBe(true);
-    expect(execFileSync('qemu-img', ['info', '-U', join(dir, 'root.qcow2')], { encoding: 'utf8' })).toMatch(/backing file: .*images\/[0-9a-f]{64}\.img/);
-    expect(execFileSync('ip', ['-o', 'link', 'show', 'master', BRIDGE], { encoding: 'utf8' })).toContain(tapName(vm.metadata.uid, 0));
+    expect(
+      execFileSync('qemu-img', ['info', '-U', join(dir, 'root.qcow2')], { encoding: 'utf8' }),
+    ).toMatch(/backing file: .*images\/[0-9a-f]{64}\.img/);
+    expect(
+      execFileSync('ip', ['-o', 'link', 'show', 'master', BRIDGE], { encoding: 'utf8' }),
+    ).toContain(tapName(vm.metadata.uid, 0));
   });
 
   it('sees virsh destroy in powerState within 2 s and restarts the domain under runStrategy Always', async () => {
@@ -162,12 +223,21 @@ describe('node agent with real QEMU', () => {
     // starts when the domain has stopped.
     virsh('destroy', vm.metadata.uid);
     const destroyedAt = Date.now();
-    await until('powerState Shutdown', async () => (await get('vm1'))?.status?.powerState === 'Shutdown', 2000, 20);
+    await until(
+      'powerState Shutdown',
+      async () => (await get('vm1'))?.status?.powerState === 'Shutdown',
+      2000,
+      20,
+    );
     expect(Date.now() - destroyedAt).toBeLessThan(2000);
-    await until('running again', async () => {
-      const i = await get('vm1');
-      return i?.status?.powerState === 'Running' && i.status.phase === 'Active';
-    }, 30_000);
+    await until(
+      'running again',
+      async () => {
+        const i = await get('vm1');
+        return i?.status?.powerState === 'Running' && i.status.phase === 'Active';
+      },
+      30_000,
+    );
     const after = qemuPid(vm.metadata.uid);
     expect(after).toBeDefined();
     expect(after).not.toBe(before);
@@ -184,11 +254,20 @@ describe('node agent with real QEMU', () => {
 
   it('shuts the domain down and keeps it off under runStrategy Halted', async () => {
     const i = (await get('vm1')) as Instance;
-    await api.patchNamespacedCustomObject({ ...kova('instances'), namespace: ns, name: 'vm1', body: [{ op: 'replace', path: '/spec/runStrategy', value: 'Halted' }] });
-    await until('phase Stopped', async () => {
-      const s = (await get('vm1'))?.status;
-      return s?.phase === 'Stopped' && s.powerState === 'Shutdown';
-    }, 30_000);
+    await api.patchNamespacedCustomObject({
+      ...kova('instances'),
+      namespace: ns,
+      name: 'vm1',
+      body: [{ op: 'replace', path: '/spec/runStrategy', value: 'Halted' }],
+    });
+    await until(
+      'phase Stopped',
+      async () => {
+        const s = (await get('vm1'))?.status;
+        return s?.phase === 'Stopped' && s.powerState === 'Shutdown';
+      },
+      30_000,
+    );
     expect(qemuPid(i.metadata.uid)).toBeUndefined();
   });
 
@@ -197,7 +276,9 @@ describe('node agent with real QEMU', () => {
     await until('the Instance to be gone', async () => !(await get('vm1')), 30_000);
     expect(() => virsh('dominfo', vm.metadata.uid)).toThrow();
     expect(existsSync(join(stateDir, 'instances', vm.metadata.uid))).toBe(false);
-    expect(execFileSync('ip', ['-o', 'link', 'show', 'master', BRIDGE], { encoding: 'utf8' })).not.toContain(tapName(vm.metadata.uid, 0));
+    expect(
+      execFileSync('ip', ['-o', 'link', 'show', 'master', BRIDGE], { encoding: 'utf8' }),
+    ).not.toContain(tapName(vm.metadata.uid, 0));
   });
 
   it('collects a kova domain whose Instance does not exist', async () => {
@@ -205,40 +286,83 @@ describe('node agent with real QEMU', () => {
     const conn = await open('qemu:///system');
     try {
       const xml = domainXml({
-        uid, namespace: ns, name: 'ghost', node: NODE, virtType: 'qemu', vcpus: 1, memoryMiB: 64,
-        disks: { root: join(stateDir, 'blank-source.qcow2') }, configDrive: join(stateDir, 'blank-source.qcow2'),
-        nics: [], consoleLog: join(stateDir, 'ghost.log'),
+        uid,
+        namespace: ns,
+        name: 'ghost',
+        node: NODE,
+        virtType: 'qemu',
+        vcpus: 1,
+        memoryMiB: 64,
+        disks: { root: join(stateDir, 'blank-source.qcow2') },
+        configDrive: join(stateDir, 'blank-source.qcow2'),
+        nics: [],
+        consoleLog: join(stateDir, 'ghost.log'),
       });
       await conn.defineXML(xml);
-      await until('the orphan to be collected', async () => {
-        try {
-          await conn.lookupByUUID(uid);
-          return false;
-        } catch (err) {
-          return (err as { code?: number }).code === 42;
-        }
-      }, 30_000, 250);
+      await until(
+        'the orphan to be collected',
+        async () => {
+          try {
+            await conn.lookupByUUID(uid);
+            return false;
+          } catch (err) {
+            return (err as { code?: number }).code === 42;
+          }
+        },
+        30_000,
+        250,
+      );
     } finally {
       await conn.close();
     }
   });
 
   it('reports a fault with a reason when the image cannot be read, and undoes the step', async () => {
-    await api.createClusterCustomObject({ ...kova('images'), body: { apiVersion: API_VERSION, kind: 'Image', metadata: { name: 'missing' }, spec: { source: join(stateDir, 'nope.qcow2'), sha256: 'c'.repeat(64) } } });
-    const created = (await api.createNamespacedCustomObject({
-      ...kova('instances'), namespace: ns,
-      body: { apiVersion: API_VERSION, kind: 'Instance', metadata: { name: 'vm-bad', finalizers: [NODE_CLEANUP_FINALIZER] }, spec: { flavor: 'nano', image: 'missing', networks: [{ network: 'testnet' }] } },
-    })) as Instance;
-    await new Patcher(kc, 'kova-operator').mergeStatus(instanceRef('vm-bad'), created.metadata.resourceVersion as string, {
-      phase: 'Networking', nodeName: NODE, interfaces: [{ network: 'testnet', ip: '10.123.0.11', mac: 'fa:16:3e:7b:00:0b', gateway: '10.123.0.1', prefix: 24 }],
+    await api.createClusterCustomObject({
+      ...kova('images'),
+      body: {
+        apiVersion: API_VERSION,
+        kind: 'Image',
+        metadata: { name: 'missing' },
+        spec: { source: join(stateDir, 'nope.qcow2'), sha256: 'c'.repeat(64) },
+      },
     });
+    const created = (await api.createNamespacedCustomObject({
+      ...kova('instances'),
+      namespace: ns,
+      body: {
+        apiVersion: API_VERSION,
+        kind: 'Instance',
+        metadata: { name: 'vm-bad', finalizers: [NODE_CLEANUP_FINALIZER] },
+        spec: { flavor: 'nano', image: 'missing', networks: [{ network: 'testnet' }] },
+      },
+    })) as Instance;
+    await new Patcher(kc, 'kova-operator').mergeStatus(
+      instanceRef('vm-bad'),
+      created.metadata.resourceVersion as string,
+      {
+        phase: 'Networking',
+        nodeName: NODE,
+        interfaces: [
+          {
+            network: 'testnet',
+            ip: '10.123.0.11',
+            mac: 'fa:16:3e:7b:00:0b',
+            gateway: '10.123.0.1',
+            prefix: 24,
+          },
+        ],
+      },
+    );
     const failed = await until('a fault', async () => (await get('vm-bad'))?.status?.fault, 30_000);
     expect(failed.reason).toBe('ImageDownloadFailed');
     expect(failed.retryable).toBe(true);
     expect(failed.node).toBe(NODE);
     expect(existsSync(join(stateDir, 'instances', created.metadata.uid))).toBe(false);
-    await api.deleteNamespacedCustomObject({ ...kova('instances'), namespace: ns, name: 'vm-bad' }).catch((err) => {
-      if (apiStatus(err) !== 404) throw err;
-    });
+    await api
+      .deleteNamespacedCustomObject({ ...kova('instances'), namespace: ns, name: 'vm-bad' })
+      .catch((err) => {
+        if (apiStatus(err) !== 404) throw err;
+      });
   });
 });

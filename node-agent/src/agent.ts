@@ -1,8 +1,24 @@
 // Wires the node agent together: informers on the Instances bound to this node, a work queue,
 // libvirt lifecycle events (which only enqueue), a periodic resync and garbage collection.
 import type { KubeConfig } from '@kubernetes/client-node';
-import { Applier, EventRecorder, Informer, objectKey, Patcher, WorkQueue, type Logger } from '@kova/controller-kit';
-import { AGENT_FIELD_MANAGER, API_VERSION, PLURAL, type IFlavor, type IImage, type INetwork, type KovaKind } from '@kova/crds';
+import {
+  Applier,
+  EventRecorder,
+  Informer,
+  objectKey,
+  Patcher,
+  WorkQueue,
+  type Logger,
+} from '@kova/controller-kit';
+import {
+  AGENT_FIELD_MANAGER,
+  API_VERSION,
+  PLURAL,
+  type IFlavor,
+  type IImage,
+  type INetwork,
+  type KovaKind,
+} from '@kova/crds';
 import { mkdir } from 'node:fs/promises';
 import type { Registry } from 'prom-client';
 import type { AgentConfig } from './config.js';
@@ -33,9 +49,17 @@ export class NodeAgent {
   private reportTimer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
 
-  constructor(private readonly kc: KubeConfig, private readonly config: AgentConfig, private readonly logger: Logger, private readonly registry: Registry) {
+  constructor(
+    private readonly kc: KubeConfig,
+    private readonly config: AgentConfig,
+    private readonly logger: Logger,
+    private readonly registry: Registry,
+  ) {
     const opts = { logger, registry };
-    this.instances = new Informer(kc, kova('Instance'), { ...opts, fieldSelector: `status.nodeName=${config.nodeName}` });
+    this.instances = new Informer(kc, kova('Instance'), {
+      ...opts,
+      fieldSelector: `status.nodeName=${config.nodeName}`,
+    });
     this.flavors = new Informer(kc, kova('Flavor'), opts);
     this.images = new Informer(kc, kova('Image'), opts);
     this.networks = new Informer(kc, kova('Network'), opts);
@@ -67,16 +91,46 @@ export class NodeAgent {
     await this.session.conn();
     const virtType = await this.virtType();
     this.logger.info('hypervisor type', { virtType, node: this.config.nodeName });
-    await Promise.all([this.instances, this.flavors, this.images, this.networks].map((i) => i.start()));
+    await Promise.all(
+      [this.instances, this.flavors, this.images, this.networks].map((i) => i.start()),
+    );
     const applier = new Applier(this.kc, AGENT_FIELD_MANAGER);
-    this.reporter = new HypervisorReporter(this.kc, this.config, applier, this.session, virtType, this.instances, this.flavors, this.cache, this.logger);
+    this.reporter = new HypervisorReporter(
+      this.kc,
+      this.config,
+      applier,
+      this.session,
+      virtType,
+      this.instances,
+      this.flavors,
+      this.cache,
+      this.logger,
+    );
     await this.reporter.start();
-    this.gc = new GarbageCollector(this.config, this.session, this.paths, this.cache, () => this.instances.list(), (img) => this.images.get(img)?.spec.sha256, this.logger);
+    this.gc = new GarbageCollector(
+      this.config,
+      this.session,
+      this.paths,
+      this.cache,
+      () => this.instances.list(),
+      (img) => this.images.get(img)?.spec.sha256,
+      this.logger,
+    );
     const reconciler = new AgentReconciler({
-      config: this.config, virtType, session: this.session, instances: this.instances, flavors: this.flavors,
-      images: this.images, networks: this.networks, cache: this.cache, paths: this.paths, applier,
-      patcher: new Patcher(this.kc, AGENT_FIELD_MANAGER), events: new EventRecorder(this.kc, 'kova-node-agent', this.logger),
-      metrics: this.metrics, logger: this.logger,
+      config: this.config,
+      virtType,
+      session: this.session,
+      instances: this.instances,
+      flavors: this.flavors,
+      images: this.images,
+      networks: this.networks,
+      cache: this.cache,
+      paths: this.paths,
+      applier,
+      patcher: new Patcher(this.kc, AGENT_FIELD_MANAGER),
+      events: new EventRecorder(this.kc, 'kova-node-agent', this.logger),
+      metrics: this.metrics,
+      logger: this.logger,
     });
     this.instances.on((inst, type) => {
       if (type !== 'delete') this.queue.add(objectKey(inst));
@@ -94,7 +148,9 @@ export class NodeAgent {
     this.reporter?.stop();
     this.queue.shutDown();
     await this.running;
-    await Promise.all([this.instances, this.flavors, this.images, this.networks].map((i) => i.stop()));
+    await Promise.all(
+      [this.instances, this.flavors, this.images, this.networks].map((i) => i.stop()),
+    );
     await this.session.close();
   }
 
@@ -125,7 +181,9 @@ export class NodeAgent {
     if (this.reportTimer) return;
     this.reportTimer = setTimeout(() => {
       this.reportTimer = undefined;
-      this.reporter?.report().catch((err) => this.logger.warn('hypervisor report failed', { error: err as Error }));
+      this.reporter
+        ?.report()
+        .catch((err) => this.logger.warn('hypervisor report failed', { error: err as Error }));
     }, 1000);
   }
 

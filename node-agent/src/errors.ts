@@ -3,7 +3,12 @@
 import { KovaError } from '@kova/controller-kit';
 
 export class BuildFault extends KovaError {
-  constructor(reason: string, message: string, readonly retryable: boolean, options?: { cause?: unknown }) {
+  constructor(
+    reason: string,
+    message: string,
+    readonly retryable: boolean,
+    options?: { cause?: unknown },
+  ) {
     super(reason, message, options);
     this.name = 'BuildFault';
   }

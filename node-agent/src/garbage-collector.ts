@@ -42,26 +42,45 @@ export class GarbageCollector {
       const since = this.orphanSince.get(owner.uid) ?? now;
       this.orphanSince.set(owner.uid, since);
       if (now - since < this.config.orphanGraceMs) continue;
-      await removeDomain({ session: this.session, paths: this.paths }, owner.uid, (d: Domain) => d.destroy());
+      await removeDomain({ session: this.session, paths: this.paths }, owner.uid, (d: Domain) =>
+        d.destroy(),
+      );
       this.orphanSince.delete(owner.uid);
       removed.push(`domain ${dom.name}`);
-      this.logger.info('removed orphaned domain', { domain: dom.name, instance: `${owner.namespace}/${owner.name}`, uid: owner.uid });
+      this.logger.info('removed orphaned domain', {
+        domain: dom.name,
+        instance: `${owner.namespace}/${owner.name}`,
+        uid: owner.uid,
+      });
     }
     const dirs = await readdir(this.paths.instances).catch(() => [] as string[]);
     // Read after the listing: an Instance that arrived meanwhile has its directory listed too.
     const liveNow = new Set(this.instancesHere().map((i) => i.metadata.uid));
     for (const uid of dirs) {
-      if (liveNow.has(uid) || kovaDomains.has(uid) || (await this.youngerThanGrace(uid, now))) continue;
-      await removeDomain({ session: this.session, paths: this.paths }, uid, async () => undefined).catch(() => undefined);
+      if (liveNow.has(uid) || kovaDomains.has(uid) || (await this.youngerThanGrace(uid, now)))
+        continue;
+      await removeDomain(
+        { session: this.session, paths: this.paths },
+        uid,
+        async () => undefined,
+      ).catch(() => undefined);
       removed.push(`files of ${uid}`);
     }
-    const inUse = new Set(this.instancesHere().map((i) => this.imageShaOf(i.spec.image)).filter((s): s is string => !!s));
-    for (const f of await this.cache.collect(inUse, this.config.imageTtlMs, now)) removed.push(`image ${f}`);
+    const inUse = new Set(
+      this.instancesHere()
+        .map((i) => this.imageShaOf(i.spec.image))
+        .filter((s): s is string => !!s),
+    );
+    for (const f of await this.cache.collect(inUse, this.config.imageTtlMs, now))
+      removed.push(`image ${f}`);
     return removed;
   }
 
   private async youngerThanGrace(uid: string, now: number): Promise<boolean> {
-    const made = await stat(`${this.paths.instances}/${uid}`).then((s) => s.mtimeMs, () => 0);
+    const made = await stat(`${this.paths.instances}/${uid}`).then(
+      (s) => s.mtimeMs,
+      () => 0,
+    );
     return now - made < this.config.orphanGraceMs;
   }
 
@@ -70,10 +89,13 @@ export class GarbageCollector {
     const counts = new Map<number, number>();
     const conn = await this.session.conn();
     for (const dom of await conn.listAllDomains()) {
-      const state = await dom.getState().then((s) => s.state, (err) => {
-        if (isNoDomain(err)) return undefined;
-        throw err;
-      });
+      const state = await dom.getState().then(
+        (s) => s.state,
+        (err) => {
+          if (isNoDomain(err)) return undefined;
+          throw err;
+        },
+      );
       if (state !== undefined) counts.set(state, (counts.get(state) ?? 0) + 1);
     }
     return counts;
@@ -90,4 +112,7 @@ async function ownerOfDomain(dom: Domain): Promise<ReturnType<typeof ownerOf>> {
   }
 }
 
-export const stateName = (s: number) => Object.entries(DomainState).find(([, v]) => v === s)?.[0].toLowerCase() ?? 'unknown';
+export const stateName = (s: number) =>
+  Object.entries(DomainState)
+    .find(([, v]) => v === s)?.[0]
+    .toLowerCase() ?? 'unknown';

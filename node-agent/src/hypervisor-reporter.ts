@@ -1,6 +1,12 @@
 // Keeps this node's Hypervisor object and heartbeat Lease current: capacity from libvirt and
 // the state dir's disk, what the Instances here were given, versions, zone, cached images.
-import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, V1MicroTime, type KubeConfig } from '@kubernetes/client-node';
+import {
+  CoordinationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  V1MicroTime,
+  type KubeConfig,
+} from '@kubernetes/client-node';
 import { Applier, apiStatus, type Logger } from '@kova/controller-kit';
 import { API_VERSION, GROUP, PLURAL, VERSION, type IFlavor, type IInstance } from '@kova/crds';
 import { statfs } from 'node:fs/promises';
@@ -40,8 +46,24 @@ export class HypervisorReporter {
     // Heartbeat first: the scheduler takes a hypervisor with capacity but no fresh Lease as down.
     await this.heartbeat();
     await this.report();
-    this.timers.push(setInterval(() => void this.heartbeat().catch((err) => this.logger.warn('heartbeat failed', { error: err as Error })), this.config.heartbeatMs));
-    this.timers.push(setInterval(() => void this.report().catch((err) => this.logger.warn('hypervisor report failed', { error: err as Error })), this.config.resyncMs));
+    this.timers.push(
+      setInterval(
+        () =>
+          void this.heartbeat().catch((err) =>
+            this.logger.warn('heartbeat failed', { error: err as Error }),
+          ),
+        this.config.heartbeatMs,
+      ),
+    );
+    this.timers.push(
+      setInterval(
+        () =>
+          void this.report().catch((err) =>
+            this.logger.warn('hypervisor report failed', { error: err as Error }),
+          ),
+        this.config.resyncMs,
+      ),
+    );
   }
 
   stop(): void {
@@ -56,9 +78,17 @@ export class HypervisorReporter {
   async report(): Promise<void> {
     const conn = await this.session.conn();
     const [info, versions, disk, zone, cached] = await Promise.all([
-      conn.nodeInfo(), conn.versions(), statfs(this.config.stateDir), this.zone(), this.cache.list(),
+      conn.nodeInfo(),
+      conn.versions(),
+      statfs(this.config.stateDir),
+      this.zone(),
+      this.cache.list(),
     ]);
-    const capacity = { vcpus: info.cpus, memoryMiB: Math.floor(info.memoryKiB / 1024), diskGiB: Math.floor((disk.blocks * disk.bsize) / 2 ** 30) };
+    const capacity = {
+      vcpus: info.cpus,
+      memoryMiB: Math.floor(info.memoryKiB / 1024),
+      diskGiB: Math.floor((disk.blocks * disk.bsize) / 2 ** 30),
+    };
     const allocated = { vcpus: 0, memoryMiB: 0, diskGiB: 0 };
     const here = this.instances.list();
     for (const inst of here) {
@@ -66,7 +96,8 @@ export class HypervisorReporter {
       if (!f) continue;
       allocated.vcpus += f.vcpus;
       allocated.memoryMiB += f.memoryMiB;
-      allocated.diskGiB += f.rootDiskGiB + (f.ephemeralGiB ?? 0) + Math.ceil((f.swapMiB ?? 0) / 1024);
+      allocated.diskGiB +=
+        f.rootDiskGiB + (f.ephemeralGiB ?? 0) + Math.ceil((f.swapMiB ?? 0) / 1024);
     }
     await this.applier.applyStatus(this.ref, {
       hypervisorType: this.hypervisorType,
@@ -76,22 +107,42 @@ export class HypervisorReporter {
       qemuVersion: versions.type === 'QEMU' ? versions.hypervisor : '',
       capacity,
       allocated,
-      summary: { vcpus: `${allocated.vcpus}/${capacity.vcpus}`, memoryMiB: `${allocated.memoryMiB}/${capacity.memoryMiB}` },
+      summary: {
+        vcpus: `${allocated.vcpus}/${capacity.vcpus}`,
+        memoryMiB: `${allocated.memoryMiB}/${capacity.memoryMiB}`,
+      },
       instanceCount: here.length,
       imagesCached: cached,
     });
   }
 
   private get ref() {
-    return { apiVersion: API_VERSION, kind: 'Hypervisor', plural: PLURAL.Hypervisor, name: this.config.nodeName };
+    return {
+      apiVersion: API_VERSION,
+      kind: 'Hypervisor',
+      plural: PLURAL.Hypervisor,
+      name: this.config.nodeName,
+    };
   }
 
   /** Creates the Hypervisor if missing; its spec belongs to admins, so we never write it after. */
   private async ensureHypervisor(): Promise<void> {
-    const body = { apiVersion: API_VERSION, kind: 'Hypervisor', metadata: { name: this.config.nodeName }, spec: {} };
-    await this.custom.createClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL.Hypervisor, body }).catch((err) => {
-      if (apiStatus(err) !== 409) throw err;
-    });
+    const body = {
+      apiVersion: API_VERSION,
+      kind: 'Hypervisor',
+      metadata: { name: this.config.nodeName },
+      spec: {},
+    };
+    await this.custom
+      .createClusterCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: PLURAL.Hypervisor,
+        body,
+      })
+      .catch((err) => {
+        if (apiStatus(err) !== 409) throw err;
+      });
   }
 
   private async zone(): Promise<string> {
@@ -106,13 +157,24 @@ export class HypervisorReporter {
 
   private async heartbeat(): Promise<void> {
     const { nodeName: name, systemNamespace: namespace } = this.config;
-    const spec = { holderIdentity: name, leaseDurationSeconds: LEASE_SECONDS, renewTime: new V1MicroTime() };
+    const spec = {
+      holderIdentity: name,
+      leaseDurationSeconds: LEASE_SECONDS,
+      renewTime: new V1MicroTime(),
+    };
     try {
       const current = await this.leases.readNamespacedLease({ name, namespace });
-      await this.leases.replaceNamespacedLease({ name, namespace, body: { ...current, spec: { ...current.spec, ...spec } } });
+      await this.leases.replaceNamespacedLease({
+        name,
+        namespace,
+        body: { ...current, spec: { ...current.spec, ...spec } },
+      });
     } catch (err) {
       if (apiStatus(err) !== 404) throw err;
-      await this.leases.createNamespacedLease({ namespace, body: { metadata: { name, namespace }, spec } });
+      await this.leases.createNamespacedLease({
+        namespace,
+        body: { metadata: { name, namespace }, spec },
+      });
     }
     this.lastHeartbeat = Date.now();
   }

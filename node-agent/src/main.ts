@@ -10,13 +10,25 @@ async function main(): Promise<void> {
   const config = configFromEnv();
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'kova_agent_' });
-  const agent = new NodeAgent(loadKubeConfig(), config, log.with({ node: config.nodeName }), registry);
+  const agent = new NodeAgent(
+    loadKubeConfig(),
+    config,
+    log.with({ node: config.nodeName }),
+    registry,
+  );
   const health = new HealthServer({ port: config.healthPort, registry, logger: log });
   health.addLivenessCheck('libvirt-and-heartbeat', () => agent.isHealthy());
-  health.addReadinessCheck('informers-synced', () => agent.hasSynced() || 'informers have not listed yet');
+  health.addReadinessCheck(
+    'informers-synced',
+    () => agent.hasSynced() || 'informers have not listed yet',
+  );
   await health.start();
   await agent.start();
-  log.info('started', { node: config.nodeName, libvirt: config.libvirtUri, stateDir: config.stateDir });
+  log.info('started', {
+    node: config.nodeName,
+    libvirt: config.libvirtUri,
+    stateDir: config.stateDir,
+  });
 
   const shutdown = async (signal: string) => {
     log.info('shutting down; domains keep running', { signal });

@@ -4,8 +4,16 @@
 import type { KubeConfig, V1Lease, V1Node } from '@kubernetes/client-node';
 import { Informer, type InformerOptions, type Logger } from '@kova/controller-kit';
 import {
-  API_VERSION, PLURAL, type IFlavor, type IHypervisor, type IImage, type IInstance, type IIPAllocation,
-  type INetwork, type IServerGroup, type KovaKind,
+  API_VERSION,
+  PLURAL,
+  type IFlavor,
+  type IHypervisor,
+  type IImage,
+  type IInstance,
+  type IIPAllocation,
+  type INetwork,
+  type IServerGroup,
+  type KovaKind,
 } from '@kova/crds';
 import type { Registry } from 'prom-client';
 import { Claims } from './claims.js';
@@ -33,7 +41,12 @@ export class ClusterState {
   private readonly hosts = new Map<string, { versions: string; host: CachedHost }>();
   private readonly renewals = new Map<string, { version: string; at: number }>();
 
-  constructor(kc: KubeConfig, private readonly config: OperatorConfig, logger?: Logger, registry?: Registry) {
+  constructor(
+    kc: KubeConfig,
+    private readonly config: OperatorConfig,
+    logger?: Logger,
+    registry?: Registry,
+  ) {
     const opts: InformerOptions = { logger, registry };
     this.instances = new Informer(kc, kova('Instance'), opts);
     this.hypervisors = new Informer(kc, kova('Hypervisor'), opts);
@@ -42,12 +55,33 @@ export class ClusterState {
     this.networks = new Informer(kc, kova('Network'), opts);
     this.serverGroups = new Informer(kc, kova('ServerGroup'), opts);
     this.allocations = new Informer(kc, kova('IPAllocation'), opts);
-    this.leases = new Informer(kc, { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', plural: 'leases', namespace: config.systemNamespace }, opts);
-    this.nodes = config.requireNode ? new Informer(kc, { apiVersion: 'v1', kind: 'Node', plural: 'nodes' }, opts) : undefined;
+    this.leases = new Informer(
+      kc,
+      {
+        apiVersion: 'coordination.k8s.io/v1',
+        kind: 'Lease',
+        plural: 'leases',
+        namespace: config.systemNamespace,
+      },
+      opts,
+    );
+    this.nodes = config.requireNode
+      ? new Informer(kc, { apiVersion: 'v1', kind: 'Node', plural: 'nodes' }, opts)
+      : undefined;
   }
 
   private get all(): Pick<Informer<object>, 'start' | 'stop' | 'hasSynced'>[] {
-    return [this.instances, this.hypervisors, this.flavors, this.images, this.networks, this.serverGroups, this.allocations, this.leases, ...(this.nodes ? [this.nodes] : [])];
+    return [
+      this.instances,
+      this.hypervisors,
+      this.flavors,
+      this.images,
+      this.networks,
+      this.serverGroups,
+      this.allocations,
+      this.leases,
+      ...(this.nodes ? [this.nodes] : []),
+    ];
   }
 
   async start(): Promise<void> {
@@ -64,7 +98,11 @@ export class ClusterState {
 
   flavorResources(flavor: IFlavor): Resources {
     const s = flavor.spec;
-    return { vcpus: s.vcpus, memoryMiB: s.memoryMiB, diskGiB: s.rootDiskGiB + (s.ephemeralGiB ?? 0) + Math.ceil((s.swapMiB ?? 0) / 1024) };
+    return {
+      vcpus: s.vcpus,
+      memoryMiB: s.memoryMiB,
+      diskGiB: s.rootDiskGiB + (s.ephemeralGiB ?? 0) + Math.ceil((s.swapMiB ?? 0) / 1024),
+    };
   }
 
   /** Rebuilds every claim and failure record from the Instances, as on start or on gaining leadership. */
@@ -74,8 +112,14 @@ export class ClusterState {
     for (const inst of this.instances.list()) {
       const node = inst.status?.nodeName;
       const flavor = this.flavors.get(inst.spec.flavor);
-      if (node && flavor) this.claims.set(inst.metadata.uid, { node, resources: this.flavorResources(flavor), group: groupKey(inst) });
-      for (const a of inst.status?.attempts ?? []) if (a.time) this.recordFailure(a.node, Date.parse(a.time));
+      if (node && flavor)
+        this.claims.set(inst.metadata.uid, {
+          node,
+          resources: this.flavorResources(flavor),
+          group: groupKey(inst),
+        });
+      for (const a of inst.status?.attempts ?? [])
+        if (a.time) this.recordFailure(a.node, Date.parse(a.time));
     }
   }
 
@@ -118,8 +162,16 @@ export class ClusterState {
       zone: status.availabilityZone || undefined,
       arch: status.architecture,
       labels: node?.metadata?.labels ?? hv.metadata?.labels ?? {},
-      capacity: { vcpus: status.capacity?.vcpus ?? 0, memoryMiB: status.capacity?.memoryMiB ?? 0, diskGiB: status.capacity?.diskGiB ?? 0 },
-      reserved: { vcpus: spec.reservedVCPUs ?? 0, memoryMiB: spec.reservedMemoryMiB ?? 512, diskGiB: spec.reservedDiskGiB ?? 0 },
+      capacity: {
+        vcpus: status.capacity?.vcpus ?? 0,
+        memoryMiB: status.capacity?.memoryMiB ?? 0,
+        diskGiB: status.capacity?.diskGiB ?? 0,
+      },
+      reserved: {
+        vcpus: spec.reservedVCPUs ?? 0,
+        memoryMiB: spec.reservedMemoryMiB ?? 512,
+        diskGiB: spec.reservedDiskGiB ?? 0,
+      },
       ratios: {
         cpu: spec.cpuAllocationRatio ?? this.config.defaultRatios.cpu,
         ram: spec.ramAllocationRatio ?? this.config.defaultRatios.ram,
@@ -139,7 +191,9 @@ export class ClusterState {
     const version = lease?.metadata?.resourceVersion ?? '';
     const cached = this.renewals.get(name);
     if (cached?.version === version) return cached.at;
-    const at = lease?.spec?.renewTime ? new Date(lease.spec.renewTime as unknown as string).getTime() : 0;
+    const at = lease?.spec?.renewTime
+      ? new Date(lease.spec.renewTime as unknown as string).getTime()
+      : 0;
     this.renewals.set(name, { version, at });
     return at;
   }

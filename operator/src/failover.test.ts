@@ -22,7 +22,13 @@ const operators: ChildProcess[] = [];
 
 function startOperator(identity: string): ChildProcess {
   const proc = spawn(process.execPath, [mainJs], {
-    env: { ...process.env, KUBECONFIG: cp.endpoints.kubeconfigPath, POD_NAME: identity, KOVA_HEALTH_PORT: '0', KOVA_LOG_LEVEL: 'warn' },
+    env: {
+      ...process.env,
+      KUBECONFIG: cp.endpoints.kubeconfigPath,
+      POD_NAME: identity,
+      KOVA_HEALTH_PORT: '0',
+      KOVA_LOG_LEVEL: 'warn',
+    },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   operators.push(proc);
@@ -31,12 +37,19 @@ function startOperator(identity: string): ChildProcess {
 
 async function leaseHolder(): Promise<string | undefined> {
   const { CoordinationV1Api } = await import('@kubernetes/client-node');
-  const lease = await kc.makeApiClient(CoordinationV1Api).readNamespacedLease({ name: 'kova-operator', namespace: 'kova-system' }).catch(() => undefined);
+  const lease = await kc
+    .makeApiClient(CoordinationV1Api)
+    .readNamespacedLease({ name: 'kova-operator', namespace: 'kova-system' })
+    .catch(() => undefined);
   return lease?.spec?.holderIdentity ?? undefined;
 }
 
 const list = async <T>(plural: string, namespace?: string) =>
-  ((namespace ? await api.listNamespacedCustomObject({ ...kova(plural), namespace }) : await api.listClusterCustomObject(kova(plural))) as { items: T[] }).items;
+  (
+    (namespace
+      ? await api.listNamespacedCustomObject({ ...kova(plural), namespace })
+      : await api.listClusterCustomObject(kova(plural))) as { items: T[] }
+  ).items;
 
 beforeAll(async () => {
   cp = await LocalControlPlane.start();
@@ -44,12 +57,32 @@ beforeAll(async () => {
   api = kc.makeApiClient(CustomObjectsApi);
   await applyCrds(cp.endpoints.kubeconfigPath);
   fleet = new SimulatedFleet(kc);
-  await fleet.create(Array.from({ length: 10 }, (_, i) => ({ name: `hv-${i}`, vcpus: 8, memoryMiB: 16 * 1024 + 512, diskGiB: 500 })));
+  await fleet.create(
+    Array.from({ length: 10 }, (_, i) => ({
+      name: `hv-${i}`,
+      vcpus: 8,
+      memoryMiB: 16 * 1024 + 512,
+      diskGiB: 500,
+    })),
+  );
   fleet.startHeartbeats(2000);
-  const create = (kind: string, body: object) => api.createClusterCustomObject({ ...kova(PLURAL[kind as keyof typeof PLURAL]), body: { apiVersion: API_VERSION, kind, ...body } });
-  await create('Flavor', { metadata: { name: 'small' }, spec: { vcpus: 1, memoryMiB: 1024, rootDiskGiB: 10 } });
-  await create('Image', { metadata: { name: 'guest' }, spec: { source: '/var/lib/kova/guest.qcow2', sha256: 'a'.repeat(64) } });
-  await create('Network', { metadata: { name: 'net1' }, spec: { cidr: '10.50.0.0/22', gateway: '10.50.0.1', bridge: 'br-net1' } });
+  const create = (kind: string, body: object) =>
+    api.createClusterCustomObject({
+      ...kova(PLURAL[kind as keyof typeof PLURAL]),
+      body: { apiVersion: API_VERSION, kind, ...body },
+    });
+  await create('Flavor', {
+    metadata: { name: 'small' },
+    spec: { vcpus: 1, memoryMiB: 1024, rootDiskGiB: 10 },
+  });
+  await create('Image', {
+    metadata: { name: 'guest' },
+    spec: { source: '/var/lib/kova/guest.qcow2', sha256: 'a'.repeat(64) },
+  });
+  await create('Network', {
+    metadata: { name: 'net1' },
+    spec: { cidr: '10.50.0.0/22', gateway: '10.50.0.1', bridge: 'br-net1' },
+  });
   await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: 'burst' } } });
 }, 120_000);
 
@@ -71,14 +104,26 @@ describe('operator failover', () => {
     const names = Array.from({ length: total }, (_, i) => `vm-${i}`);
     const creating = (async () => {
       for (let i = 0; i < names.length; i += 25) {
-        await Promise.all(names.slice(i, i + 25).map((name) => api.createNamespacedCustomObject({
-          ...kova('instances'), namespace: 'burst',
-          body: { apiVersion: API_VERSION, kind: 'Instance', metadata: { name }, spec: { flavor: 'small', image: 'guest', networks: [{ network: 'net1' }] } },
-        })));
+        await Promise.all(
+          names.slice(i, i + 25).map((name) =>
+            api.createNamespacedCustomObject({
+              ...kova('instances'),
+              namespace: 'burst',
+              body: {
+                apiVersion: API_VERSION,
+                kind: 'Instance',
+                metadata: { name },
+                spec: { flavor: 'small', image: 'guest', networks: [{ network: 'net1' }] },
+              },
+            }),
+          ),
+        );
       }
     })();
     for (;;) {
-      const bound = (await list<Instance>('instances', 'burst')).filter((i) => i.status?.nodeName).length;
+      const bound = (await list<Instance>('instances', 'burst')).filter(
+        (i) => i.status?.nodeName,
+      ).length;
       if (bound >= 40) break;
       await sleep(50);
     }
@@ -89,15 +134,22 @@ describe('operator failover', () => {
     let items: Instance[] = [];
     for (;;) {
       items = await list<Instance>('instances', 'burst');
-      const settled = items.filter((i) => (i.status?.phase === 'Networking' && i.status.interfaces?.length) || i.status?.conditions?.some((c) => c.reason === 'NoValidHost'));
+      const settled = items.filter(
+        (i) =>
+          (i.status?.phase === 'Networking' && i.status.interfaces?.length) ||
+          i.status?.conditions?.some((c) => c.reason === 'NoValidHost'),
+      );
       if (settled.length === total) break;
-      if (Date.now() > deadline) throw new Error(`only ${settled.length}/${total} settled after failover`);
+      if (Date.now() > deadline)
+        throw new Error(`only ${settled.length}/${total} settled after failover`);
       await sleep(250);
     }
     expect(await leaseHolder()).not.toBe(holder);
 
     const perNode = new Map<string, number>();
-    for (const i of items) if (i.status?.nodeName) perNode.set(i.status.nodeName, (perNode.get(i.status.nodeName) ?? 0) + 1);
+    for (const i of items)
+      if (i.status?.nodeName)
+        perNode.set(i.status.nodeName, (perNode.get(i.status.nodeName) ?? 0) + 1);
     for (const n of perNode.values()) expect(n).toBeLessThanOrEqual(16);
     expect([...perNode.values()].reduce((x, y) => x + y, 0)).toBe(160);
 

@@ -13,14 +13,23 @@ async function main(): Promise<void> {
   collectDefaultMetrics({ register: registry, prefix: 'kova_operator_' });
   const controller = new InstanceController(kc, config, log, registry);
   const health = new HealthServer({ port: config.healthPort, registry, logger: log });
-  health.addReadinessCheck('informers-synced', () => controller.state.hasSynced() || 'informers have not listed yet');
+  health.addReadinessCheck(
+    'informers-synced',
+    () => controller.state.hasSynced() || 'informers have not listed yet',
+  );
   await health.start();
   await controller.startInformers();
 
   const elector = new LeaderElector(kc, {
-    lease: 'kova-operator', namespace: config.systemNamespace, identity: config.identity, logger: log, registry,
+    lease: 'kova-operator',
+    namespace: config.systemNamespace,
+    identity: config.identity,
+    logger: log,
+    registry,
     // client-go's proportions: renew within 2/3 of the lease, retry every 2/15 of it.
-    leaseDurationMs: config.leaderLeaseMs, renewDeadlineMs: (config.leaderLeaseMs * 2) / 3, retryPeriodMs: (config.leaderLeaseMs * 2) / 15,
+    leaseDurationMs: config.leaderLeaseMs,
+    renewDeadlineMs: (config.leaderLeaseMs * 2) / 3,
+    retryPeriodMs: (config.leaderLeaseMs * 2) / 15,
     onStartedLeading: (signal) => controller.lead(signal),
   });
   elector.start();

@@ -4,10 +4,21 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { apiStatus, Patcher, logger, loadKubeConfig } from '@kova/controller-kit';
 import {
-  API_VERSION, GROUP, NODE_CLEANUP_FINALIZER, PLURAL, VERSION,
-  type IIPAllocation, type InstanceStatus,
+  API_VERSION,
+  GROUP,
+  NODE_CLEANUP_FINALIZER,
+  PLURAL,
+  VERSION,
+  type IIPAllocation,
+  type InstanceStatus,
 } from '@kova/crds';
-import { applyCrds, LocalControlPlane, SimulatedFleet, type SimulatedHost, until } from '@kova/hack';
+import {
+  applyCrds,
+  LocalControlPlane,
+  SimulatedFleet,
+  type SimulatedHost,
+  until,
+} from '@kova/hack';
 import { Registry } from 'prom-client';
 import type { Instance } from './cluster-state.js';
 import { configFromEnv, type OperatorConfig } from './config.js';
@@ -22,7 +33,12 @@ let fleet: SimulatedFleet;
 let operator: { controller: InstanceController; abort: AbortController };
 
 async function startOperator(over: Partial<OperatorConfig> = {}): Promise<typeof operator> {
-  const config = { ...configFromEnv(), heartbeatTimeoutMs: 3000, deleteWithNodeDownAfterMs: 1000, ...over };
+  const config = {
+    ...configFromEnv(),
+    heartbeatTimeoutMs: 3000,
+    deleteWithNodeDownAfterMs: 1000,
+    ...over,
+  };
   const controller = new InstanceController(kc, config, logger('operator-test'), new Registry());
   await controller.startInformers();
   const abort = new AbortController();
@@ -46,19 +62,27 @@ async function create(kind: string, body: object, namespace?: string): Promise<u
 }
 
 async function listInstances(namespace: string): Promise<Instance[]> {
-  return ((await api.listNamespacedCustomObject({ ...kovaApi('instances'), namespace })) as { items: Instance[] }).items;
+  return (
+    (await api.listNamespacedCustomObject({ ...kovaApi('instances'), namespace })) as {
+      items: Instance[];
+    }
+  ).items;
 }
 
 async function getInstance(namespace: string, name: string): Promise<Instance | undefined> {
-  return (await api.getNamespacedCustomObject({ ...kovaApi('instances'), namespace, name }).catch(() => undefined)) as Instance | undefined;
+  return (await api
+    .getNamespacedCustomObject({ ...kovaApi('instances'), namespace, name })
+    .catch(() => undefined)) as Instance | undefined;
 }
 
 async function allocations(): Promise<IIPAllocation[]> {
-  return ((await api.listClusterCustomObject(kovaApi('ipallocations'))) as { items: IIPAllocation[] }).items;
+  return (
+    (await api.listClusterCustomObject(kovaApi('ipallocations'))) as { items: IIPAllocation[] }
+  ).items;
 }
 
-
-const cond = (s: InstanceStatus | undefined, type: string) => s?.conditions?.find((c) => c.type === type);
+const cond = (s: InstanceStatus | undefined, type: string) =>
+  s?.conditions?.find((c) => c.type === type);
 
 async function namespace(name: string): Promise<string> {
   await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name } } });
@@ -66,16 +90,39 @@ async function namespace(name: string): Promise<string> {
 }
 
 function instance(name: string, spec: Record<string, unknown> = {}, pool = 'spare') {
-  return { metadata: { name }, spec: { flavor: 'small', image: 'guest', networks: [{ network: 'net1' }], nodeSelector: { pool }, ...spec } };
+  return {
+    metadata: { name },
+    spec: {
+      flavor: 'small',
+      image: 'guest',
+      networks: [{ network: 'net1' }],
+      nodeSelector: { pool },
+      ...spec,
+    },
+  };
 }
 
 /** Acts as the node agent reporting a build fault on the node the Instance is bound to. */
-async function reportFault(ns: string, name: string, reason: string, retryable: boolean): Promise<void> {
+async function reportFault(
+  ns: string,
+  name: string,
+  reason: string,
+  retryable: boolean,
+): Promise<void> {
   const inst = (await getInstance(ns, name)) as Instance;
   await new Patcher(kc, 'fake-agent').mergeStatus(
     { apiVersion: API_VERSION, kind: 'Instance', plural: 'instances', name, namespace: ns },
     inst.metadata.resourceVersion as string,
-    { phase: 'BlockDeviceMapping', fault: { reason, message: `${reason} (injected)`, node: inst.status?.nodeName, retryable, time: new Date().toISOString() } },
+    {
+      phase: 'BlockDeviceMapping',
+      fault: {
+        reason,
+        message: `${reason} (injected)`,
+        node: inst.status?.nodeName,
+        retryable,
+        time: new Date().toISOString(),
+      },
+    },
   );
 }
 
@@ -114,12 +161,35 @@ beforeAll(async () => {
   }));
   await fleet.create(hosts);
   fleet.startHeartbeats(1000);
-  await create('Flavor', { metadata: { name: 'small' }, spec: { vcpus: 1, memoryMiB: 1024, rootDiskGiB: 10 } });
-  await create('Flavor', { metadata: { name: 'huge' }, spec: { vcpus: 1, memoryMiB: 64 * 1024, rootDiskGiB: 10 } });
-  await create('Image', { metadata: { name: 'guest' }, spec: { source: '/var/lib/kova/guest.qcow2', sha256: 'a'.repeat(64), minDiskGiB: 1 } });
-  await create('Image', { metadata: { name: 'big-image' }, spec: { source: '/var/lib/kova/big.qcow2', sha256: 'b'.repeat(64), minDiskGiB: 50 } });
-  await create('Network', { metadata: { name: 'net1' }, spec: { cidr: '10.100.0.0/20', gateway: '10.100.0.1', bridge: 'br-net1' } });
-  await create('Network', { metadata: { name: 'tiny' }, spec: { cidr: '10.200.0.0/29', gateway: '10.200.0.1', bridge: 'br-tiny', allocationPools: [{ start: '10.200.0.2', end: '10.200.0.3' }] } });
+  await create('Flavor', {
+    metadata: { name: 'small' },
+    spec: { vcpus: 1, memoryMiB: 1024, rootDiskGiB: 10 },
+  });
+  await create('Flavor', {
+    metadata: { name: 'huge' },
+    spec: { vcpus: 1, memoryMiB: 64 * 1024, rootDiskGiB: 10 },
+  });
+  await create('Image', {
+    metadata: { name: 'guest' },
+    spec: { source: '/var/lib/kova/guest.qcow2', sha256: 'a'.repeat(64), minDiskGiB: 1 },
+  });
+  await create('Image', {
+    metadata: { name: 'big-image' },
+    spec: { source: '/var/lib/kova/big.qcow2', sha256: 'b'.repeat(64), minDiskGiB: 50 },
+  });
+  await create('Network', {
+    metadata: { name: 'net1' },
+    spec: { cidr: '10.100.0.0/20', gateway: '10.100.0.1', bridge: 'br-net1' },
+  });
+  await create('Network', {
+    metadata: { name: 'tiny' },
+    spec: {
+      cidr: '10.200.0.0/29',
+      gateway: '10.200.0.1',
+      bridge: 'br-tiny',
+      allocationPools: [{ start: '10.200.0.2', end: '10.200.0.3' }],
+    },
+  });
   operator = await startOperator();
 }, 120_000);
 
@@ -136,23 +206,53 @@ describe('a burst of 1,000 Instances onto 40 hypervisors that fit only some', ()
 
   beforeAll(async () => {
     ns = await namespace('burst');
-    await create('ServerGroup', { metadata: { name: 'spread' }, spec: { policy: 'anti-affinity', maxPerNode: 1 } }, ns);
+    await create(
+      'ServerGroup',
+      { metadata: { name: 'spread' }, spec: { policy: 'anti-affinity', maxPerNode: 1 } },
+      ns,
+    );
     const names = Array.from({ length: total }, (_, i) => `vm-${String(i).padStart(4, '0')}`);
     for (let i = 0; i < names.length; i += 50) {
-      await Promise.all(names.slice(i, i + 50).map((n, j) => create('Instance', instance(n, i + j < 60 ? { serverGroup: 'spread' } : {}, 'burst'), ns)));
+      await Promise.all(
+        names
+          .slice(i, i + 50)
+          .map((n, j) =>
+            create(
+              'Instance',
+              instance(n, i + j < 60 ? { serverGroup: 'spread' } : {}, 'burst'),
+              ns,
+            ),
+          ),
+      );
     }
-    settled = await until('every Instance to be bound or to wait with NoValidHost', async () => {
-      const items = await listInstances(ns);
-      const done = items.filter((i) => (i.status?.phase === 'Networking' && i.status.interfaces?.length === 1) || cond(i.status, 'Scheduled')?.reason === 'NoValidHost');
-      return done.length === total ? items : undefined;
-    }, 240_000);
+    settled = await until(
+      'every Instance to be bound or to wait with NoValidHost',
+      async () => {
+        const items = await listInstances(ns);
+        const done = items.filter(
+          (i) =>
+            (i.status?.phase === 'Networking' && i.status.interfaces?.length === 1) ||
+            cond(i.status, 'Scheduled')?.reason === 'NoValidHost',
+        );
+        return done.length === total ? items : undefined;
+      },
+      240_000,
+    );
   }, 300_000);
 
-  it('binds exactly as many as fit, and never beyond any hypervisor\'s allocation ratio', async () => {
+  it("binds exactly as many as fit, and never beyond any hypervisor's allocation ratio", async () => {
     const perNode = new Map<string, number>();
-    for (const i of settled) if (i.status?.nodeName) perNode.set(i.status.nodeName, (perNode.get(i.status.nodeName) ?? 0) + 1);
-    const hvs = ((await api.listClusterCustomObject({ ...kovaApi('hypervisors') })) as { items: { metadata: { name: string }; status: { capacity: { vcpus: number; memoryMiB: number } } }[] }).items
-      .filter((hv) => Number(hv.metadata.name.slice(3)) < 40);
+    for (const i of settled)
+      if (i.status?.nodeName)
+        perNode.set(i.status.nodeName, (perNode.get(i.status.nodeName) ?? 0) + 1);
+    const hvs = (
+      (await api.listClusterCustomObject({ ...kovaApi('hypervisors') })) as {
+        items: {
+          metadata: { name: string };
+          status: { capacity: { vcpus: number; memoryMiB: number } };
+        }[];
+      }
+    ).items.filter((hv) => Number(hv.metadata.name.slice(3)) < 40);
     let fits = 0;
     for (const hv of hvs) {
       // memory is the binding limit: (capacity × 1.0 − 512 reserved) / 1024 per Instance; vCPU × 4.0 allows more.
@@ -176,13 +276,18 @@ describe('a burst of 1,000 Instances onto 40 hypervisors that fit only some', ()
       expect(c?.status).toBe('False');
       expect(c?.message).toMatch(/^0\/44 hypervisors: (\d+ [a-zA-Z -]+(, )?)+$/);
       expect(c?.message).toContain('4 node selector mismatch');
-      const counted = [...(c?.message.split(': ')[1]?.matchAll(/(\d+) [a-zA-Z -]+/g) ?? [])].reduce((n, m) => n + Number(m[1]), 0);
+      const counted = [...(c?.message.split(': ')[1]?.matchAll(/(\d+) [a-zA-Z -]+/g) ?? [])].reduce(
+        (n, m) => n + Number(m[1]),
+        0,
+      );
       expect(counted).toBe(44);
     }
   });
 
   it('respects server-group anti-affinity', () => {
-    const members = settled.filter((i) => i.spec.serverGroup === 'spread' && i.status?.nodeName).map((i) => i.status?.nodeName);
+    const members = settled
+      .filter((i) => i.spec.serverGroup === 'spread' && i.status?.nodeName)
+      .map((i) => i.status?.nodeName);
     expect(new Set(members).size).toBe(members.length);
   });
 
@@ -199,15 +304,26 @@ describe('a burst of 1,000 Instances onto 40 hypervisors that fit only some', ()
     const bound = settled.filter((i) => i.status?.nodeName).slice(0, 5);
     const core = kc.makeApiClient(CustomObjectsApi);
     for (const i of bound) {
-      await core.deleteNamespacedCustomObject({ ...kovaApi('instances'), namespace: ns, name: i.metadata.name });
+      await core.deleteNamespacedCustomObject({
+        ...kovaApi('instances'),
+        namespace: ns,
+        name: i.metadata.name,
+      });
       // Play the agent: the domain is gone from the node.
       await removeCleanupFinalizer(ns, i.metadata.name);
     }
     await until('five waiting Instances to be bound in their place', async () => {
       const items = await listInstances(ns);
-      return items.filter((i) => i.status?.nodeName).length === settled.filter((i) => i.status?.nodeName).length;
+      return (
+        items.filter((i) => i.status?.nodeName).length ===
+        settled.filter((i) => i.status?.nodeName).length
+      );
     });
-    for (const i of bound) await until(`${i.metadata.name} to be gone`, async () => !(await getInstance(ns, i.metadata.name)));
+    for (const i of bound)
+      await until(
+        `${i.metadata.name} to be gone`,
+        async () => !(await getInstance(ns, i.metadata.name)),
+      );
   });
 });
 
@@ -242,7 +358,10 @@ describe('faults reported by the agent', () => {
 
   it('fails at once on a fault no other node could fix', async () => {
     await create('Instance', instance('bad-checksum'), ns);
-    await until('bound', async () => (await getInstance(ns, 'bad-checksum'))?.status?.interfaces?.length);
+    await until(
+      'bound',
+      async () => (await getInstance(ns, 'bad-checksum'))?.status?.interfaces?.length,
+    );
     await reportFault(ns, 'bad-checksum', 'ChecksumMismatch', false);
     const failed = await until('phase Error', async () => {
       const i = await getInstance(ns, 'bad-checksum');
@@ -269,40 +388,106 @@ describe('waiting for what is missing, and recovering by itself', () => {
     ns = await namespace('waiting');
   });
 
-  const later: [kind: string, spec: Record<string, unknown>, reason: string, message: string, appear: (ns: string) => Promise<unknown>][] = [
-    ['Flavor', { flavor: 'later' }, 'FlavorNotFound', 'Flavor later does not exist; create it or fix spec.flavor',
-      () => create('Flavor', { metadata: { name: 'later' }, spec: { vcpus: 1, memoryMiB: 512, rootDiskGiB: 1 } })],
-    ['Image', { image: 'later-image' }, 'ImageNotFound', 'Image later-image does not exist; create it or fix spec.image',
-      () => create('Image', { metadata: { name: 'later-image' }, spec: { source: '/var/lib/kova/later.qcow2', sha256: 'c'.repeat(64) } })],
-    ['Network', { networks: [{ network: 'later-net' }] }, 'NetworkNotFound', 'Network later-net does not exist; create it or fix spec.networks',
-      () => create('Network', { metadata: { name: 'later-net' }, spec: { cidr: '10.150.0.0/24', gateway: '10.150.0.1', bridge: 'br-later' } })],
-    ['ServerGroup', { serverGroup: 'later-group' }, 'ServerGroupNotFound', 'ServerGroup later-group does not exist in namespace',
-      (ns) => create('ServerGroup', { metadata: { name: 'later-group' }, spec: { policy: 'anti-affinity' } }, ns)],
+  const later: [
+    kind: string,
+    spec: Record<string, unknown>,
+    reason: string,
+    message: string,
+    appear: (ns: string) => Promise<unknown>,
+  ][] = [
+    [
+      'Flavor',
+      { flavor: 'later' },
+      'FlavorNotFound',
+      'Flavor later does not exist; create it or fix spec.flavor',
+      () =>
+        create('Flavor', {
+          metadata: { name: 'later' },
+          spec: { vcpus: 1, memoryMiB: 512, rootDiskGiB: 1 },
+        }),
+    ],
+    [
+      'Image',
+      { image: 'later-image' },
+      'ImageNotFound',
+      'Image later-image does not exist; create it or fix spec.image',
+      () =>
+        create('Image', {
+          metadata: { name: 'later-image' },
+          spec: { source: '/var/lib/kova/later.qcow2', sha256: 'c'.repeat(64) },
+        }),
+    ],
+    [
+      'Network',
+      { networks: [{ network: 'later-net' }] },
+      'NetworkNotFound',
+      'Network later-net does not exist; create it or fix spec.networks',
+      () =>
+        create('Network', {
+          metadata: { name: 'later-net' },
+          spec: { cidr: '10.150.0.0/24', gateway: '10.150.0.1', bridge: 'br-later' },
+        }),
+    ],
+    [
+      'ServerGroup',
+      { serverGroup: 'later-group' },
+      'ServerGroupNotFound',
+      'ServerGroup later-group does not exist in namespace',
+      (ns) =>
+        create(
+          'ServerGroup',
+          { metadata: { name: 'later-group' }, spec: { policy: 'anti-affinity' } },
+          ns,
+        ),
+    ],
   ];
 
-  it.each(later)('waits for a %s that does not exist yet, says so in a condition and an Event, then schedules', async (kind, spec, reason, message, appear) => {
-    const name = `early-${kind.toLowerCase()}`;
-    await create('Instance', instance(name, spec), ns);
-    const waiting = await until(reason, async () => {
-      const i = await getInstance(ns, name);
-      return cond(i?.status, 'Scheduled')?.reason === reason ? i : undefined;
-    });
-    expect(waiting.status?.phase).toBe('Scheduling');
-    expect(cond(waiting.status, 'Scheduled')?.message).toContain(message);
-    const events = await until(`a ${reason} Event`, async () => {
-      const list = await kc.makeApiClient(CoreV1Api).listNamespacedEvent({ namespace: ns, fieldSelector: `involvedObject.name=${name}` });
-      return list.items.find((e) => e.reason === reason);
-    });
-    expect(events.type).toBe('Warning');
-    await appear(ns);
-    await until(`bound after the ${kind} appears`, async () => (await getInstance(ns, name))?.status?.nodeName);
-  });
+  it.each(later)(
+    'waits for a %s that does not exist yet, says so in a condition and an Event, then schedules',
+    async (kind, spec, reason, message, appear) => {
+      const name = `early-${kind.toLowerCase()}`;
+      await create('Instance', instance(name, spec), ns);
+      const waiting = await until(reason, async () => {
+        const i = await getInstance(ns, name);
+        return cond(i?.status, 'Scheduled')?.reason === reason ? i : undefined;
+      });
+      expect(waiting.status?.phase).toBe('Scheduling');
+      expect(cond(waiting.status, 'Scheduled')?.message).toContain(message);
+      const events = await until(`a ${reason} Event`, async () => {
+        const list = await kc
+          .makeApiClient(CoreV1Api)
+          .listNamespacedEvent({ namespace: ns, fieldSelector: `involvedObject.name=${name}` });
+        return list.items.find((e) => e.reason === reason);
+      });
+      expect(events.type).toBe('Warning');
+      await appear(ns);
+      await until(
+        `bound after the ${kind} appears`,
+        async () => (await getInstance(ns, name))?.status?.nodeName,
+      );
+    },
+  );
 
   it('refuses a fixed IP that is taken or outside the network, and takes it once freed', async () => {
-    await create('Instance', instance('holder', { networks: [{ network: 'tiny', fixedIP: '10.200.0.3' }] }), ns);
-    await until('holder bound', async () => (await getInstance(ns, 'holder'))?.status?.interfaces?.length);
-    await create('Instance', instance('wants-same', { networks: [{ network: 'tiny', fixedIP: '10.200.0.3' }] }), ns);
-    await create('Instance', instance('wants-outside', { networks: [{ network: 'tiny', fixedIP: '10.201.0.3' }] }), ns);
+    await create(
+      'Instance',
+      instance('holder', { networks: [{ network: 'tiny', fixedIP: '10.200.0.3' }] }),
+      ns,
+    );
+    await until(
+      'holder bound',
+      async () => (await getInstance(ns, 'holder'))?.status?.interfaces?.length,
+    );
+    await create(
+      'Instance',
+      instance('wants-same', { networks: [{ network: 'tiny', fixedIP: '10.200.0.3' }] }),
+      ns,
+    );
+    await create(
+      'Instance',
+      instance('wants-outside', { networks: [{ network: 'tiny', fixedIP: '10.201.0.3' }] }),
+      ns,
+    );
     const inUse = await until('FixedIPInUse', async () => {
       const i = await getInstance(ns, 'wants-same');
       return cond(i?.status, 'NetworkReady')?.reason === 'FixedIPInUse' ? i : undefined;
@@ -314,7 +499,11 @@ describe('waiting for what is missing, and recovering by itself', () => {
     });
     expect(cond(outside.status, 'NetworkReady')?.message).toContain('10.201.0.3');
 
-    await api.deleteNamespacedCustomObject({ ...kovaApi('instances'), namespace: ns, name: 'holder' });
+    await api.deleteNamespacedCustomObject({
+      ...kovaApi('instances'),
+      namespace: ns,
+      name: 'holder',
+    });
     await removeCleanupFinalizer(ns, 'holder');
     const got = await until('the freed address', async () => {
       const i = await getInstance(ns, 'wants-same');
@@ -330,7 +519,9 @@ describe('waiting for what is missing, and recovering by itself', () => {
       const items = await listInstances(ns);
       return items.find((i) => cond(i.status, 'NetworkReady')?.reason === 'NetworkExhausted');
     });
-    expect(cond(exhausted.status, 'NetworkReady')?.message).toContain('Network tiny has no free address');
+    expect(cond(exhausted.status, 'NetworkReady')?.message).toContain(
+      'Network tiny has no free address',
+    );
   });
 });
 
@@ -346,14 +537,25 @@ describe('deletion', () => {
       const i = await getInstance(ns, 'doomed');
       return i?.status?.interfaces?.length ? i : undefined;
     });
-    await api.deleteNamespacedCustomObject({ ...kovaApi('instances'), namespace: ns, name: 'doomed' });
-    await until('phase Deleting', async () => (await getInstance(ns, 'doomed'))?.status?.phase === 'Deleting');
+    await api.deleteNamespacedCustomObject({
+      ...kovaApi('instances'),
+      namespace: ns,
+      name: 'doomed',
+    });
+    await until(
+      'phase Deleting',
+      async () => (await getInstance(ns, 'doomed'))?.status?.phase === 'Deleting',
+    );
     await sleep(500);
     expect(await getInstance(ns, 'doomed')).toBeDefined();
-    expect((await allocations()).some((a) => a.spec.instance.uid === bound.metadata.uid)).toBe(true);
+    expect((await allocations()).some((a) => a.spec.instance.uid === bound.metadata.uid)).toBe(
+      true,
+    );
     await removeCleanupFinalizer(ns, 'doomed');
     await until('the Instance to be gone', async () => !(await getInstance(ns, 'doomed')));
-    expect((await allocations()).some((a) => a.spec.instance.uid === bound.metadata.uid)).toBe(false);
+    expect((await allocations()).some((a) => a.spec.instance.uid === bound.metadata.uid)).toBe(
+      false,
+    );
   });
 
   it('completes a deletion without the agent once its hypervisor has been down long enough', async () => {
@@ -363,8 +565,14 @@ describe('deletion', () => {
       return i?.status?.interfaces?.length ? i : undefined;
     });
     fleet.stopHeartbeat(bound.status?.nodeName as string);
-    await api.deleteNamespacedCustomObject({ ...kovaApi('instances'), namespace: ns, name: 'orphan' });
+    await api.deleteNamespacedCustomObject({
+      ...kovaApi('instances'),
+      namespace: ns,
+      name: 'orphan',
+    });
     await until('the Instance to be gone', async () => !(await getInstance(ns, 'orphan')), 30_000);
-    expect((await allocations()).some((a) => a.spec.instance.uid === bound.metadata.uid)).toBe(false);
+    expect((await allocations()).some((a) => a.spec.instance.uid === bound.metadata.uid)).toBe(
+      false,
+    );
   });
 });

@@ -35,7 +35,8 @@ afterAll(async () => {
 });
 
 const cacheOf = (node: string) => `${cluster.stateDirOf(node)}/images`;
-const partials = (node: string) => readdirSync(cacheOf(node)).filter((f) => f.includes('.partial.'));
+const partials = (node: string) =>
+  readdirSync(cacheOf(node)).filter((f) => f.includes('.partial.'));
 
 describe('image faults', () => {
   it('a full image cache on one node: NodeDiskFull there, the Instance boots on the other', async () => {
@@ -49,7 +50,9 @@ describe('image faults', () => {
     await vms.create('full', { image: image.name });
     const inst = await vms.phase('full', 'Active');
     expect(inst.status?.nodeName).toBe('kova-b');
-    expect(inst.status?.attempts).toEqual([expect.objectContaining({ node: 'kova-a', reason: 'NodeDiskFull' })]);
+    expect(inst.status?.attempts).toEqual([
+      expect.objectContaining({ node: 'kova-a', reason: 'NodeDiskFull' }),
+    ]);
     expect(inst.status?.attempts?.[0]?.message).toContain('no space left');
     expect(readdirSync(fullCache)).toEqual([]);
     execFileSync('umount', [fullCache]);
@@ -77,7 +80,9 @@ describe('image faults', () => {
     const image = await images.add('wrong-sum', 'serve', { sha256: wrong });
     await vms.create('mismatch', { image: image.name });
     const inst = await vms.phase('mismatch', 'Error');
-    expect(inst.status?.fault).toEqual(expect.objectContaining({ reason: 'ChecksumMismatch', retryable: false }));
+    expect(inst.status?.fault).toEqual(
+      expect.objectContaining({ reason: 'ChecksumMismatch', retryable: false }),
+    );
     expect(inst.status?.fault?.message).toContain(image.sha256);
     expect(image.requests).toBe(1);
     for (const node of cluster.nodes) {

@@ -28,14 +28,21 @@ async function stop(code: number): Promise<never> {
   let clean = true;
   if (kova) {
     const api = loadKubeConfig(kova.kubeconfigPath).makeApiClient(CustomObjectsApi);
-    clean = await deleteDemo(api).then(() => true, (err: Error) => {
-      log.error('could not delete the demo Instance', { error: err });
-      return false;
-    });
+    clean = await deleteDemo(api).then(
+      () => true,
+      (err: Error) => {
+        log.error('could not delete the demo Instance', { error: err });
+        return false;
+      },
+    );
     await kova.stop();
   }
   await promisify(execFile)('ip', ['link', 'delete', 'dev', 'kova-br0']).catch(() => undefined);
-  out(clean ? 'Stopped; no domain, bridge, process or temporary directory is left.' : 'Stopped, but the demo domain may remain: check `virsh list --all`.');
+  out(
+    clean
+      ? 'Stopped; no domain, bridge, process or temporary directory is left.'
+      : 'Stopped, but the demo domain may remain: check `virsh list --all`.',
+  );
   process.exit(clean ? code : 1);
 }
 
@@ -51,7 +58,9 @@ async function main(): Promise<void> {
   out(`Booting Instance default/demo on hypervisor ${kova.nodeName}:`);
   const inst = await followPhases(api);
   const ip = inst.status?.interfaces?.[0]?.ip as string;
-  const serial = await consoleLine(join(kova.stateDir, 'instances', inst.metadata?.uid as string, 'console.log'));
+  const serial = await consoleLine(
+    join(kova.stateDir, 'instances', inst.metadata?.uid as string, 'console.log'),
+  );
   out(`  serial console: ${serial}`);
   out(`  http://${ip}/ answers: ${await httpGet(`http://${ip}/`)}`);
   out('');
@@ -70,16 +79,25 @@ async function followPhases(api: CustomObjectsApi): Promise<IInstance> {
   let phase = '';
   let since = start;
   for (;;) {
-    const inst = (await api.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: 'instances', namespace: 'default', name: 'demo' })) as IInstance;
+    const inst = (await api.getNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: 'instances',
+      namespace: 'default',
+      name: 'demo',
+    })) as IInstance;
     const now = inst.status?.phase ?? 'Pending';
     if (now !== phase) {
       if (phase) out(`  ✓ ${phase.padEnd(20)} ${((Date.now() - since) / 1000).toFixed(2)} s`);
       phase = now;
       since = Date.now();
     }
-    if (inst.status?.fault) throw new Error(`boot failed: ${inst.status.fault.reason}: ${inst.status.fault.message}`);
+    if (inst.status?.fault)
+      throw new Error(`boot failed: ${inst.status.fault.reason}: ${inst.status.fault.message}`);
     if (phase === 'Active') {
-      out(`  ✓ Active after ${((Date.now() - start) / 1000).toFixed(2)} s — ${inst.status?.interfaces?.[0]?.ip} on ${inst.status?.nodeName}, power ${inst.status?.powerState}`);
+      out(
+        `  ✓ Active after ${((Date.now() - start) / 1000).toFixed(2)} s — ${inst.status?.interfaces?.[0]?.ip} on ${inst.status?.nodeName}, power ${inst.status?.powerState}`,
+      );
       return inst;
     }
     await sleep(50);
@@ -103,19 +121,29 @@ async function httpGet(url: string, timeoutMs = 30_000): Promise<string> {
     try {
       return (await (await fetch(url, { signal: AbortSignal.timeout(2000) })).text()).trim();
     } catch (err) {
-      if (Date.now() > deadline) throw new Error(`${url} did not answer: ${(err as Error).message}`);
+      if (Date.now() > deadline)
+        throw new Error(`${url} did not answer: ${(err as Error).message}`);
       await sleep(250);
     }
   }
 }
 
 async function deleteDemo(api: CustomObjectsApi): Promise<void> {
-  const ref = { group: GROUP, version: VERSION, plural: 'instances', namespace: 'default', name: 'demo' };
+  const ref = {
+    group: GROUP,
+    version: VERSION,
+    plural: 'instances',
+    namespace: 'default',
+    name: 'demo',
+  };
   await api.deleteNamespacedCustomObject(ref).catch((err) => {
     if (apiStatus(err) !== 404) throw err;
   });
   for (let i = 0; i < 600; i++) {
-    const gone = await api.getNamespacedCustomObject(ref).then(() => false, (err) => apiStatus(err) === 404);
+    const gone = await api.getNamespacedCustomObject(ref).then(
+      () => false,
+      (err) => apiStatus(err) === 404,
+    );
     if (gone) return;
     await sleep(100);
   }

@@ -8,11 +8,25 @@ import { create } from 'xmlbuilder2';
 import { domainXml, ownerOf, type DomainSpec } from './xml.js';
 
 const base: DomainSpec = {
-  uid: '0b7c6a2e-1f0e-4c3a-9d6e-5a4b3c2d1e0f', namespace: 'default', name: 'web-1', node: 'node-a', virtType: 'qemu',
-  vcpus: 2, memoryMiB: 512,
+  uid: '0b7c6a2e-1f0e-4c3a-9d6e-5a4b3c2d1e0f',
+  namespace: 'default',
+  name: 'web-1',
+  node: 'node-a',
+  virtType: 'qemu',
+  vcpus: 2,
+  memoryMiB: 512,
   disks: { root: '/var/lib/kova/instances/x/root.qcow2' },
   configDrive: '/var/lib/kova/instances/x/cidata.iso',
-  nics: [{ network: 'default', ip: '10.0.0.5', mac: 'fa:16:3e:00:00:05', bridge: 'br0', tap: 'kv0b7c6a2e1f0e0', mtu: 1500 }],
+  nics: [
+    {
+      network: 'default',
+      ip: '10.0.0.5',
+      mac: 'fa:16:3e:00:00:05',
+      bridge: 'br0',
+      tap: 'kv0b7c6a2e1f0e0',
+      mtu: 1500,
+    },
+  ],
   consoleLog: '/var/lib/kova/instances/x/console.log',
   kernel: { path: '/var/lib/kova/images/k.img', cmdline: 'console=ttyS0' },
 };
@@ -20,9 +34,16 @@ const base: DomainSpec = {
 /** Element paths in document order: the shape of the domain, whatever its text and attributes. */
 function shape(xml: string): string[] {
   const out: string[] = [];
-  const walk = (node: { node: { childNodes: ArrayLike<{ nodeType: number; nodeName: string }> } } | unknown, path: string) => {
+  const walk = (
+    node: { node: { childNodes: ArrayLike<{ nodeType: number; nodeName: string }> } } | unknown,
+    path: string,
+  ) => {
     const n = node as { nodeType: number; nodeName: string; childNodes: ArrayLike<unknown> };
-    for (const child of Array.from(n.childNodes) as { nodeType: number; nodeName: string; childNodes: ArrayLike<unknown> }[]) {
+    for (const child of Array.from(n.childNodes) as {
+      nodeType: number;
+      nodeName: string;
+      childNodes: ArrayLike<unknown>;
+    }[]) {
       if (child.nodeType !== 1) continue;
       out.push(`${path}/${child.nodeName}`);
       walk(child, `${path}/${child.nodeName}`);
@@ -34,32 +55,82 @@ function shape(xml: string): string[] {
 
 /** Reads values back through the DOM, as libvirt's parser would see them. */
 function readBack(xml: string): { cmdline?: string | null; bridge?: string | null } {
-  const doc = create({ skipWhitespaceOnlyText: false }, xml).node as unknown as { getElementsByTagName(t: string): ArrayLike<{ textContent: string | null; getAttribute(a: string): string | null; hasAttribute(a: string): boolean }> };
-  const bridgeSource = Array.from(doc.getElementsByTagName('source')).find((e) => e.hasAttribute('bridge'));
-  return { cmdline: doc.getElementsByTagName('cmdline')[0]?.textContent, bridge: bridgeSource?.getAttribute('bridge') };
+  const doc = create({ skipWhitespaceOnlyText: false }, xml).node as unknown as {
+    getElementsByTagName(t: string): ArrayLike<{
+      textContent: string | null;
+      getAttribute(a: string): string | null;
+      hasAttribute(a: string): boolean;
+    }>;
+  };
+  const bridgeSource = Array.from(doc.getElementsByTagName('source')).find((e) =>
+    e.hasAttribute('bridge'),
+  );
+  return {
+    cmdline: doc.getElementsByTagName('cmdline')[0]?.textContent,
+    bridge: bridgeSource?.getAttribute('bridge'),
+  };
 }
 
 // Strings rich in XML metacharacters, markup fragments and arbitrary Unicode.
 const hostile = fc.oneof(
   fc.fullUnicodeString({ maxLength: 40 }),
-  fc.array(fc.constantFrom('<', '>', '&', '"', "'", ']]>', '<!--', '-->', '<!ENTITY x SYSTEM "file:///etc/passwd">', '&x;', '</name>', '<vcpu>64</vcpu>', '\n', 'a'), { maxLength: 12 }).map((a) => a.join('')),
+  fc
+    .array(
+      fc.constantFrom(
+        '<',
+        '>',
+        '&',
+        '"',
+        "'",
+        ']]>',
+        '<!--',
+        '-->',
+        '<!ENTITY x SYSTEM "file:///etc/passwd">',
+        '&x;',
+        '</name>',
+        '<vcpu>64</vcpu>',
+        '\n',
+        'a',
+      ),
+      { maxLength: 12 },
+    )
+    .map((a) => a.join('')),
 );
 
 describe('domain XML under arbitrary input (property)', () => {
   it('stays well-formed, keeps its shape and reads back every value, or refuses', () => {
     const benign = shape(domainXml(base));
-    fc.assert(fc.property(hostile, hostile, hostile, hostile, hostile, (name, namespace, node, cmdline, bridge) => {
-      let xml: string;
-      try {
-        xml = domainXml({ ...base, name, namespace, node, kernel: { ...base.kernel!, cmdline }, nics: [{ ...base.nics[0]!, bridge }] });
-      } catch (err) {
-        expect(err).toBeInstanceOf(Error); // e.g. a character XML 1.0 cannot carry
-        return;
-      }
-      expect(shape(xml)).toEqual(cmdline ? benign : benign.filter((p) => !p.endsWith('/cmdline')));
-      expect(ownerOf(xml)).toEqual({ namespace, name, uid: base.uid, node });
-      expect(readBack(xml)).toEqual({ cmdline: cmdline || undefined, bridge });
-      expect(xml).not.toContain('<!ENTITY');
-    }), { numRuns: 500 });
+    fc.assert(
+      fc.property(
+        hostile,
+        hostile,
+        hostile,
+        hostile,
+        hostile,
+        (name, namespace, node, cmdline, bridge) => {
+          let xml: string;
+          try {
+            xml = domainXml({
+              ...base,
+              name,
+              namespace,
+              node,
+              kernel: { ...base.kernel!, cmdline },
+              nics: [{ ...base.nics[0]!, bridge }],
+            });
+          } catch (err) {
+            expect(err).toBeInstanceOf(Error); // e.g. a character XML 1.0 cannot carry
+            return;
+          }
+          expect(shape(xml)).toEqual(
+            cmdline ? benign : benign.filter((p) => !p.endsWith('/cmdline')),
+          );
+          expect(ownerOf(xml)).toEqual({ namespace, name, uid: base.uid, node });
+          expect(readBack(xml)).toEqual({ cmdline: cmdline || undefined, bridge });
+          expect(xml).not.toContain('<!ENTITY');
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 });

@@ -14,7 +14,16 @@ const spec = (over: Partial<DomainSpec> = {}): DomainSpec => ({
   memoryMiB: 512,
   disks: { root: '/var/lib/kova/instances/x/root.qcow2' },
   configDrive: '/var/lib/kova/instances/x/cidata.iso',
-  nics: [{ network: 'default', ip: '10.0.0.5', mac: 'fa:16:3e:00:00:05', bridge: 'br0', tap: 'kv0b7c6a2e1f0e0', mtu: 1500 }],
+  nics: [
+    {
+      network: 'default',
+      ip: '10.0.0.5',
+      mac: 'fa:16:3e:00:00:05',
+      bridge: 'br0',
+      tap: 'kv0b7c6a2e1f0e0',
+      mtu: 1500,
+    },
+  ],
   consoleLog: '/var/lib/kova/instances/x/console.log',
   ...over,
 });
@@ -27,14 +36,20 @@ const hostile = [
   `a'b"c<d>e&f`,
 ];
 
-const parse = (xml: string) => create(xml).end({ format: 'object' }) as { domain: Record<string, unknown> };
+const parse = (xml: string) =>
+  create(xml).end({ format: 'object' }) as { domain: Record<string, unknown> };
 
 describe('domain XML', () => {
   it('carries the Instance UID as domain UUID and kova ownership in <metadata>', () => {
     const xml = domainXml(spec());
     expect(parse(xml).domain.uuid).toBe('0b7c6a2e-1f0e-4c3a-9d6e-5a4b3c2d1e0f');
-    expect(ownerOf(xml)).toEqual({ namespace: 'default', name: 'web-1', uid: '0b7c6a2e-1f0e-4c3a-9d6e-5a4b3c2d1e0f', node: 'node-a' });
-    expect(xml).toContain("<domain type=\"qemu\">");
+    expect(ownerOf(xml)).toEqual({
+      namespace: 'default',
+      name: 'web-1',
+      uid: '0b7c6a2e-1f0e-4c3a-9d6e-5a4b3c2d1e0f',
+      node: 'node-a',
+    });
+    expect(xml).toContain('<domain type="qemu">');
   });
 
   it.each(hostile)('keeps the hostile string %j inside its attribute', (evil) => {
@@ -49,7 +64,7 @@ describe('domain XML', () => {
     expect(xml).not.toContain('<!ENTITY');
   });
 
-  it('is not fooled by a domain whose metadata merely looks like kova\'s', () => {
+  it("is not fooled by a domain whose metadata merely looks like kova's", () => {
     expect(ownerOf("<domain><metadata><instance uid='x'/></metadata></domain>")).toBeUndefined();
   });
 });

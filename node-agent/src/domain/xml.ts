@@ -32,7 +32,12 @@ export function domainXml(s: DomainSpec): string {
   const domain = doc.ele('domain', { type: s.virtType });
   domain.ele('name').txt(domainName(s.namespace, s.name, s.uid));
   domain.ele('uuid').txt(s.uid);
-  domain.ele('metadata').ele(KOVA_XMLNS, 'kova:instance', { namespace: s.namespace, name: s.name, uid: s.uid, node: s.node });
+  domain.ele('metadata').ele(KOVA_XMLNS, 'kova:instance', {
+    namespace: s.namespace,
+    name: s.name,
+    uid: s.uid,
+    node: s.node,
+  });
   domain.ele('memory', { unit: 'MiB' }).txt(String(s.memoryMiB));
   domain.ele('vcpu').txt(String(s.vcpus));
   const os = domain.ele('os');
@@ -50,7 +55,11 @@ export function domainXml(s: DomainSpec): string {
   domain.ele('on_reboot').txt('restart');
   domain.ele('on_crash').txt('destroy');
   const devices = domain.ele('devices');
-  const disk = (file: string, dev: string, opts: { device?: string; bus?: string; type?: string; readonly?: boolean } = {}) => {
+  const disk = (
+    file: string,
+    dev: string,
+    opts: { device?: string; bus?: string; type?: string; readonly?: boolean } = {},
+  ) => {
     const d = devices.ele('disk', { type: 'file', device: opts.device ?? 'disk' });
     d.ele('driver', { name: 'qemu', type: opts.type ?? 'qcow2', cache: 'none', discard: 'unmap' });
     d.ele('source', { file });
@@ -78,7 +87,9 @@ export function domainXml(s: DomainSpec): string {
 }
 
 /** Reads kova's ownership back out of a domain's XML; undefined for domains kova did not make. */
-export function ownerOf(xml: string): { namespace: string; name: string; uid: string; node: string } | undefined {
+export function ownerOf(
+  xml: string,
+): { namespace: string; name: string; uid: string; node: string } | undefined {
   const root = create(xml).root().node as unknown as Element;
   const inst = root.getElementsByTagNameNS(KOVA_XMLNS, 'instance')[0];
   if (!inst) return undefined;

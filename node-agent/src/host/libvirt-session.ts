@@ -1,7 +1,13 @@
 // One libvirt connection that heals itself: keepalive detects a dead daemon, the close callback
 // fires, and we reconnect with backoff, re-subscribe to lifecycle events and ask for a resync.
 import type { Logger } from '@kova/controller-kit';
-import { ErrorCode, isLibvirtError, open, type Connection, type LifecycleEventData } from '../libvirt/index.js';
+import {
+  ErrorCode,
+  isLibvirtError,
+  open,
+  type Connection,
+  type LifecycleEventData,
+} from '../libvirt/index.js';
 
 export interface SessionOptions {
   uri: string;
@@ -54,7 +60,11 @@ export class LibvirtSession {
         this.opts.onConnected();
         return c;
       } catch (err) {
-        this.opts.logger.warn('cannot reach libvirt; retrying', { uri: this.opts.uri, error: err as Error, retryInMs: this.backoffMs });
+        this.opts.logger.warn('cannot reach libvirt; retrying', {
+          uri: this.opts.uri,
+          error: err as Error,
+          retryInMs: this.backoffMs,
+        });
         await new Promise((r) => setTimeout(r, this.backoffMs));
         this.backoffMs = Math.min(this.backoffMs * 2, 10_000);
       }

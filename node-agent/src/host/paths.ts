@@ -22,22 +22,32 @@ export class StatePaths {
   }
 
   image(sha256: string): string {
-    if (!SHA256.test(sha256)) throw new BuildFault('InvalidImage', `image checksum ${JSON.stringify(sha256)} is not 64 lowercase hex digits`, false);
+    if (!SHA256.test(sha256))
+      throw new BuildFault(
+        'InvalidImage',
+        `image checksum ${JSON.stringify(sha256)} is not 64 lowercase hex digits`,
+        false,
+      );
     return this.inside(join(this.images, `${sha256}.img`));
   }
 
   instanceDir(uid: string): string {
-    if (!UUID.test(uid)) throw new Error(`refusing a path for ${JSON.stringify(uid)}: not an Instance UID`);
+    if (!UUID.test(uid))
+      throw new Error(`refusing a path for ${JSON.stringify(uid)}: not an Instance UID`);
     return this.inside(join(this.instances, uid));
   }
 
-  instanceFile(uid: string, file: 'root.qcow2' | 'ephemeral.qcow2' | 'swap.qcow2' | 'cidata.iso' | 'console.log'): string {
+  instanceFile(
+    uid: string,
+    file: 'root.qcow2' | 'ephemeral.qcow2' | 'swap.qcow2' | 'cidata.iso' | 'console.log',
+  ): string {
     return this.inside(join(this.instanceDir(uid), file));
   }
 
   private inside(path: string): string {
     const p = resolve(path);
-    if (!p.startsWith(this.root + sep)) throw new Error(`path ${p} would leave the state dir ${this.root}`);
+    if (!p.startsWith(this.root + sep))
+      throw new Error(`path ${p} would leave the state dir ${this.root}`);
     return p;
   }
 }

@@ -6,7 +6,10 @@ import { spawn } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 
-export async function detectVirtType(qemu = 'qemu-system-x86_64', timeoutMs = 3000): Promise<'kvm' | 'qemu'> {
+export async function detectVirtType(
+  qemu = 'qemu-system-x86_64',
+  timeoutMs = 3000,
+): Promise<'kvm' | 'qemu'> {
   try {
     await access('/dev/kvm', constants.R_OK | constants.W_OK);
   } catch {
@@ -17,8 +20,22 @@ export async function detectVirtType(qemu = 'qemu-system-x86_64', timeoutMs = 30
 
 function biosRunsOnKvm(qemu: string, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const args = ['-accel', 'kvm', '-cpu', 'host', '-display', 'none', '-nodefaults', '-m', '32', '-no-reboot',
-      '-chardev', 'stdio,id=bios', '-device', 'isa-debugcon,iobase=0x402,chardev=bios'];
+    const args = [
+      '-accel',
+      'kvm',
+      '-cpu',
+      'host',
+      '-display',
+      'none',
+      '-nodefaults',
+      '-m',
+      '32',
+      '-no-reboot',
+      '-chardev',
+      'stdio,id=bios',
+      '-device',
+      'isa-debugcon,iobase=0x402,chardev=bios',
+    ];
     const proc = spawn(qemu, args, { stdio: ['ignore', 'pipe', 'ignore'] });
     let out = '';
     const finish = (ok: boolean) => {

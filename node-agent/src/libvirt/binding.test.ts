@@ -62,7 +62,7 @@ describe('libvirt binding on test:///default', () => {
     await expect(conn.defineXML('<domain')).rejects.toMatchObject({ code: ErrorCode.XML_DETAIL });
   });
 
-  it('delivers lifecycle events from libvirt\'s event thread', async () => {
+  it("delivers lifecycle events from libvirt's event thread", async () => {
     const events: string[] = [];
     const uuid = randomUUID();
     conn.onLifecycleEvent((e) => {
@@ -75,7 +75,10 @@ describe('libvirt binding on test:///default', () => {
     const deadline = Date.now() + 5000;
     while (events.length < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     expect(events.map((e) => Number(e.split(':')[0]))).toEqual([
-      LifecycleEvent.DEFINED, LifecycleEvent.STARTED, LifecycleEvent.STOPPED, LifecycleEvent.UNDEFINED,
+      LifecycleEvent.DEFINED,
+      LifecycleEvent.STARTED,
+      LifecycleEvent.STOPPED,
+      LifecycleEvent.UNDEFINED,
     ]);
   });
 

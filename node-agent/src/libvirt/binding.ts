@@ -82,7 +82,15 @@ interface NativeModule {
   Connection: { open(uri: string): Promise<Connection> };
 }
 
-const nativePath = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'native', 'build', 'Release', 'kova_libvirt.node');
+const nativePath = join(
+  dirname(fileURLToPath(import.meta.url)),
+  '..',
+  '..',
+  'native',
+  'build',
+  'Release',
+  'kova_libvirt.node',
+);
 const native = createRequire(import.meta.url)(nativePath) as NativeModule;
 
 /** Opens a libvirt connection, e.g. qemu:///system or test:///default. */
@@ -93,7 +101,11 @@ export function open(uri: string): Promise<Connection> {
 /** Duck-typed: errors from the addon may come from another realm (jest's vm contexts). */
 export function isLibvirtError(err: unknown, code?: number): err is LibvirtError {
   const c = (err as { code?: unknown } | null)?.code;
-  return typeof c === 'number' && typeof (err as { message?: unknown }).message === 'string' && (code === undefined || c === code);
+  return (
+    typeof c === 'number' &&
+    typeof (err as { message?: unknown }).message === 'string' &&
+    (code === undefined || c === code)
+  );
 }
 
 export const isNoDomain = (err: unknown) => isLibvirtError(err, ErrorCode.NO_DOMAIN);

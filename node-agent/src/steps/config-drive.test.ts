@@ -5,7 +5,15 @@ const input = (over: Partial<ConfigDriveInput> = {}): ConfigDriveInput => ({
   instanceId: '0b7c6a2e-1f0e-4c3a-9d6e-5a4b3c2d1e0f',
   hostname: 'web-1',
   sshAuthorizedKeys: ['ssh-ed25519 AAAAC3Nza admin@example'],
-  interfaces: [{ network: 'default', ip: '10.77.0.10', mac: 'fa:16:3e:4d:00:0a', gateway: '10.77.0.1', prefix: 24 }],
+  interfaces: [
+    {
+      network: 'default',
+      ip: '10.77.0.10',
+      mac: 'fa:16:3e:4d:00:0a',
+      gateway: '10.77.0.1',
+      prefix: 24,
+    },
+  ],
   dns: ['10.77.0.1'],
   ...over,
 });
@@ -13,7 +21,9 @@ const input = (over: Partial<ConfigDriveInput> = {}): ConfigDriveInput => ({
 describe('config drive', () => {
   it('carries instance-id, hostname and SSH keys in meta-data', () => {
     expect(JSON.parse(metaData(input()))).toEqual({
-      'instance-id': '0b7c6a2e-1f0e-4c3a-9d6e-5a4b3c2d1e0f', 'local-hostname': 'web-1', 'public-keys': ['ssh-ed25519 AAAAC3Nza admin@example'],
+      'instance-id': '0b7c6a2e-1f0e-4c3a-9d6e-5a4b3c2d1e0f',
+      'local-hostname': 'web-1',
+      'public-keys': ['ssh-ed25519 AAAAC3Nza admin@example'],
     });
   });
 
@@ -23,8 +33,11 @@ describe('config drive', () => {
       version: 2,
       ethernets: {
         eth0: {
-          match: { macaddress: 'fa:16:3e:4d:00:0a' }, 'set-name': 'eth0', addresses: ['10.77.0.10/24'],
-          routes: [{ to: '0.0.0.0/0', via: '10.77.0.1' }], nameservers: { addresses: ['10.77.0.1'] },
+          match: { macaddress: 'fa:16:3e:4d:00:0a' },
+          'set-name': 'eth0',
+          addresses: ['10.77.0.10/24'],
+          routes: [{ to: '0.0.0.0/0', via: '10.77.0.1' }],
+          nameservers: { addresses: ['10.77.0.1'] },
         },
       },
     });
@@ -35,7 +48,9 @@ describe('config drive', () => {
     expect(userData(input({ userData: script }))).toBe(script);
     const generated = userData(input());
     expect(generated.startsWith('#cloud-config\n')).toBe(true);
-    expect(JSON.parse(generated.slice('#cloud-config\n'.length))).toEqual({ ssh_authorized_keys: ['ssh-ed25519 AAAAC3Nza admin@example'] });
+    expect(JSON.parse(generated.slice('#cloud-config\n'.length))).toEqual({
+      ssh_authorized_keys: ['ssh-ed25519 AAAAC3Nza admin@example'],
+    });
   });
 
   it('keeps hostile strings as data: meta-data stays one JSON document with the same values', () => {

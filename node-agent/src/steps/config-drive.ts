@@ -47,8 +47,18 @@ export async function buildConfigDrive(path: string, input: ConfigDriveInput): P
     await writeFile(join(dir, 'meta-data'), metaData(input));
     await writeFile(join(dir, 'user-data'), userData(input));
     await writeFile(join(dir, 'network-config'), networkConfig(input));
-    await run('genisoimage', ['-quiet', '-output', `${path}.tmp`, '-volid', 'cidata', '-joliet', '-rock',
-      join(dir, 'meta-data'), join(dir, 'user-data'), join(dir, 'network-config')]);
+    await run('genisoimage', [
+      '-quiet',
+      '-output',
+      `${path}.tmp`,
+      '-volid',
+      'cidata',
+      '-joliet',
+      '-rock',
+      join(dir, 'meta-data'),
+      join(dir, 'user-data'),
+      join(dir, 'network-config'),
+    ]);
     await run('mv', ['-f', `${path}.tmp`, path]);
   } finally {
     await rm(dir, { recursive: true, force: true });

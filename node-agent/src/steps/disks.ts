@@ -13,7 +13,11 @@ export interface Disks {
   swap?: string;
 }
 
-const exists = (p: string) => stat(p).then(() => true, () => false);
+const exists = (p: string) =>
+  stat(p).then(
+    () => true,
+    () => false,
+  );
 
 async function create(path: string, args: string[]): Promise<void> {
   if (await exists(path)) return;
@@ -23,14 +27,34 @@ async function create(path: string, args: string[]): Promise<void> {
     await rename(tmp, path);
   } catch (err) {
     await rm(tmp, { force: true });
-    throw new BuildFault('DiskCreateFailed', `could not create ${path}: ${(err as Error).message}`, true, { cause: err });
+    throw new BuildFault(
+      'DiskCreateFailed',
+      `could not create ${path}: ${(err as Error).message}`,
+      true,
+      { cause: err },
+    );
   }
 }
 
-export async function createDisks(paths: StatePaths, uid: string, base: string, baseFormat: string, flavor: IFlavor['spec']): Promise<Disks> {
+export async function createDisks(
+  paths: StatePaths,
+  uid: string,
+  base: string,
+  baseFormat: string,
+  flavor: IFlavor['spec'],
+): Promise<Disks> {
   await mkdir(paths.instanceDir(uid), { recursive: true, mode: 0o755 });
   const root = paths.instanceFile(uid, 'root.qcow2');
-  await create(root, ['-f', 'qcow2', '-F', baseFormat, '-b', base, '@OUT', `${flavor.rootDiskGiB}G`]);
+  await create(root, [
+    '-f',
+    'qcow2',
+    '-F',
+    baseFormat,
+    '-b',
+    base,
+    '@OUT',
+    `${flavor.rootDiskGiB}G`,
+  ]);
   const disks: Disks = { root };
   if ((flavor.ephemeralGiB ?? 0) > 0) {
     disks.ephemeral = paths.instanceFile(uid, 'ephemeral.qcow2');

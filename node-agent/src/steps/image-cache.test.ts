@@ -45,7 +45,12 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const image = (source: string, sha256 = sha): IImage => ({ apiVersion: 'compute.kova.dev/v1alpha1', kind: 'Image', metadata: { name: 'test' }, spec: { source, sha256 } });
+const image = (source: string, sha256 = sha): IImage => ({
+  apiVersion: 'compute.kova.dev/v1alpha1',
+  kind: 'Image',
+  metadata: { name: 'test' },
+  spec: { source, sha256 },
+});
 const files = (d: string) => readdirSync(join(d, 'images'));
 
 describe('ImageCache', () => {
@@ -53,7 +58,9 @@ describe('ImageCache', () => {
     const state = mkdtempSync(join(dir, 's-'));
     const cache = new ImageCache(new StatePaths(state));
     requests = 0;
-    const paths = await Promise.all(Array.from({ length: 10 }, () => cache.ensure(image(`${base}/ok`))));
+    const paths = await Promise.all(
+      Array.from({ length: 10 }, () => cache.ensure(image(`${base}/ok`))),
+    );
     expect(new Set(paths).size).toBe(1);
     expect(requests).toBe(1);
     await cache.ensure(image(`${base}/ok`));
@@ -64,7 +71,9 @@ describe('ImageCache', () => {
 
   it('refuses a download whose checksum differs, as a fault no node could fix, leaving no file', async () => {
     const state = mkdtempSync(join(dir, 's-'));
-    const err = await new ImageCache(new StatePaths(state)).ensure(image(`${base}/ok`, 'e'.repeat(64))).catch((e) => e);
+    const err = await new ImageCache(new StatePaths(state))
+      .ensure(image(`${base}/ok`, 'e'.repeat(64)))
+      .catch((e) => e);
     expect(err).toMatchObject({ reason: 'ChecksumMismatch', retryable: false });
     expect(err.message).toContain(`has sha256 ${sha}`);
     expect(files(state)).toEqual([]);
@@ -72,14 +81,18 @@ describe('ImageCache', () => {
 
   it('reports a download cut midway as ImageDownloadFailed, another node may succeed, and leaves no partial file', async () => {
     const state = mkdtempSync(join(dir, 's-'));
-    const err = await new ImageCache(new StatePaths(state)).ensure(image(`${base}/cut`)).catch((e) => e);
+    const err = await new ImageCache(new StatePaths(state))
+      .ensure(image(`${base}/cut`))
+      .catch((e) => e);
     expect(err).toMatchObject({ reason: 'ImageDownloadFailed', retryable: true });
     expect(files(state)).toEqual([]);
   });
 
   it('reports an HTTP error with its status', async () => {
     const state = mkdtempSync(join(dir, 's-'));
-    const err = await new ImageCache(new StatePaths(state)).ensure(image(`${base}/missing`)).catch((e) => e);
+    const err = await new ImageCache(new StatePaths(state))
+      .ensure(image(`${base}/missing`))
+      .catch((e) => e);
     expect(err).toMatchObject({ reason: 'ImageDownloadFailed' });
     expect(err.message).toContain('HTTP 404');
   });
@@ -88,15 +101,24 @@ describe('ImageCache', () => {
     const state = mkdtempSync(join(dir, 's-'));
     const cache = new ImageCache(new StatePaths(state));
     const before = requests;
-    const scheme = fc.stringMatching(/^[a-z][a-z0-9+.-]{0,9}$/).filter((s) => s !== 'http' && s !== 'https');
+    const scheme = fc
+      .stringMatching(/^[a-z][a-z0-9+.-]{0,9}$/)
+      .filter((s) => s !== 'http' && s !== 'https');
     const source = fc.oneof(
-      fc.tuple(scheme, fc.constantFrom('://127.0.0.1/ok', ':/etc/passwd', '://host/../x', ':')).map(([s, rest]) => `${s}${rest}`),
-      fc.fullUnicodeString({ maxLength: 40 }).filter((s) => !s.startsWith('/') && !/^https?:/i.test(s)),
+      fc
+        .tuple(scheme, fc.constantFrom('://127.0.0.1/ok', ':/etc/passwd', '://host/../x', ':'))
+        .map(([s, rest]) => `${s}${rest}`),
+      fc
+        .fullUnicodeString({ maxLength: 40 })
+        .filter((s) => !s.startsWith('/') && !/^https?:/i.test(s)),
     );
-    await fc.assert(fc.asyncProperty(source, async (src) => {
-      const err = await cache.ensure(image(src)).catch((e) => e);
-      expect(err).toMatchObject({ reason: 'InvalidImage', retryable: false });
-    }), { numRuns: 300 });
+    await fc.assert(
+      fc.asyncProperty(source, async (src) => {
+        const err = await cache.ensure(image(src)).catch((e) => e);
+        expect(err).toMatchObject({ reason: 'InvalidImage', retryable: false });
+      }),
+      { numRuns: 300 },
+    );
     expect(requests).toBe(before);
     expect(files(state)).toEqual([]);
   });

@@ -48,7 +48,10 @@ export class ImageCache {
     const files = await readdir(this.paths.images).catch(() => [] as string[]);
     const out = [];
     for (const f of files.filter((x) => /^[0-9a-f]{64}\.img$/.test(x))) {
-      out.push({ sha256: f.slice(0, 64), sizeBytes: (await stat(`${this.paths.images}/${f}`)).size });
+      out.push({
+        sha256: f.slice(0, 64),
+        sizeBytes: (await stat(`${this.paths.images}/${f}`)).size,
+      });
     }
     return out;
   }
@@ -60,7 +63,8 @@ export class ImageCache {
       const path = `${this.paths.images}/${f}`;
       const sha = f.slice(0, 64);
       const partial = f.includes('.partial.') && !this.inFlight.has(sha);
-      const stale = f.endsWith('.img') && !inUse.has(sha) && now - (await stat(path)).mtimeMs > ttlMs;
+      const stale =
+        f.endsWith('.img') && !inUse.has(sha) && now - (await stat(path)).mtimeMs > ttlMs;
       if (partial || stale) {
         await rm(path, { force: true });
         removed.push(f);
@@ -85,14 +89,28 @@ export class ImageCache {
       await rm(partial, { force: true });
       if (err instanceof BuildFault) throw err;
       if ((err as NodeJS.ErrnoException).code === 'ENOSPC') {
-        throw new BuildFault('NodeDiskFull', `no space left for Image ${image.metadata?.name} in this node's image cache (${this.paths.images})`, true, { cause: err });
+        throw new BuildFault(
+          'NodeDiskFull',
+          `no space left for Image ${image.metadata?.name} in this node's image cache (${this.paths.images})`,
+          true,
+          { cause: err },
+        );
       }
-      throw new BuildFault('ImageDownloadFailed', `could not fetch Image ${image.metadata?.name} from ${image.spec.source}: ${(err as Error).message}`, true, { cause: err });
+      throw new BuildFault(
+        'ImageDownloadFailed',
+        `could not fetch Image ${image.metadata?.name} from ${image.spec.source}: ${(err as Error).message}`,
+        true,
+        { cause: err },
+      );
     }
     const actual = hash.digest('hex');
     if (actual !== image.spec.sha256) {
       await rm(partial, { force: true });
-      throw new BuildFault('ChecksumMismatch', `Image ${image.metadata?.name} from ${image.spec.source} has sha256 ${actual}, not ${image.spec.sha256}; fix spec.sha256 or the source`, false);
+      throw new BuildFault(
+        'ChecksumMismatch',
+        `Image ${image.metadata?.name} from ${image.spec.source} has sha256 ${actual}, not ${image.spec.sha256}; fix spec.sha256 or the source`,
+        false,
+      );
     }
     await rename(partial, target);
     this.stats.bytesFetched += bytes;
@@ -101,7 +119,10 @@ export class ImageCache {
 }
 
 async function exists(path: string): Promise<boolean> {
-  return stat(path).then(() => true, () => false);
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 function openSource(source: string): Promise<Readable> {
@@ -109,12 +130,26 @@ function openSource(source: string): Promise<Readable> {
     return new Promise((resolve, reject) => {
       const s = createReadStream(source);
       s.once('open', () => resolve(s));
-      s.once('error', (err) => reject(new BuildFault('ImageDownloadFailed', `cannot read node-local image ${source}: ${err.message}`, true)));
+      s.once('error', (err) =>
+        reject(
+          new BuildFault(
+            'ImageDownloadFailed',
+            `cannot read node-local image ${source}: ${err.message}`,
+            true,
+          ),
+        ),
+      );
     });
   }
   const url = URL.canParse(source) ? new URL(source) : undefined;
   if (url?.protocol !== 'http:' && url?.protocol !== 'https:') {
-    return Promise.reject(new BuildFault('InvalidImage', `image source ${source} is neither http(s) nor an absolute path`, false));
+    return Promise.reject(
+      new BuildFault(
+        'InvalidImage',
+        `image source ${source} is neither http(s) nor an absolute path`,
+        false,
+      ),
+    );
   }
   const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {

@@ -28,12 +28,21 @@ export async function ensureBridge(net: INetwork): Promise<void> {
   const { bridge, managed, gateway, cidr, mtu } = net.spec;
   if (await bridgeExists(bridge)) return;
   if (managed === false) {
-    throw new BuildFault('BridgeMissing', `bridge ${bridge} of unmanaged Network ${net.metadata?.name} does not exist on this node; create it or set managed: true`, true);
+    throw new BuildFault(
+      'BridgeMissing',
+      `bridge ${bridge} of unmanaged Network ${net.metadata?.name} does not exist on this node; create it or set managed: true`,
+      true,
+    );
   }
   try {
     await run('ip', ['link', 'add', 'name', bridge, 'type', 'bridge']);
   } catch (err) {
-    if (!(await bridgeExists(bridge))) throw new BuildFault('BridgeCreateFailed', `could not create bridge ${bridge}: ${(err as Error).message}`, true);
+    if (!(await bridgeExists(bridge)))
+      throw new BuildFault(
+        'BridgeCreateFailed',
+        `could not create bridge ${bridge}: ${(err as Error).message}`,
+        true,
+      );
   }
   const prefix = cidr.split('/')[1];
   await run('ip', ['addr', 'replace', `${gateway}/${prefix}`, 'dev', bridge]);
@@ -44,13 +53,23 @@ export async function removeBridge(name: string): Promise<void> {
   if (await bridgeExists(name)) await run('ip', ['link', 'delete', 'dev', name]);
 }
 
-export async function plugNetworks(uid: string, interfaces: Interface[], networkOf: (name: string) => INetwork | undefined): Promise<Nic[]> {
+export async function plugNetworks(
+  uid: string,
+  interfaces: Interface[],
+  networkOf: (name: string) => INetwork | undefined,
+): Promise<Nic[]> {
   const nics: Nic[] = [];
   for (const [i, iface] of interfaces.entries()) {
     const net = networkOf(iface.network);
-    if (!net) throw new BuildFault('NetworkNotFound', `Network ${iface.network} does not exist`, false);
+    if (!net)
+      throw new BuildFault('NetworkNotFound', `Network ${iface.network} does not exist`, false);
     await ensureBridge(net);
-    nics.push({ ...iface, bridge: net.spec.bridge, tap: tapName(uid, i), mtu: net.spec.mtu ?? 1500 });
+    nics.push({
+      ...iface,
+      bridge: net.spec.bridge,
+      tap: tapName(uid, i),
+      mtu: net.spec.mtu ?? 1500,
+    });
   }
   return nics;
 }

@@ -3,11 +3,25 @@
 // failing, and release everything on delete. Every handler reads the informer's view and writes
 // with that view's resourceVersion, so a stale decision is refused rather than applied.
 import {
-  apiStatus, type Applier, type EventRecorder, type Logger, type Patcher, type SyncResult,
+  apiStatus,
+  type Applier,
+  type EventRecorder,
+  type Logger,
+  type Patcher,
+  type SyncResult,
 } from '@kova/controller-kit';
 import {
-  API_VERSION, ConditionType, NODE_CLEANUP_FINALIZER, OPERATOR_FINALIZER, PLURAL, setCondition,
-  type Condition, type Fault, type InstanceStatus, type Interface, type Phase,
+  API_VERSION,
+  ConditionType,
+  NODE_CLEANUP_FINALIZER,
+  OPERATOR_FINALIZER,
+  PLURAL,
+  setCondition,
+  type Condition,
+  type Fault,
+  type InstanceStatus,
+  type Interface,
+  type Phase,
 } from '@kova/crds';
 import { groupKey, type ClusterState, type Instance } from '../cluster-state.js';
 import type { OperatorConfig } from '../config.js';
@@ -55,7 +69,8 @@ export class InstanceReconciler {
     const phase = inst.status?.phase;
     if (!phase || phase === 'Scheduling') return this.schedule(inst);
     if (phase === 'Error') return;
-    if (inst.status?.fault?.node && inst.status.fault.node === inst.status.nodeName) return this.handleFault(inst);
+    if (inst.status?.fault?.node && inst.status.fault.node === inst.status.nodeName)
+      return this.handleFault(inst);
     if (phase === 'Networking' && !allocated(inst)) return this.allocate(inst);
     this.observeActive(inst);
   }
@@ -67,8 +82,12 @@ export class InstanceReconciler {
   }
 
   private async addFinalizers(inst: Instance): Promise<Instance> {
-    const finalizers = [...new Set([...(inst.metadata.finalizers ?? []), OPERATOR_FINALIZER, NODE_CLEANUP_FINALIZER])];
-    return (await this.timed('finalizers', () => this.d.patcher.setFinalizers(ref(inst), rv(inst), finalizers))) as Instance;
+    const finalizers = [
+      ...new Set([...(inst.metadata.finalizers ?? []), OPERATOR_FINALIZER, NODE_CLEANUP_FINALIZER]),
+    ];
+    return (await this.timed('finalizers', () =>
+      this.d.patcher.setFinalizers(ref(inst), rv(inst), finalizers),
+    )) as Instance;
   }
 
   private async schedule(inst: Instance): Promise<SyncResult | void> {
@@ -85,24 +104,47 @@ export class InstanceReconciler {
 
     const req = this.requestSpec(inst);
     const started = performance.now();
-    const decision = selectHost(this.d.state.hostStates(), req, { multipliers: this.d.config.multipliers, hostSubsetSize: this.d.config.hostSubsetSize });
-    this.d.metrics.schedulingSeconds.observe({ result: decision.host ? 'bound' : 'no_valid_host' }, (performance.now() - started) / 1000);
+    const decision = selectHost(this.d.state.hostStates(), req, {
+      multipliers: this.d.config.multipliers,
+      hostSubsetSize: this.d.config.hostSubsetSize,
+    });
+    this.d.metrics.schedulingSeconds.observe(
+      { result: decision.host ? 'bound' : 'no_valid_host' },
+      (performance.now() - started) / 1000,
+    );
     if (!decision.host) {
       this.d.metrics.schedulingFailures.inc({ reason: 'NoValidHost' });
-      const result = await this.wait(inst, 'Scheduling', ConditionType.Scheduled, { reason: 'NoValidHost', message: decision.message });
+      const result = await this.wait(inst, 'Scheduling', ConditionType.Scheduled, {
+        reason: 'NoValidHost',
+        message: decision.message,
+      });
       // Addresses taken by a bind that never got written (a crash between the two) go back.
       await this.d.allocator.release(inst.metadata.uid);
       return result;
     }
     const node = decision.host.name;
-    this.d.state.claims.set(inst.metadata.uid, { node, resources: req.resources, group: req.group?.key });
+    this.d.state.claims.set(inst.metadata.uid, {
+      node,
+      resources: req.resources,
+      group: req.group?.key,
+    });
     try {
       const result = await this.allocateAll(inst);
       const conditions = [
-        setCondition(inst.status?.conditions, { type: ConditionType.Scheduled, status: 'True', reason: 'Bound', message: `bound to hypervisor ${node}` }),
+        setCondition(inst.status?.conditions, {
+          type: ConditionType.Scheduled,
+          status: 'True',
+          reason: 'Bound',
+          message: `bound to hypervisor ${node}`,
+        }),
         networkCondition(inst, result),
       ];
-      await this.applyStatus(inst, { phase: 'Networking', nodeName: node, interfaces: result.interfaces, conditions });
+      await this.applyStatus(inst, {
+        phase: 'Networking',
+        nodeName: node,
+        interfaces: result.interfaces,
+        conditions,
+      });
       this.d.events.record(inst, 'Normal', 'Scheduled', `Bound to hypervisor ${node}`);
       if (result.waiting) return this.networkWaiting(inst, result.waiting);
     } catch (err) {
@@ -114,7 +156,9 @@ export class InstanceReconciler {
   private async allocate(inst: Instance): Promise<SyncResult | void> {
     const result = await this.allocateAll(inst);
     await this.applyStatus(inst, {
-      phase: 'Networking', nodeName: inst.status?.nodeName, interfaces: result.interfaces,
+      phase: 'Networking',
+      nodeName: inst.status?.nodeName,
+      interfaces: result.interfaces,
       conditions: [networkCondition(inst, result)],
     });
     if (result.waiting) return this.networkWaiting(inst, result.waiting);
@@ -125,7 +169,9 @@ export class InstanceReconciler {
     return { requeueAfterMs: RETRY_WAITING_MS };
   }
 
-  private async allocateAll(inst: Instance): Promise<{ interfaces: Interface[]; waiting?: Waiting }> {
+  private async allocateAll(
+    inst: Instance,
+  ): Promise<{ interfaces: Interface[]; waiting?: Waiting }> {
     const interfaces: Interface[] = [];
     for (const req of inst.spec.networks) {
       const a = await this.timed('allocate', () => this.d.allocator.allocate(inst, req));
@@ -139,19 +185,59 @@ export class InstanceReconciler {
   private async handleFault(inst: Instance): Promise<void> {
     const fault = inst.status?.fault as Fault;
     const node = inst.status?.nodeName as string;
-    const attempts = [...(inst.status?.attempts ?? []), { node, reason: fault.reason, message: fault.message, time: fault.time ?? new Date().toISOString() }];
+    const attempts = [
+      ...(inst.status?.attempts ?? []),
+      {
+        node,
+        reason: fault.reason,
+        message: fault.message,
+        time: fault.time ?? new Date().toISOString(),
+      },
+    ];
     this.d.state.recordFailure(node);
     await this.forget(inst);
     if (fault.retryable && attempts.length < this.d.config.maxAttempts) {
-      const conditions = [setCondition(inst.status?.conditions, { type: ConditionType.Scheduled, status: 'False', reason: 'Rescheduling', message: `attempt ${attempts.length} on ${node} failed with ${fault.reason}; trying another hypervisor` })];
-      await this.mergeStatus(inst, { phase: 'Scheduling', attempts, conditions, nodeName: null, interfaces: null, fault: null, powerState: null, domainUUID: null });
-      this.d.events.record(inst, 'Warning', 'Rescheduling', `${fault.reason} on ${node}: ${fault.message}`);
+      const conditions = [
+        setCondition(inst.status?.conditions, {
+          type: ConditionType.Scheduled,
+          status: 'False',
+          reason: 'Rescheduling',
+          message: `attempt ${attempts.length} on ${node} failed with ${fault.reason}; trying another hypervisor`,
+        }),
+      ];
+      await this.mergeStatus(inst, {
+        phase: 'Scheduling',
+        attempts,
+        conditions,
+        nodeName: null,
+        interfaces: null,
+        fault: null,
+        powerState: null,
+        domainUUID: null,
+      });
+      this.d.events.record(
+        inst,
+        'Warning',
+        'Rescheduling',
+        `${fault.reason} on ${node}: ${fault.message}`,
+      );
       return;
     }
     const final: Fault = fault.retryable
-      ? { reason: 'MaxRetriesExceeded', message: `all ${attempts.length} attempts failed: ${attempts.map((a) => `${a.node}: ${a.reason} (${a.message})`).join('; ')}`, time: new Date().toISOString(), retryable: false }
+      ? {
+          reason: 'MaxRetriesExceeded',
+          message: `all ${attempts.length} attempts failed: ${attempts.map((a) => `${a.node}: ${a.reason} (${a.message})`).join('; ')}`,
+          time: new Date().toISOString(),
+          retryable: false,
+        }
       : fault;
-    await this.mergeStatus(inst, { phase: 'Error', attempts, fault: final, nodeName: null, interfaces: null });
+    await this.mergeStatus(inst, {
+      phase: 'Error',
+      attempts,
+      fault: final,
+      nodeName: null,
+      interfaces: null,
+    });
     this.d.events.record(inst, 'Warning', final.reason, final.message);
   }
 
@@ -166,9 +252,22 @@ export class InstanceReconciler {
     if (finalizers.includes(NODE_CLEANUP_FINALIZER)) {
       const downFor = node ? this.d.state.downForMs(node) : Infinity;
       const limit = this.d.config.deleteWithNodeDownAfterMs;
-      if (node && downFor < limit) return { requeueAfterMs: Math.max(1000, Math.min(limit - downFor, RETRY_WAITING_MS)) };
-      if (node) this.d.events.record(inst, 'Warning', 'NodeDown', `hypervisor ${node} has been down for ${Math.round(downFor / 1000)}s; deleting without its agent, whose garbage collector removes the domain when it returns`);
-      inst = (await this.timed('finalizers', () => this.d.patcher.setFinalizers(ref(inst), rv(inst), finalizers.filter((f) => f !== NODE_CLEANUP_FINALIZER)))) as Instance;
+      if (node && downFor < limit)
+        return { requeueAfterMs: Math.max(1000, Math.min(limit - downFor, RETRY_WAITING_MS)) };
+      if (node)
+        this.d.events.record(
+          inst,
+          'Warning',
+          'NodeDown',
+          `hypervisor ${node} has been down for ${Math.round(downFor / 1000)}s; deleting without its agent, whose garbage collector removes the domain when it returns`,
+        );
+      inst = (await this.timed('finalizers', () =>
+        this.d.patcher.setFinalizers(
+          ref(inst),
+          rv(inst),
+          finalizers.filter((f) => f !== NODE_CLEANUP_FINALIZER),
+        ),
+      )) as Instance;
     }
     await this.forget(inst);
     const rest = (inst.metadata.finalizers ?? []).filter((f) => f !== OPERATOR_FINALIZER);
@@ -177,12 +276,30 @@ export class InstanceReconciler {
 
   private prerequisites(inst: Instance): Waiting | undefined {
     const s = this.d.state;
-    if (!s.flavors.get(inst.spec.flavor)) return { reason: 'FlavorNotFound', message: `Flavor ${inst.spec.flavor} does not exist; create it or fix spec.flavor` };
-    if (!s.images.get(inst.spec.image)) return { reason: 'ImageNotFound', message: `Image ${inst.spec.image} does not exist; create it or fix spec.image` };
+    if (!s.flavors.get(inst.spec.flavor))
+      return {
+        reason: 'FlavorNotFound',
+        message: `Flavor ${inst.spec.flavor} does not exist; create it or fix spec.flavor`,
+      };
+    if (!s.images.get(inst.spec.image))
+      return {
+        reason: 'ImageNotFound',
+        message: `Image ${inst.spec.image} does not exist; create it or fix spec.image`,
+      };
     const missing = inst.spec.networks.find((n) => !s.networks.get(n.network));
-    if (missing) return { reason: 'NetworkNotFound', message: `Network ${missing.network} does not exist; create it or fix spec.networks` };
-    if (inst.spec.serverGroup && !s.serverGroups.get(inst.spec.serverGroup, inst.metadata.namespace)) {
-      return { reason: 'ServerGroupNotFound', message: `ServerGroup ${inst.spec.serverGroup} does not exist in namespace ${inst.metadata.namespace}` };
+    if (missing)
+      return {
+        reason: 'NetworkNotFound',
+        message: `Network ${missing.network} does not exist; create it or fix spec.networks`,
+      };
+    if (
+      inst.spec.serverGroup &&
+      !s.serverGroups.get(inst.spec.serverGroup, inst.metadata.namespace)
+    ) {
+      return {
+        reason: 'ServerGroupNotFound',
+        message: `ServerGroup ${inst.spec.serverGroup} does not exist in namespace ${inst.metadata.namespace}`,
+      };
     }
     return undefined;
   }
@@ -191,22 +308,41 @@ export class InstanceReconciler {
     const s = this.d.state;
     const flavor = s.flavors.get(inst.spec.flavor);
     const image = s.images.get(inst.spec.image);
-    const sg = inst.spec.serverGroup ? s.serverGroups.get(inst.spec.serverGroup, inst.metadata.namespace) : undefined;
+    const sg = inst.spec.serverGroup
+      ? s.serverGroups.get(inst.spec.serverGroup, inst.metadata.namespace)
+      : undefined;
     return {
       resources: s.flavorResources(flavor!),
       arch: image?.spec.architecture ?? 'x86_64',
       zone: inst.spec.availabilityZone,
       nodeSelector: inst.spec.nodeSelector,
       triedNodes: new Set((inst.status?.attempts ?? []).map((a) => a.node)),
-      group: sg ? { key: groupKey(inst) as string, policy: sg.spec.policy as GroupPolicy, maxPerNode: sg.spec.maxPerNode ?? 1 } : undefined,
+      group: sg
+        ? {
+            key: groupKey(inst) as string,
+            policy: sg.spec.policy as GroupPolicy,
+            maxPerNode: sg.spec.maxPerNode ?? 1,
+          }
+        : undefined,
     };
   }
 
   /** Records why the Instance waits, once per reason and message, and retries later. */
   private async wait(inst: Instance, phase: Phase, type: string, w: Waiting): Promise<SyncResult> {
     const current = inst.status?.conditions?.find((c) => c.type === type);
-    if (inst.status?.phase !== phase || current?.reason !== w.reason || current.message !== w.message) {
-      const conditions = [setCondition(inst.status?.conditions, { type, status: 'False', reason: w.reason, message: w.message })];
+    if (
+      inst.status?.phase !== phase ||
+      current?.reason !== w.reason ||
+      current.message !== w.message
+    ) {
+      const conditions = [
+        setCondition(inst.status?.conditions, {
+          type,
+          status: 'False',
+          reason: w.reason,
+          message: w.message,
+        }),
+      ];
       await this.applyStatus(inst, { phase, conditions });
       this.d.events.record(inst, 'Warning', w.reason, w.message);
     }
@@ -214,13 +350,21 @@ export class InstanceReconciler {
   }
 
   private async fail(inst: Instance, fault: Fault): Promise<void> {
-    await this.mergeStatus(inst, { phase: 'Error', fault: { ...fault, time: new Date().toISOString(), retryable: false } });
+    await this.mergeStatus(inst, {
+      phase: 'Error',
+      fault: { ...fault, time: new Date().toISOString(), retryable: false },
+    });
     this.d.events.record(inst, 'Warning', fault.reason, fault.message);
   }
 
   private observeActive(inst: Instance): void {
     const ready = inst.status?.conditions?.find((c) => c.type === ConditionType.Ready);
-    if (inst.status?.phase !== 'Active' || ready?.status !== 'True' || this.seenActive.has(inst.metadata.uid)) return;
+    if (
+      inst.status?.phase !== 'Active' ||
+      ready?.status !== 'True' ||
+      this.seenActive.has(inst.metadata.uid)
+    )
+      return;
     this.seenActive.add(inst.metadata.uid);
     const created = Date.parse(inst.metadata.creationTimestamp as unknown as string);
     const active = Date.parse(ready.lastTransitionTime);
@@ -243,7 +387,12 @@ export class InstanceReconciler {
   }
 
   private mergeStatus(inst: Instance, status: Record<string, unknown>): Promise<unknown> {
-    return this.timed('status', () => this.d.patcher.mergeStatus(ref(inst), rv(inst), { ...status, observedGeneration: inst.metadata.generation }));
+    return this.timed('status', () =>
+      this.d.patcher.mergeStatus(ref(inst), rv(inst), {
+        ...status,
+        observedGeneration: inst.metadata.generation,
+      }),
+    );
   }
 
   private async timed<T>(op: string, fn: () => Promise<T>): Promise<T> {
@@ -270,8 +419,15 @@ const PHASE_ENDS: [Phase, string][] = [
 function networkCondition(inst: Instance, result: { waiting?: Waiting }): Condition {
   const c = result.waiting
     ? { reason: result.waiting.reason, message: result.waiting.message }
-    : { reason: 'AddressesAllocated', message: 'addresses allocated; waiting for the node agent to plug the interfaces' };
-  return setCondition(inst.status?.conditions, { type: ConditionType.NetworkReady, status: 'False', ...c });
+    : {
+        reason: 'AddressesAllocated',
+        message: 'addresses allocated; waiting for the node agent to plug the interfaces',
+      };
+  return setCondition(inst.status?.conditions, {
+    type: ConditionType.NetworkReady,
+    status: 'False',
+    ...c,
+  });
 }
 
 function flavorTooSmall(
@@ -281,15 +437,29 @@ function flavorTooSmall(
   imageName: string,
 ): Fault | undefined {
   if ((image.minDiskGiB ?? 0) > flavor.rootDiskGiB) {
-    return { reason: 'FlavorDiskTooSmall', message: `Image ${imageName} needs a root disk of ${image.minDiskGiB} GiB; Flavor ${flavorName} has ${flavor.rootDiskGiB} GiB. Use a larger Flavor.` };
+    return {
+      reason: 'FlavorDiskTooSmall',
+      message: `Image ${imageName} needs a root disk of ${image.minDiskGiB} GiB; Flavor ${flavorName} has ${flavor.rootDiskGiB} GiB. Use a larger Flavor.`,
+    };
   }
   if ((image.minMemoryMiB ?? 0) > flavor.memoryMiB) {
-    return { reason: 'FlavorMemoryTooSmall', message: `Image ${imageName} needs ${image.minMemoryMiB} MiB of memory; Flavor ${flavorName} has ${flavor.memoryMiB} MiB. Use a larger Flavor.` };
+    return {
+      reason: 'FlavorMemoryTooSmall',
+      message: `Image ${imageName} needs ${image.minMemoryMiB} MiB of memory; Flavor ${flavorName} has ${flavor.memoryMiB} MiB. Use a larger Flavor.`,
+    };
   }
   return undefined;
 }
 
-const hasFinalizers = (inst: Instance) => [OPERATOR_FINALIZER, NODE_CLEANUP_FINALIZER].every((f) => inst.metadata.finalizers?.includes(f));
-const allocated = (inst: Instance) => (inst.status?.interfaces?.length ?? 0) === inst.spec.networks.length;
+const hasFinalizers = (inst: Instance) =>
+  [OPERATOR_FINALIZER, NODE_CLEANUP_FINALIZER].every((f) => inst.metadata.finalizers?.includes(f));
+const allocated = (inst: Instance) =>
+  (inst.status?.interfaces?.length ?? 0) === inst.spec.networks.length;
 const rv = (inst: Instance) => inst.metadata.resourceVersion as string;
-const ref = (inst: Instance) => ({ apiVersion: API_VERSION, kind: 'Instance', plural: PLURAL.Instance, name: inst.metadata.name, namespace: inst.metadata.namespace });
+const ref = (inst: Instance) => ({
+  apiVersion: API_VERSION,
+  kind: 'Instance',
+  plural: PLURAL.Instance,
+  name: inst.metadata.name,
+  namespace: inst.metadata.namespace,
+});

@@ -4,11 +4,26 @@
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { apiStatus, type Informer } from '@kova/controller-kit';
 import {
-  API_VERSION, INSTANCE_UID_LABEL, NETWORK_LABEL, PLURAL, GROUP, VERSION,
-  type IIPAllocation, type INetwork, type Interface,
+  API_VERSION,
+  INSTANCE_UID_LABEL,
+  NETWORK_LABEL,
+  PLURAL,
+  GROUP,
+  VERSION,
+  type IIPAllocation,
+  type INetwork,
+  type Interface,
 } from '@kova/crds';
 import type { Instance } from '../cluster-state.js';
-import { allocationRanges, contains, ipToNumber, macFor, numberToIp, parseCidr, type Range } from './ipv4.js';
+import {
+  allocationRanges,
+  contains,
+  ipToNumber,
+  macFor,
+  numberToIp,
+  parseCidr,
+  type Range,
+} from './ipv4.js';
 
 export type Allocation = { interface: Interface } | { reason: string; message: string };
 
@@ -48,7 +63,10 @@ export class AddressAllocator {
   async allocate(inst: Instance, req: NetworkRequest): Promise<Allocation> {
     const net = this.networks.get(req.network);
     if (!net) {
-      return { reason: 'NetworkNotFound', message: `Network ${req.network} does not exist; create it or fix spec.networks` };
+      return {
+        reason: 'NetworkNotFound',
+        message: `Network ${req.network} does not exist; create it or fix spec.networks`,
+      };
     }
     const held = this.byInstance.get(inst.metadata.uid)?.get(req.network);
     if (held) return { interface: toInterface(net, held.spec.ip) };
@@ -70,14 +88,25 @@ export class AddressAllocator {
     const name = net.metadata?.name as string;
     const subnet = parseCidr(net.spec.cidr);
     const n = ipToNumber(ip);
-    if (!contains(subnet, n) || n === subnet.network || n === subnet.broadcast || ip === net.spec.gateway) {
-      return { reason: 'FixedIPOutsideNetwork', message: `fixed IP ${ip} is not a usable host address of Network ${name} (${net.spec.cidr}, gateway ${net.spec.gateway})` };
+    if (
+      !contains(subnet, n) ||
+      n === subnet.network ||
+      n === subnet.broadcast ||
+      ip === net.spec.gateway
+    ) {
+      return {
+        reason: 'FixedIPOutsideNetwork',
+        message: `fixed IP ${ip} is not a usable host address of Network ${name} (${net.spec.cidr}, gateway ${net.spec.gateway})`,
+      };
     }
     const created = await this.tryCreate(inst, name, ip);
     if (created) return { interface: toInterface(net, ip) };
     const holder = await this.holderOf(name, ip);
     if (holder?.uid === inst.metadata.uid) return { interface: toInterface(net, ip) };
-    return { reason: 'FixedIPInUse', message: `fixed IP ${ip} on Network ${name} is held by Instance ${holder?.namespace}/${holder?.name}` };
+    return {
+      reason: 'FixedIPInUse',
+      message: `fixed IP ${ip} on Network ${name} is held by Instance ${holder?.namespace}/${holder?.name}`,
+    };
   }
 
   private async allocateNext(inst: Instance, net: INetwork): Promise<Allocation> {
@@ -93,18 +122,22 @@ export class AddressAllocator {
       });
       if (created) return { interface: toInterface(net, numberToIp(n)) };
     }
-    return { reason: 'NetworkExhausted', message: `Network ${name} has no free address left in its allocation pools; widen them or delete Instances` };
+    return {
+      reason: 'NetworkExhausted',
+      message: `Network ${name} has no free address left in its allocation pools; widen them or delete Instances`,
+    };
   }
 
   /** Free-looking addresses, starting after the last one handed out, wrapping around once. */
   private *candidates(network: string, ranges: Range[]): Generator<number> {
     const used = this.usedSet(network);
     const start = this.cursor.get(network) ?? 0;
-    const all = (from: number, to: number) => ranges.flatMap((r) => {
-      const lo = Math.max(r.start, from);
-      const hi = Math.min(r.end, to);
-      return lo <= hi ? [[lo, hi] as const] : [];
-    });
+    const all = (from: number, to: number) =>
+      ranges.flatMap((r) => {
+        const lo = Math.max(r.start, from);
+        const hi = Math.min(r.end, to);
+        return lo <= hi ? [[lo, hi] as const] : [];
+      });
     for (const [lo, hi] of [...all(start, Infinity), ...all(0, start - 1)]) {
       for (let n = lo; n <= hi; n++) if (!used.has(n)) yield n;
     }
@@ -115,11 +148,16 @@ export class AddressAllocator {
     const body: IIPAllocation = {
       apiVersion: API_VERSION,
       kind: 'IPAllocation',
-      metadata: { name: allocationName(network, ip), labels: { [INSTANCE_UID_LABEL]: uid, [NETWORK_LABEL]: network } },
+      metadata: {
+        name: allocationName(network, ip),
+        labels: { [INSTANCE_UID_LABEL]: uid, [NETWORK_LABEL]: network },
+      },
       spec: { network, ip, mac: macFor(ip), instance: { namespace, name, uid } },
     };
     try {
-      this.remember((await this.custom.createClusterCustomObject({ ...api, body })) as IIPAllocation);
+      this.remember(
+        (await this.custom.createClusterCustomObject({ ...api, body })) as IIPAllocation,
+      );
       return true;
     } catch (err) {
       if (apiStatus(err) !== 409) throw err;
@@ -128,8 +166,13 @@ export class AddressAllocator {
     }
   }
 
-  private async holderOf(network: string, ip: string): Promise<IIPAllocation['spec']['instance'] | undefined> {
-    const a = (await this.custom.getClusterCustomObject({ ...api, name: allocationName(network, ip) }).catch(() => undefined)) as IIPAllocation | undefined;
+  private async holderOf(
+    network: string,
+    ip: string,
+  ): Promise<IIPAllocation['spec']['instance'] | undefined> {
+    const a = (await this.custom
+      .getClusterCustomObject({ ...api, name: allocationName(network, ip) })
+      .catch(() => undefined)) as IIPAllocation | undefined;
     if (a) this.remember(a);
     return a?.spec.instance;
   }
@@ -160,5 +203,11 @@ export class AddressAllocator {
 }
 
 export function toInterface(net: INetwork, ip: string): Interface {
-  return { network: net.metadata?.name as string, ip, mac: macFor(ip), gateway: net.spec.gateway, prefix: parseCidr(net.spec.cidr).prefix };
+  return {
+    network: net.metadata?.name as string,
+    ip,
+    mac: macFor(ip),
+    gateway: net.spec.gateway,
+    prefix: parseCidr(net.spec.cidr).prefix,
+  };
 }

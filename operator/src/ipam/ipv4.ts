@@ -46,7 +46,10 @@ export function allocationRanges(spec: INetwork['spec']): Range[] {
   const gateway = ipToNumber(spec.gateway);
   return pools.flatMap((r) => {
     if (gateway < r.start || gateway > r.end) return [r];
-    return [{ start: r.start, end: gateway - 1 }, { start: gateway + 1, end: r.end }].filter((x) => x.start <= x.end);
+    return [
+      { start: r.start, end: gateway - 1 },
+      { start: gateway + 1, end: r.end },
+    ].filter((x) => x.start <= x.end);
   });
 }
 

@@ -8,7 +8,8 @@ export interface Filter {
   passes(host: HostState, req: RequestSpec): boolean;
 }
 
-const groupCount = (host: HostState, req: RequestSpec) => (req.group ? host.groupMembers.get(req.group.key) ?? 0 : 0);
+const groupCount = (host: HostState, req: RequestSpec) =>
+  req.group ? (host.groupMembers.get(req.group.key) ?? 0) : 0;
 
 export const filters: Filter[] = [
   { reason: 'hypervisor down', passes: (h) => h.down === undefined },

@@ -11,8 +11,7 @@ export interface SchedulerOptions {
 }
 
 export type Decision =
-  | { host: HostState }
-  | { host?: undefined; rejected: Map<string, number>; message: string };
+  { host: HostState } | { host?: undefined; rejected: Map<string, number>; message: string };
 
 export function selectHost(hosts: HostState[], req: RequestSpec, opts: SchedulerOptions): Decision {
   const rejected = new Map<string, number>();
@@ -29,10 +28,13 @@ export function selectHost(hosts: HostState[], req: RequestSpec, opts: Scheduler
     candidates = candidates.filter((h) => allowed.has(h.name));
     for (let i = candidates.length; i < before; i++) reject(affinityReason);
   }
-  if (candidates.length === 0) return { rejected, message: noValidHostMessage(hosts.length, rejected) };
+  if (candidates.length === 0)
+    return { rejected, message: noValidHostMessage(hosts.length, rejected) };
 
   const weights = weigh(candidates, req, opts.multipliers);
-  const ranked = candidates.map((host, i) => ({ host, weight: weights[i] as number })).sort((a, b) => b.weight - a.weight);
+  const ranked = candidates
+    .map((host, i) => ({ host, weight: weights[i] as number }))
+    .sort((a, b) => b.weight - a.weight);
   const subset = ranked.slice(0, Math.max(1, opts.hostSubsetSize));
   const pick = subset[Math.floor((opts.random ?? Math.random)() * subset.length)] ?? subset[0];
   return { host: (pick as { host: HostState }).host };
@@ -41,6 +43,8 @@ export function selectHost(hosts: HostState[], req: RequestSpec, opts: Scheduler
 /** "0/40 hypervisors: 25 insufficient memory, 15 server group anti-affinity" */
 export function noValidHostMessage(total: number, rejected: Map<string, number>): string {
   if (total === 0) return '0/0 hypervisors: no Hypervisor is registered; start a node agent';
-  const parts = [...rejected.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).map(([r, n]) => `${n} ${r}`);
+  const parts = [...rejected.entries()]
+    .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+    .map(([r, n]) => `${n} ${r}`);
   return `0/${total} hypervisors: ${parts.join(', ')}`;
 }

@@ -65,5 +65,9 @@ export function limits(host: HostState): Resources {
 
 export function free(host: HostState): Resources {
   const l = limits(host);
-  return { vcpus: l.vcpus - host.used.vcpus, memoryMiB: l.memoryMiB - host.used.memoryMiB, diskGiB: l.diskGiB - host.used.diskGiB };
+  return {
+    vcpus: l.vcpus - host.used.vcpus,
+    memoryMiB: l.memoryMiB - host.used.memoryMiB,
+    diskGiB: l.diskGiB - host.used.diskGiB,
+  };
 }

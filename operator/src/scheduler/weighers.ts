@@ -8,19 +8,32 @@ interface Weigher {
   appliesTo?(req: RequestSpec): boolean;
 }
 
-const members = (h: HostState, r: RequestSpec) => (r.group ? h.groupMembers.get(r.group.key) ?? 0 : 0);
+const members = (h: HostState, r: RequestSpec) =>
+  r.group ? (h.groupMembers.get(r.group.key) ?? 0) : 0;
 
 const weighers: Weigher[] = [
   { multiplier: 'ram', raw: (h) => free(h).memoryMiB },
   { multiplier: 'cpu', raw: (h) => free(h).vcpus },
   { multiplier: 'disk', raw: (h) => free(h).diskGiB },
   { multiplier: 'buildFailure', raw: (h) => -h.recentFailures },
-  { multiplier: 'softAffinity', raw: members, appliesTo: (r) => r.group?.policy === 'soft-affinity' },
-  { multiplier: 'softAntiAffinity', raw: (h, r) => -members(h, r), appliesTo: (r) => r.group?.policy === 'soft-anti-affinity' },
+  {
+    multiplier: 'softAffinity',
+    raw: members,
+    appliesTo: (r) => r.group?.policy === 'soft-affinity',
+  },
+  {
+    multiplier: 'softAntiAffinity',
+    raw: (h, r) => -members(h, r),
+    appliesTo: (r) => r.group?.policy === 'soft-anti-affinity',
+  },
 ];
 
 /** Total weight of each host, in the order given. */
-export function weigh(hosts: HostState[], req: RequestSpec, multipliers: WeigherMultipliers): number[] {
+export function weigh(
+  hosts: HostState[],
+  req: RequestSpec,
+  multipliers: WeigherMultipliers,
+): number[] {
   const totals = new Array<number>(hosts.length).fill(0);
   for (const w of weighers) {
     const m = multipliers[w.multiplier];
@@ -33,7 +46,8 @@ export function weigh(hosts: HostState[], req: RequestSpec, multipliers: Weigher
       if (v > max) max = v;
     }
     if (max === min) continue;
-    for (let i = 0; i < raw.length; i++) totals[i]! += (m * ((raw[i] as number) - min)) / (max - min);
+    for (let i = 0; i < raw.length; i++)
+      totals[i]! += (m * ((raw[i] as number) - min)) / (max - min);
   }
   return totals;
 }
