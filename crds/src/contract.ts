@@ -46,8 +46,22 @@ export const DEFAULT_SYSTEM_NAMESPACE = 'kova-system';
 export const INSTANCE_UID_LABEL = 'compute.kova.dev/instance-uid';
 export const NETWORK_LABEL = 'compute.kova.dev/network';
 
-export function condition(status: InstanceStatus | undefined, type: string): Condition | undefined {
-  return status?.conditions?.find((c) => c.type === type);
+/** An Instance as read from the API: name, namespace and uid are always set there. */
+export type InstanceObject = IInstance & {
+  metadata: { name: string; namespace: string; uid: string };
+};
+
+/**
+ * The hand-off from operator to agent: the operator has bound the Instance and allocated an
+ * address for every network it asks for.
+ */
+export function interfacesAllocated(inst: IInstance): boolean {
+  return (inst.status?.interfaces?.length ?? 0) === inst.spec.networks.length;
+}
+
+/** Disk a Flavor takes on a hypervisor: root + ephemeral + swap, in GiB. */
+export function flavorDiskGiB(f: { rootDiskGiB: number; ephemeralGiB?: number; swapMiB?: number }) {
+  return f.rootDiskGiB + (f.ephemeralGiB ?? 0) + Math.ceil((f.swapMiB ?? 0) / 1024);
 }
 
 /**

@@ -22,6 +22,17 @@ export const PLURAL = {
 
 export type KovaKind = keyof typeof PLURAL;
 
+/** Where server-side apply and merge patches address an Instance. */
+export function instanceRef(inst: { metadata: { name: string; namespace: string } }) {
+  return {
+    apiVersion: API_VERSION,
+    kind: 'Instance',
+    plural: PLURAL.Instance,
+    name: inst.metadata.name,
+    namespace: inst.metadata.namespace,
+  };
+}
+
 /** Directory holding the CRD YAML files (the source of truth). */
 export const crdDir = join(dirname(fileURLToPath(import.meta.url)), '..');
 
