@@ -2,11 +2,12 @@
 // hostname, SSH keys), user-data and a version 2 network-config with the static addresses the
 // operator allocated. Files are written by serialising data (JSON is valid YAML), never by
 // pasting user strings into a template.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Interface } from '@kova/crds';
 import { run } from '../host/exec.js';
+import { INSTANCE_FILE_MODE } from './disks.js';
 
 export interface ConfigDriveInput {
   instanceId: string;
@@ -59,6 +60,8 @@ export async function buildConfigDrive(path: string, input: ConfigDriveInput): P
       join(dir, 'user-data'),
       join(dir, 'network-config'),
     ]);
+    // userData and keys: for the guest's QEMU only (see disks.ts on modes).
+    await chmod(`${path}.tmp`, INSTANCE_FILE_MODE);
     await run('mv', ['-f', `${path}.tmp`, path]);
   } finally {
     await rm(dir, { recursive: true, force: true });

@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { IImage } from '@kova/crds';
 import fc from 'fast-check';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -45,11 +46,12 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const image = (source: string, sha256 = sha): IImage => ({
+/** The payload is random bytes: a raw disk to qemu-img. */
+const image = (source: string, sha256 = sha, format: 'qcow2' | 'raw' = 'raw'): IImage => ({
   apiVersion: 'compute.kova.dev/v1alpha1',
   kind: 'Image',
   metadata: { name: 'test' },
-  spec: { source, sha256 },
+  spec: { source, sha256, format },
 });
 const files = (d: string) => readdirSync(join(d, 'images'));
 
@@ -140,5 +142,82 @@ describe('ImageCache', () => {
     expect(await cache.collect(new Set([sha]), 3600_000)).toEqual([]);
     expect(await cache.collect(new Set(), 3600_000)).toEqual([`${sha}.img`]);
     expect(files(state)).toEqual([]);
+  });
+
+  describe('#12.13 untrusted qcow2 headers', () => {
+    /** An image made by real qemu-img, offered as a node-local source with its true checksum. */
+    const crafted = (name: string, ...args: string[]): IImage & { spec: { source: string } } => {
+      const path = join(dir, name);
+      execFileSync('qemu-img', ['create', '-q', ...args, path, '64M']);
+      const sum = createHash('sha256').update(readFileSync(path)).digest('hex');
+      const format = args[args.indexOf('-f') + 1] as 'qcow2' | 'raw';
+      return image(path, sum, format) as IImage & { spec: { source: string } };
+    };
+    const refused = async (img: IImage) => {
+      const state = mkdtempSync(join(dir, 's-'));
+      const err = await new ImageCache(new StatePaths(state)).ensure(img).catch((e) => e);
+      expect(files(state)).toEqual([]);
+      return err;
+    };
+
+    it('#12.13 refuses a qcow2 with a backing file (/etc/passwd) as UnsafeImage and caches nothing', async () => {
+      const img = crafted('backing.qcow2', '-f', 'qcow2', '-F', 'raw', '-b', '/etc/passwd');
+      const err = await refused(img);
+      expect(err).toMatchObject({ reason: 'UnsafeImage', retryable: false });
+      expect(err.message).toContain('backing file /etc/passwd');
+    });
+
+    it("#12.13 refuses a qcow2 backed by another Instance's disk", async () => {
+      const victim = join(dir, 'victim-root.qcow2');
+      execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', victim, '64M']);
+      const img = crafted('steal.qcow2', '-f', 'qcow2', '-F', 'qcow2', '-b', victim);
+      expect(await refused(img)).toMatchObject({ reason: 'UnsafeImage', retryable: false });
+    });
+
+    it('#12.13 refuses a qcow2 with an external data file', async () => {
+      const img = crafted(
+        'datafile.qcow2',
+        '-f',
+        'qcow2',
+        '-o',
+        `data_file=${join(dir, 'data.raw')}`,
+      );
+      const err = await refused(img);
+      expect(err).toMatchObject({ reason: 'UnsafeImage', retryable: false });
+      expect(err.message).toContain(`external file ${join(dir, 'data.raw')}`);
+    });
+
+    it('#12.13 refuses a qcow2 declared as raw, and a raw file declared as qcow2', async () => {
+      const qcow = crafted('plain.qcow2', '-f', 'qcow2');
+      const asRaw = await refused(image(qcow.spec.source, qcow.spec.sha256, 'raw'));
+      expect(asRaw).toMatchObject({ reason: 'UnsafeImage', retryable: false });
+      expect(asRaw.message).toContain('declares format raw but its content is qcow2');
+      const raw = crafted('plain.raw', '-f', 'raw');
+      const asQcow = await refused(image(raw.spec.source, raw.spec.sha256, 'qcow2'));
+      expect(asQcow.message).toContain('declares format qcow2 but its content is raw');
+    });
+
+    it("#12.13 fetches a direct-boot kernel as plain bytes, though its Image's disk is qcow2", async () => {
+      const state = mkdtempSync(join(dir, 's-'));
+      const disk = image(`${base}/ok`, 'a'.repeat(64), 'qcow2');
+      const kernel = { source: `${base}/ok`, sha256: sha };
+      const path = await new ImageCache(new StatePaths(state)).ensure({
+        ...disk,
+        spec: { ...disk.spec, kernel, source: kernel.source, sha256: kernel.sha256 },
+      });
+      expect(path).toBe(join(state, 'images', `${sha}.img`));
+    });
+
+    it('#12.13 accepts a self-contained qcow2, and a raw disk declared raw', async () => {
+      const state = mkdtempSync(join(dir, 's-'));
+      const cache = new ImageCache(new StatePaths(state));
+      const qcow = crafted('good.qcow2', '-f', 'qcow2');
+      const raw = crafted('good.raw', '-f', 'raw');
+      await cache.ensure(qcow);
+      await cache.ensure(image(raw.spec.source, raw.spec.sha256, 'raw'));
+      expect(files(state).sort()).toEqual(
+        [`${qcow.spec.sha256}.img`, `${raw.spec.sha256}.img`].sort(),
+      );
+    });
   });
 });

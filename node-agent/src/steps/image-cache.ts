@@ -1,6 +1,7 @@
 // The node's image cache: one file per checksum, fetched once even when many Instances ask at
 // once, streamed to a temporary file and checked against sha256 before it is renamed into
-// place, so a partial or corrupt download is never used and never left behind.
+// place, so a partial or corrupt download is never used and never left behind. A disk image is
+// untrusted input: it is inspected before it enters the cache (see image-safety.ts).
 import type { IImage } from '@kova/crds';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
@@ -11,6 +12,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BuildFault } from '../errors.js';
 import type { StatePaths } from '../host/paths.js';
+import { checkImageSafe } from './image-safety.js';
 
 export interface CacheStats {
   hits: number;
@@ -112,10 +114,31 @@ export class ImageCache {
         false,
       );
     }
+    if (!isBootFile(image)) {
+      await checkImageSafe(
+        partial,
+        image.spec.format ?? 'qcow2',
+        image.metadata?.name ?? image.spec.sha256,
+      ).catch(async (err) => {
+        await rm(partial, { force: true });
+        throw err;
+      });
+    }
     await rename(partial, target);
     this.stats.bytesFetched += bytes;
     return target;
   }
+}
+
+/**
+ * A direct-boot kernel or initrd is fetched through the same cache with the Image's spec carrying
+ * that file's source and checksum. QEMU loads it as plain bytes, never as a disk, so it has no
+ * disk format to check. Should an Image name its disk as its kernel too, the disk is still
+ * checked where the overlay is made (createDisks).
+ */
+function isBootFile(image: IImage): boolean {
+  const { sha256, kernel, initrd } = image.spec;
+  return kernel?.sha256 === sha256 || initrd?.sha256 === sha256;
 }
 
 async function exists(path: string): Promise<boolean> {
