@@ -2,16 +2,25 @@
 // metadata names an Instance that is gone or bound elsewhere (after a grace period, so a
 // domain is never removed while its Instance is merely not yet in the cache), instance
 // directories without a domain or an Instance (after the same grace), and image bases nobody
-// used for a while.
+// used for a while. A base is in use while anything on the node may still open it: any
+// domain's disks (through their backing chains), kernel or initrd, any overlay in an instance
+// directory, or the current Image of an Instance here (its overlay may not exist yet). An
+// Image's checksum changing or the Image being deleted does not free a base under live disks.
 import type { Logger } from '@kova/controller-kit';
+import type { InstanceObject } from '@kova/crds';
 import { readdir, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { AgentConfig } from './config.js';
-import { ownerOf } from './domain/xml.js';
+import { filesOf, ownerOf } from './domain/xml.js';
 import type { LibvirtSession } from './host/libvirt-session.js';
 import type { StatePaths } from './host/paths.js';
-import { removeDomain, type Instance } from './instance-reconciler.js';
+import { removeDomain } from './instance-reconciler.js';
 import { DomainState, isNoDomain, type Domain } from './libvirt/index.js';
 import type { ImageCache } from './steps/image-cache.js';
+import { imageInfo } from './steps/image-safety.js';
+
+/** Deeper chains than this are not kova's (an overlay on a flat base is two). */
+const MAX_CHAIN = 16;
 
 export class GarbageCollector {
   private readonly orphanSince = new Map<string, number>();
@@ -21,7 +30,7 @@ export class GarbageCollector {
     private readonly session: LibvirtSession,
     private readonly paths: StatePaths,
     private readonly cache: ImageCache,
-    private readonly instancesHere: () => readonly Instance[],
+    private readonly instancesHere: () => readonly InstanceObject[],
     private readonly imageShaOf: (image: string) => string | undefined,
     private readonly logger: Logger,
   ) {}
@@ -31,17 +40,27 @@ export class GarbageCollector {
     const removed: string[] = [];
     const conn = await this.session.conn();
     const kovaDomains = new Set<string>();
+    const domainFiles: string[] = [];
     for (const dom of await conn.listAllDomains()) {
-      const owner = await ownerOfDomain(dom);
-      if (!owner || owner.node !== this.config.nodeName) continue;
+      const xml = await xmlOf(dom);
+      if (xml === undefined) continue;
+      const owner = ownerOf(xml);
+      if (!owner || owner.node !== this.config.nodeName) {
+        domainFiles.push(...filesOf(xml));
+        continue;
+      }
       kovaDomains.add(owner.uid);
       if (live.has(owner.uid)) {
+        domainFiles.push(...filesOf(xml));
         this.orphanSince.delete(owner.uid);
         continue;
       }
       const since = this.orphanSince.get(owner.uid) ?? now;
       this.orphanSince.set(owner.uid, since);
-      if (now - since < this.config.orphanGraceMs) continue;
+      if (now - since < this.config.orphanGraceMs) {
+        domainFiles.push(...filesOf(xml));
+        continue;
+      }
       await removeDomain({ session: this.session, paths: this.paths }, owner.uid, (d: Domain) =>
         d.destroy(),
       );
@@ -66,14 +85,33 @@ export class GarbageCollector {
       ).catch(() => undefined);
       removed.push(`files of ${uid}`);
     }
+    const inUse = await this.basesInUse(domainFiles);
+    for (const f of await this.cache.collect(inUse, this.config.imageTtlMs, now))
+      removed.push(`image ${f}`);
+    return removed;
+  }
+
+  /** Checksums of the cached bases something on this node may still open. */
+  private async basesInUse(domainFiles: string[]): Promise<Set<string>> {
+    const files = new Set(domainFiles);
+    for (const uid of await readdir(this.paths.instances).catch(() => [] as string[])) {
+      const dir = join(this.paths.instances, uid);
+      for (const f of await readdir(dir).catch(() => [] as string[]))
+        if (f.endsWith('.qcow2')) files.add(join(dir, f));
+    }
+    const referenced = new Set<string>();
+    for (const f of files) for (const p of await backingChain(f)) referenced.add(resolve(p));
     const inUse = new Set(
       this.instancesHere()
         .map((i) => this.imageShaOf(i.spec.image))
         .filter((s): s is string => !!s),
     );
-    for (const f of await this.cache.collect(inUse, this.config.imageTtlMs, now))
-      removed.push(`image ${f}`);
-    return removed;
+    for (const p of referenced) {
+      const name = basename(p);
+      if (dirname(p) === this.paths.images && /^[0-9a-f]{64}\.img$/.test(name))
+        inUse.add(name.slice(0, 64));
+    }
+    return inUse;
   }
 
   private async youngerThanGrace(uid: string, now: number): Promise<boolean> {
@@ -102,15 +140,42 @@ export class GarbageCollector {
   }
 }
 
-/** Undefined for domains not kova's, and for those removed since they were listed. */
-async function ownerOfDomain(dom: Domain): Promise<ReturnType<typeof ownerOf>> {
+/** Undefined for a domain removed since it was listed. */
+async function xmlOf(dom: Domain): Promise<string | undefined> {
   try {
-    return ownerOf(await dom.getXMLDesc());
+    return await dom.getXMLDesc();
   } catch (err) {
     if (isNoDomain(err)) return undefined;
     throw err;
   }
 }
+
+/**
+ * The file and every file under it in its backing chain. qemu-img reads one header at a time
+ * (-U: a running QEMU holds the lock), so a base already gone ends the chain instead of failing
+ * it. A file that exists but cannot be read fails the round: better keep every base than guess.
+ */
+async function backingChain(file: string): Promise<string[]> {
+  const chain: string[] = [];
+  let next: string | undefined = file;
+  while (next && chain.length < MAX_CHAIN) {
+    const path: string = next;
+    const info = await imageInfo(path, true).catch(async (err) => {
+      if (await exists(path)) throw err;
+      return undefined;
+    });
+    if (!info) break;
+    chain.push(path);
+    next = info['full-backing-filename'];
+  }
+  return chain;
+}
+
+const exists = (p: string) =>
+  stat(p).then(
+    () => true,
+    () => false,
+  );
 
 export const stateName = (s: number) =>
   Object.entries(DomainState)

@@ -8,7 +8,15 @@ import {
   type KubeConfig,
 } from '@kubernetes/client-node';
 import { Applier, apiStatus, type Logger } from '@kova/controller-kit';
-import { API_VERSION, GROUP, PLURAL, VERSION, type IFlavor, type IInstance } from '@kova/crds';
+import {
+  API_VERSION,
+  flavorDiskGiB,
+  GROUP,
+  PLURAL,
+  VERSION,
+  type IFlavor,
+  type IInstance,
+} from '@kova/crds';
 import { statfs } from 'node:fs/promises';
 import { arch } from 'node:os';
 import type { AgentConfig } from './config.js';
@@ -96,8 +104,7 @@ export class HypervisorReporter {
       if (!f) continue;
       allocated.vcpus += f.vcpus;
       allocated.memoryMiB += f.memoryMiB;
-      allocated.diskGiB +=
-        f.rootDiskGiB + (f.ephemeralGiB ?? 0) + Math.ceil((f.swapMiB ?? 0) / 1024);
+      allocated.diskGiB += flavorDiskGiB(f);
     }
     await this.applier.applyStatus(this.ref, {
       hypervisorType: this.hypervisorType,

@@ -96,3 +96,21 @@ export function ownerOf(
   const attr = (n: string) => inst.getAttribute(n) ?? '';
   return { namespace: attr('namespace'), name: attr('name'), uid: attr('uid'), node: attr('node') };
 }
+
+/**
+ * Host files a domain's QEMU opens by name: its disks (with any backing store libvirt lists)
+ * and a direct-boot kernel and initrd. The image garbage collector keeps all of them.
+ */
+export function filesOf(xml: string): string[] {
+  const root = create(xml).root().node as unknown as Element;
+  const files: string[] = [];
+  for (const disk of Array.from(root.getElementsByTagName('disk')))
+    for (const source of Array.from(disk.getElementsByTagName('source'))) {
+      const file = source.getAttribute('file');
+      if (file) files.push(file);
+    }
+  for (const tag of ['kernel', 'initrd'])
+    for (const el of Array.from(root.getElementsByTagName(tag)))
+      if (el.textContent) files.push(el.textContent.trim());
+  return files;
+}
