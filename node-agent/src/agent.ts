@@ -1,5 +1,7 @@
-// Wires the node agent together: informers on the Instances bound to this node, a work queue,
-// libvirt lifecycle events (which only enqueue), a periodic resync and garbage collection.
+// Wires the node agent together: informers on the Instances bound to this node, two work queues
+// (builds, which can wait minutes on a download, apart from power and deletes, which must not
+// wait behind them), libvirt lifecycle events (which only enqueue), a periodic resync and
+// garbage collection.
 import type { KubeConfig } from '@kubernetes/client-node';
 import {
   Applier,
@@ -27,9 +29,16 @@ import { LibvirtSession } from './host/libvirt-session.js';
 import { StatePaths } from './host/paths.js';
 import { detectVirtType } from './host/virt-type.js';
 import { HypervisorReporter } from './hypervisor-reporter.js';
-import { AgentReconciler, type Instance } from './instance-reconciler.js';
+import { realHost, type Instance } from './deps.js';
+import { AgentReconciler } from './instance-reconciler.js';
 import { agentMetrics, type AgentMetrics } from './metrics.js';
 import { ImageCache } from './steps/image-cache.js';
+
+const BUILD_WORKERS = 2;
+const LIFECYCLE_WORKERS = 4;
+const BUILD_PHASES: ReadonlySet<string> = new Set(['Networking', 'BlockDeviceMapping', 'Spawning']);
+const TICK_MS = 1000;
+const STALL_MS = 30_000;
 
 const kova = (kind: KovaKind) => ({ apiVersion: API_VERSION, kind, plural: PLURAL[kind] });
 
@@ -38,7 +47,8 @@ export class NodeAgent {
   private readonly flavors: Informer<IFlavor>;
   private readonly images: Informer<IImage>;
   private readonly networks: Informer<INetwork>;
-  private readonly queue: WorkQueue;
+  private readonly builds: WorkQueue;
+  private readonly lifecycle: WorkQueue;
   private readonly session: LibvirtSession;
   private readonly paths: StatePaths;
   private readonly cache: ImageCache;
@@ -48,6 +58,8 @@ export class NodeAgent {
   private timers: NodeJS.Timeout[] = [];
   private reportTimer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
+  private lastTick = Date.now();
+  private readonly tick: NodeJS.Timeout;
 
   constructor(
     private readonly kc: KubeConfig,
@@ -63,7 +75,8 @@ export class NodeAgent {
     this.flavors = new Informer(kc, kova('Flavor'), opts);
     this.images = new Informer(kc, kova('Image'), opts);
     this.networks = new Informer(kc, kova('Network'), opts);
-    this.queue = new WorkQueue({ name: 'node-instances', logger, registry });
+    this.builds = new WorkQueue({ name: 'node-builds', logger, registry });
+    this.lifecycle = new WorkQueue({ name: 'node-instances', logger, registry });
     this.paths = new StatePaths(config.stateDir);
     this.cache = new ImageCache(this.paths);
     this.metrics = agentMetrics(registry, this.cache.stats);
@@ -73,10 +86,25 @@ export class NodeAgent {
       onEvent: (e) => this.enqueueUid(e.uuid),
       onConnected: () => this.resync(),
     });
+    // The event loop's own pulse: a blocked loop (a hung synchronous call) fails liveness.
+    this.tick = setInterval(() => (this.lastTick = Date.now()), TICK_MS);
+    this.tick.unref();
   }
 
+  /**
+   * Liveness: the process's own loop turns and libvirt answers. Never the API server: an API
+   * outage must not get the agent killed (a restarted agent waits in informer sync and crashed
+   * guests stay down meanwhile); readiness says it instead.
+   */
   isHealthy(): boolean | string {
-    if (!this.session.isConnected()) return 'not connected to libvirt';
+    const stalled = Date.now() - this.lastTick;
+    if (stalled > STALL_MS) return `event loop stalled for ${Math.round(stalled / 1000)}s`;
+    return this.session.isConnected() || 'not connected to libvirt';
+  }
+
+  /** Readiness: informers synced and the heartbeat reaching the API server. */
+  isReady(): boolean | string {
+    if (!this.hasSynced()) return 'informers have not listed yet';
     const age = this.reporter?.heartbeatAgeMs() ?? Infinity;
     return age < 3 * this.config.heartbeatMs || `last heartbeat ${Math.round(age / 1000)}s ago`;
   }
@@ -131,12 +159,17 @@ export class NodeAgent {
       events: new EventRecorder(this.kc, 'kova-node-agent', this.logger),
       metrics: this.metrics,
       logger: this.logger,
+      host: realHost,
     });
     this.instances.on((inst, type) => {
-      if (type !== 'delete') this.queue.add(objectKey(inst));
+      if (type !== 'delete') this.enqueue(inst);
       this.reportSoon();
     });
-    this.running = this.queue.run((key) => reconciler.sync(key), 4);
+    const sync = (key: string) => reconciler.sync(key);
+    this.running = Promise.all([
+      this.builds.run(sync, BUILD_WORKERS),
+      this.lifecycle.run(sync, LIFECYCLE_WORKERS),
+    ]).then(() => undefined);
     this.resync();
     this.timers.push(setInterval(() => this.resync(), this.config.resyncMs));
     this.timers.push(setInterval(() => void this.collect(), this.config.resyncMs));
@@ -144,9 +177,11 @@ export class NodeAgent {
 
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
+    clearInterval(this.tick);
     clearTimeout(this.reportTimer);
     this.reporter?.stop();
-    this.queue.shutDown();
+    this.builds.shutDown();
+    this.lifecycle.shutDown();
     await this.running;
     await Promise.all(
       [this.instances, this.flavors, this.images, this.networks].map((i) => i.stop()),
@@ -188,11 +223,18 @@ export class NodeAgent {
   }
 
   private resync(): void {
-    for (const inst of this.instances.list()) this.queue.add(objectKey(inst));
+    for (const inst of this.instances.list()) this.enqueue(inst);
   }
 
   private enqueueUid(uid: string): void {
     const inst = this.instances.list().find((i) => i.metadata.uid === uid);
-    if (inst) this.queue.add(objectKey(inst));
+    if (inst) this.enqueue(inst);
+  }
+
+  /** Builds to their queue; power, failures and deletes to theirs (the reconciler serialises a key). */
+  private enqueue(inst: Instance): void {
+    const building =
+      !inst.metadata.deletionTimestamp && BUILD_PHASES.has(inst.status?.phase ?? 'Scheduling');
+    (building ? this.builds : this.lifecycle).add(objectKey(inst));
   }
 }

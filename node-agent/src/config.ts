@@ -16,6 +16,8 @@ export interface AgentConfig {
   resyncMs: number;
   /** Grace period of a guest shutdown before the domain is destroyed. */
   shutdownTimeoutMs: number;
+  /** A build (hand-off to running) taking longer fails with the retryable fault BuildTimedOut. */
+  buildTimeoutMs: number;
   /** Domains with kova metadata and no Instance on this node are removed after this long. */
   orphanGraceMs: number;
   /** Cached image bases no Instance used for this long are removed. */
@@ -35,6 +37,7 @@ export function configFromEnv(): AgentConfig {
     heartbeatMs: num('KOVA_HEARTBEAT_SECONDS', 10) * 1000,
     resyncMs: num('KOVA_RESYNC_SECONDS', 30) * 1000,
     shutdownTimeoutMs: num('KOVA_SHUTDOWN_TIMEOUT_SECONDS', 60) * 1000,
+    buildTimeoutMs: num('KOVA_BUILD_TIMEOUT_SECONDS', 900) * 1000,
     orphanGraceMs: num('KOVA_ORPHAN_GRACE_SECONDS', 60) * 1000,
     imageTtlMs: num('KOVA_IMAGE_TTL_SECONDS', 24 * 3600) * 1000,
     healthPort: num('KOVA_HEALTH_PORT', 8081),

@@ -17,11 +17,8 @@ async function main(): Promise<void> {
     registry,
   );
   const health = new HealthServer({ port: config.healthPort, registry, logger: log });
-  health.addLivenessCheck('libvirt-and-heartbeat', () => agent.isHealthy());
-  health.addReadinessCheck(
-    'informers-synced',
-    () => agent.hasSynced() || 'informers have not listed yet',
-  );
+  health.addLivenessCheck('loop-and-libvirt', () => agent.isHealthy());
+  health.addReadinessCheck('synced-and-heartbeat', () => agent.isReady());
   await health.start();
   await agent.start();
   log.info('started', {

@@ -165,6 +165,23 @@ export interface IInstance {
      */
     "launchedAt"?: string;
     /**
+     * When the node agent took the Instance over from the operator (phase Networking with every address allocated). A build still unfinished after the agent's build timeout (KOVA_BUILD_TIMEOUT_SECONDS) fails with the retryable fault BuildTimedOut. Written by the node agent.
+     */
+    "buildStartedAt"?: string;
+    /**
+     * Crash-restart backoff of the node agent under runStrategy Always or RerunOnFailure: kept here, not in the agent's memory, so that an agent restart neither forgets a crash loop nor restarts a crashing guest at once. Restarts are immediate for the first two of a streak, then wait 2, 4, 8… s (at most 60 s); a streak ends when the domain stays up a minute. Written by the node agent.
+     */
+    "restartBackoff"?: {
+      /**
+       * Restarts in the current crash streak.
+       */
+      "count": number;
+      /**
+       * When the agent last restarted the stopped domain.
+       */
+      "lastRestartTime": string;
+    };
+    /**
      * The metadata.generation the status reflects.
      */
     "observedGeneration"?: number;

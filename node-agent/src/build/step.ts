@@ -1,0 +1,70 @@
+// A node step in the manner of flintlock's: an object that says whether its work is still to do
+// (shouldDo, read from the node, so a restarted agent resumes where it stopped), does it, checks
+// it took (verify) and can take it back (undo). A plan is the list of steps for one Instance and
+// phase, rebuilt on every sync: nothing about progress is kept in memory.
+import type { IFlavor, IImage } from '@kova/crds';
+import type { AgentDeps, Instance } from '../deps.js';
+import { BuildFault } from '../errors.js';
+import type { StatusChange } from '../status.js';
+
+export interface StepContext {
+  d: AgentDeps;
+  /** The Instance as last read or written. */
+  inst: Instance;
+  /** Writes a status change at once (before acting on the guest); updates `inst`. */
+  report: (change: StatusChange) => Promise<void>;
+  /** Set when the Instance is deleted meanwhile: the plan stops at the next step. */
+  aborted: () => boolean;
+  /** What earlier steps found out for later ones (the cached image's path). */
+  scratch: { base?: string; abandoned?: boolean };
+}
+
+export interface NodeStep {
+  /** Metric label and log field. */
+  readonly name: string;
+  shouldDo(c: StepContext): Promise<boolean>;
+  do(c: StepContext): Promise<void>;
+  /** Throws a BuildFault when the step's effect is not there after do(). */
+  verify(c: StepContext): Promise<void>;
+  /** Removes what do() made; safe to run when do() never ran. */
+  undo(c: StepContext): Promise<void>;
+}
+
+export class BuildAborted extends Error {
+  constructor() {
+    super('the Instance is being deleted; build abandoned');
+    this.name = 'BuildAborted';
+  }
+}
+
+/** Runs the steps still to do, in order, timing each. */
+export async function runSteps(steps: readonly NodeStep[], c: StepContext): Promise<void> {
+  for (const step of steps) {
+    if (c.aborted() || c.scratch.abandoned) throw new BuildAborted();
+    if (!(await step.shouldDo(c))) continue;
+    const end = c.d.metrics.stepSeconds.startTimer({ step: step.name });
+    try {
+      await step.do(c);
+      await step.verify(c);
+      end({ result: 'ok' });
+    } catch (err) {
+      end({ result: 'error' });
+      throw err;
+    }
+  }
+}
+
+/** Undoes the steps in reverse order; the first failure stops it (the caller retries). */
+export async function undoSteps(steps: readonly NodeStep[], c: StepContext): Promise<void> {
+  for (const step of [...steps].reverse()) await step.undo(c);
+}
+
+export function refsOf(d: AgentDeps, inst: Instance): { flavor: IFlavor; image: IImage } {
+  const flavor = d.flavors.get(inst.spec.flavor);
+  const image = d.images.get(inst.spec.image);
+  if (!flavor)
+    throw new BuildFault('FlavorNotFound', `Flavor ${inst.spec.flavor} does not exist`, false);
+  if (!image)
+    throw new BuildFault('ImageNotFound', `Image ${inst.spec.image} does not exist`, false);
+  return { flavor, image };
+}

@@ -1,0 +1,82 @@
+// What the agent's reconciler needs from the world, as narrow interfaces: the real agent passes
+// informers, libvirt and the host; unit tests pass fakes and check what was called.
+import type {
+  Applier,
+  EventRecorder,
+  Informer,
+  KubeObject,
+  Logger,
+  Patcher,
+} from '@kova/controller-kit';
+import type { IFlavor, IImage, INetwork, InstanceObject, Interface } from '@kova/crds';
+import { stat } from 'node:fs/promises';
+import type { AgentConfig } from './config.js';
+import { run } from './host/exec.js';
+import type { LibvirtSession } from './host/libvirt-session.js';
+import type { StatePaths } from './host/paths.js';
+import type { AgentMetrics } from './metrics.js';
+import { buildConfigDrive, type ConfigDriveInput } from './steps/config-drive.js';
+import { createDisks, removeInstanceFiles, type Disks } from './steps/disks.js';
+import type { ImageCache } from './steps/image-cache.js';
+import { plugNetworks, type Nic } from './steps/network.js';
+
+export type Instance = InstanceObject;
+
+/** The host-side work of a build (commands and files), behind one seam for the unit tests. */
+export interface HostOps {
+  plugNetworks(
+    uid: string,
+    interfaces: Interface[],
+    networkOf: (name: string) => INetwork | undefined,
+  ): Promise<Nic[]>;
+  createDisks(
+    paths: StatePaths,
+    uid: string,
+    base: string,
+    baseFormat: string,
+    flavor: IFlavor['spec'],
+  ): Promise<Disks>;
+  removeInstanceFiles(paths: StatePaths, uid: string): Promise<void>;
+  buildConfigDrive(path: string, input: ConfigDriveInput): Promise<void>;
+  exists(path: string): Promise<boolean>;
+  bridgeExists(name: string): Promise<boolean>;
+}
+
+export const realHost: HostOps = {
+  plugNetworks,
+  createDisks,
+  removeInstanceFiles,
+  buildConfigDrive,
+  exists: (p) =>
+    stat(p).then(
+      () => true,
+      () => false,
+    ),
+  bridgeExists: (name) =>
+    run('ip', ['-o', 'link', 'show', 'dev', name]).then(
+      () => true,
+      () => false,
+    ),
+};
+
+type Lookup<T extends KubeObject> = Pick<Informer<T>, 'get'>;
+
+export interface AgentDeps {
+  config: AgentConfig;
+  virtType: 'kvm' | 'qemu' | 'test';
+  session: Pick<LibvirtSession, 'conn' | 'nextEvent'>;
+  instances: Pick<Informer<Instance>, 'get' | 'list'>;
+  flavors: Lookup<IFlavor>;
+  images: Lookup<IImage>;
+  networks: Lookup<INetwork>;
+  cache: Pick<ImageCache, 'ensure'>;
+  paths: StatePaths;
+  applier: Pick<Applier, 'applyStatus'>;
+  patcher: Pick<Patcher, 'setFinalizers'>;
+  events: Pick<EventRecorder, 'record'>;
+  metrics: AgentMetrics;
+  logger: Logger;
+  host: HostOps;
+}
+
+export const keyOf = (inst: Instance) => `${inst.metadata.namespace}/${inst.metadata.name}`;

@@ -1,0 +1,173 @@
+// Handlers of the build phases: the hand-off from the operator (Networking with every address
+// allocated), BlockDeviceMapping and Spawning. Each runs its plan, then names the next phase.
+import { ConditionType } from '@kova/crds';
+import { blockDevicesPlan, buildUndoPlan, handoffPlan, spawnPlan } from '../build/plans.js';
+import { nicsOf } from '../build/steps.js';
+import { BuildAborted, runSteps, type NodeStep, type StepContext } from '../build/step.js';
+import { BuildFault } from '../errors.js';
+import type { PhaseResult } from './result.js';
+
+export async function handoff(c: StepContext): Promise<PhaseResult> {
+  return guarded(c, ConditionType.NetworkReady, [], async () => {
+    await runSteps(handoffPlan(), c);
+    const nics = nicsOf(c.inst.metadata.uid, c.inst.status?.interfaces ?? [], (n) =>
+      c.d.networks.get(n),
+    );
+    return {
+      kind: 'continue',
+      status: {
+        phase: 'BlockDeviceMapping',
+        buildStartedAt: new Date().toISOString(),
+        conditions: [
+          {
+            type: ConditionType.NetworkReady,
+            status: 'True',
+            reason: 'Plugged',
+            message: nics.map((n) => `${n.ip} on bridge ${n.bridge} (${n.tap})`).join(', '),
+          },
+        ],
+      },
+    };
+  });
+}
+
+export async function blockDevices(c: StepContext): Promise<PhaseResult> {
+  return guarded(c, ConditionType.BlockDevicesReady, buildUndoPlan(), async () => {
+    await runSteps(blockDevicesPlan(), c);
+    return {
+      kind: 'continue',
+      status: {
+        phase: 'Spawning',
+        conditions: [
+          {
+            type: ConditionType.BlockDevicesReady,
+            status: 'True',
+            reason: 'DisksReady',
+            message: `root overlay ${c.d.paths.instanceFile(c.inst.metadata.uid, 'root.qcow2')} on image ${c.inst.spec.image}`,
+          },
+        ],
+      },
+    };
+  });
+}
+
+export async function spawn(c: StepContext): Promise<PhaseResult> {
+  return guarded(c, ConditionType.Spawned, buildUndoPlan(), async () => {
+    await runSteps(spawnPlan(c.inst), c);
+    const uid = c.inst.metadata.uid;
+    const generation = c.inst.metadata.generation;
+    if (c.inst.spec.runStrategy === 'Halted')
+      return {
+        kind: 'continue',
+        status: {
+          phase: 'Stopped',
+          powerState: 'Shutdown',
+          domainUUID: uid,
+          observedGeneration: generation,
+          conditions: [
+            {
+              type: ConditionType.Spawned,
+              status: 'True',
+              reason: 'DomainDefined',
+              message: 'domain defined; runStrategy Halted leaves it off',
+            },
+            {
+              type: ConditionType.Ready,
+              status: 'False',
+              reason: 'Halted',
+              message: 'runStrategy is Halted',
+            },
+          ],
+        },
+      };
+    c.d.events.record(
+      c.inst,
+      'Normal',
+      'Spawned',
+      `domain of ${uid} running on ${c.d.config.nodeName}`,
+    );
+    return {
+      kind: 'continue',
+      status: {
+        phase: 'Active',
+        powerState: 'Running',
+        domainUUID: uid,
+        launchedAt: c.inst.status?.launchedAt ?? new Date().toISOString(),
+        observedGeneration: generation,
+        conditions: [
+          {
+            type: ConditionType.Spawned,
+            status: 'True',
+            reason: 'DomainStarted',
+            message: 'domain started',
+          },
+          {
+            type: ConditionType.Ready,
+            status: 'True',
+            reason: 'Running',
+            message: 'the domain is running',
+          },
+        ],
+      },
+    };
+  });
+}
+
+/**
+ * Runs a build phase under the build's overall deadline (status.buildStartedAt + the agent's
+ * build timeout); a build fault, including the timeout, becomes a failed result.
+ */
+async function guarded(
+  c: StepContext,
+  condition: string,
+  undo: readonly NodeStep[],
+  fn: () => Promise<PhaseResult>,
+): Promise<PhaseResult> {
+  try {
+    return await withDeadline(c, fn);
+  } catch (err) {
+    if (err instanceof BuildAborted) return { kind: 'complete' };
+    if (err instanceof BuildFault) return { kind: 'failed', fault: err, condition, undo };
+    throw err;
+  }
+}
+
+async function withDeadline(c: StepContext, fn: () => Promise<PhaseResult>): Promise<PhaseResult> {
+  const started = Date.parse(c.inst.status?.buildStartedAt ?? '');
+  if (Number.isNaN(started)) return fn();
+  const limitMs = c.d.config.buildTimeoutMs;
+  const timedOut = () =>
+    new BuildFault(
+      'BuildTimedOut',
+      `the build did not finish within ${limitMs / 1000}s of the hand-off (KOVA_BUILD_TIMEOUT_SECONDS); another node may do better`,
+      true,
+    );
+  const leftMs = started + limitMs - Date.now();
+  if (leftMs <= 0) throw timedOut();
+  let timer: NodeJS.Timeout | undefined;
+  let expired = false;
+  const work = fn();
+  try {
+    return await Promise.race([
+      work,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          expired = true;
+          c.scratch.abandoned = true;
+          reject(timedOut());
+        }, leftMs);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    // The abandoned step keeps running until its own end; its outcome no longer matters, but it
+    // is logged rather than left as an unhandled rejection.
+    if (expired)
+      work.catch((err: Error) =>
+        c.d.logger.warn('step abandoned after the build timeout failed', {
+          instance: `${c.inst.metadata.namespace}/${c.inst.metadata.name}`,
+          error: err,
+        }),
+      );
+  }
+}

@@ -1,0 +1,124 @@
+// The one place the agent's part of an Instance's status is computed and written. Handlers say
+// what changed; this fills in the rest of the agent's fields (server-side apply removes the
+// fields a manager owns and omits) and writes only when the result differs from what the API
+// server holds. Conditions the agent writes carry the generation they were set against.
+import { apiStatus, type Applier, type Logger } from '@kova/controller-kit';
+import {
+  AGENT_PHASES,
+  instanceRef,
+  setCondition,
+  type Condition,
+  type Fault,
+  type InstanceStatus,
+  type Phase,
+  type PowerState,
+} from '@kova/crds';
+import { ConditionType } from '@kova/crds';
+import { keyOf, type Instance } from './deps.js';
+
+/** Conditions the node agent owns; the operator owns Scheduled. */
+export const AGENT_CONDITIONS: ReadonlySet<string> = new Set([
+  ConditionType.NetworkReady,
+  ConditionType.BlockDevicesReady,
+  ConditionType.Spawned,
+  ConditionType.Ready,
+]);
+
+type RestartBackoff = NonNullable<InstanceStatus['restartBackoff']>;
+
+/** Fields to change; `null` removes a field, an absent key keeps the current value. */
+export interface StatusChange {
+  phase?: Phase;
+  powerState?: PowerState | null;
+  domainUUID?: string | null;
+  launchedAt?: string | null;
+  buildStartedAt?: string;
+  restartBackoff?: RestartBackoff | null;
+  fault?: Fault;
+  /** The agent acted on this generation of the spec (runStrategy). */
+  observedGeneration?: number;
+  conditions?: Omit<Condition, 'lastTransitionTime' | 'observedGeneration'>[];
+}
+
+/** The agent's full status after `change`, from the Instance as last read. */
+export function agentStatus(
+  inst: Instance,
+  change: StatusChange,
+  now = new Date(),
+): InstanceStatus {
+  const s: InstanceStatus = inst.status ?? {};
+  const generation = inst.metadata.generation;
+  const conditions = (s.conditions ?? []).filter(
+    (c) => AGENT_CONDITIONS.has(c.type) && !change.conditions?.some((n) => n.type === c.type),
+  );
+  for (const c of change.conditions ?? [])
+    conditions.push(
+      setCondition(
+        s.conditions,
+        { ...c, ...(generation !== undefined ? { observedGeneration: generation } : {}) },
+        now,
+      ),
+    );
+  conditions.sort((a, b) => a.type.localeCompare(b.type));
+  const phase = change.phase ?? (s.phase && AGENT_PHASES.has(s.phase) ? s.phase : undefined);
+  const pick = <K extends keyof StatusChange & keyof InstanceStatus>(k: K) =>
+    k in change ? change[k] : s[k];
+  const out: InstanceStatus = { ...(phase ? { phase } : {}) };
+  for (const k of [
+    'powerState',
+    'domainUUID',
+    'launchedAt',
+    'buildStartedAt',
+    'restartBackoff',
+    'fault',
+    'observedGeneration',
+  ] as const) {
+    const v = pick(k);
+    if (v !== undefined && v !== null) Object.assign(out, { [k]: v });
+  }
+  out.conditions = conditions;
+  return out;
+}
+
+/** The agent's fields of the status as it is now, to compare with a computed one. */
+export function currentAgentStatus(inst: Instance): InstanceStatus {
+  return agentStatus(inst, {});
+}
+
+export function sameStatus(a: InstanceStatus, b: InstanceStatus): boolean {
+  const norm = (s: InstanceStatus) =>
+    JSON.stringify(s, (_k, v: unknown) =>
+      v && typeof v === 'object' && !Array.isArray(v)
+        ? Object.fromEntries(Object.entries(v).sort(([x], [y]) => x.localeCompare(y)))
+        : v,
+    );
+  return norm(a) === norm(b);
+}
+
+export class StatusWriter {
+  constructor(
+    private readonly applier: Pick<Applier, 'applyStatus'>,
+    private readonly logger: Logger,
+  ) {}
+
+  /**
+   * Applies the change if it changes anything. Resolves to the Instance as written (or as read,
+   * when nothing changed), or undefined when the Instance is gone.
+   */
+  async apply(inst: Instance, change: StatusChange): Promise<Instance | undefined> {
+    const next = agentStatus(inst, change);
+    if (sameStatus(next, currentAgentStatus(inst))) return inst;
+    try {
+      return await this.applier.applyStatus<Instance>(
+        instanceRef(inst),
+        next,
+        inst.metadata.resourceVersion,
+      );
+    } catch (err) {
+      if (apiStatus(err) === 404) return undefined;
+      if (apiStatus(err) === 409)
+        this.logger.debug('stale view of the Instance; retrying', { instance: keyOf(inst) });
+      throw err;
+    }
+  }
+}
