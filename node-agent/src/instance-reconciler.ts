@@ -142,6 +142,7 @@ export class AgentReconciler {
       report: async (change) => {
         const written = await this.status.apply(c.inst, change);
         if (written) c.inst = written;
+        return !!written;
       },
     };
     return c;

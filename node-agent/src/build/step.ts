@@ -11,8 +11,8 @@ export interface StepContext {
   d: AgentDeps;
   /** The Instance as last read or written. */
   inst: Instance;
-  /** Writes a status change at once (before acting on the guest); updates `inst`. */
-  report: (change: StatusChange) => Promise<void>;
+  /** Writes a status change at once (before acting on the guest); false if the Instance is gone. */
+  report: (change: StatusChange) => Promise<boolean>;
   /** Set when the Instance is deleted meanwhile: the plan stops at the next step. */
   aborted: () => boolean;
   /** What earlier steps found out for later ones (the cached image's path). */

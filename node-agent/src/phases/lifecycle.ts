@@ -25,7 +25,7 @@ export class TeardownHandler {
     const conn = await c.d.session.conn();
     const dom = await lv(c.d.metrics, 'lookupByUUID', () => lookupDomain(conn, uid));
     const state = dom ? (await lv(c.d.metrics, 'getState', () => dom.getState())).state : undefined;
-    await c.report({
+    const present = await c.report({
       ...(state !== undefined ? { powerState: powerStateOf(state) } : {}),
       conditions: [
         {
@@ -36,6 +36,7 @@ export class TeardownHandler {
         },
       ],
     });
+    if (!present) return { kind: 'complete' };
     if (dom && state !== DomainState.SHUTOFF) {
       const asked = this.shutdownRequested.get(uid);
       const canShutDown = state === DomainState.RUNNING || state === DomainState.BLOCKED;

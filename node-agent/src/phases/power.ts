@@ -91,14 +91,12 @@ export class PowerHandler {
     const restartBackoff = backoff
       ? { count: backoff.count, lastRestartTime: new Date(backoff.lastRestartMs).toISOString() }
       : null;
-    await c
-      .report({ ...reported(c, report), restartBackoff })
-      .catch((err: Error) =>
-        c.d.logger.warn('could not report the stopped domain; restarting it anyway', {
-          instance: keyOf(c.inst),
-          error: err,
-        }),
-      );
+    await c.report({ ...reported(c, report), restartBackoff }).catch((err: Error) =>
+      c.d.logger.warn('could not report the stopped domain; restarting it anyway', {
+        instance: keyOf(c.inst),
+        error: err,
+      }),
+    );
     if (backoff) c.d.metrics.restarts.inc({ reason: stopReason });
     // A lifecycle event and the resync can both get here; the second finds it running already.
     await tolerateInvalid(lv(c.d.metrics, 'create', () => dom.create()));

@@ -1,0 +1,169 @@
+import { describe, expect, it } from '@jest/globals';
+import { DomainState, ShutoffReason } from '../libvirt/constants.js';
+import { CRASH_WINDOW_MS, decidePower, type PowerInput, type RunStrategy } from './policy.js';
+
+const NOW = 1_000_000;
+const input = (over: Partial<PowerInput>): PowerInput => ({
+  state: DomainState.RUNNING,
+  reason: 0,
+  strategy: 'Always',
+  heldByHalted: false,
+  backoff: undefined,
+  shutdownRequestedMs: undefined,
+  shutdownGraceMs: 60_000,
+  now: NOW,
+  ...over,
+});
+const STRATEGIES: RunStrategy[] = ['Always', 'RerunOnFailure', 'Halted'];
+const STATES = Object.values(DomainState);
+const REASONS = Object.values(ShutoffReason);
+
+describe('decidePower over every state, stop reason, strategy and Halted history', () => {
+  const all: PowerInput[] = [];
+  for (const strategy of STRATEGIES)
+    for (const state of STATES)
+      for (const reason of REASONS)
+        for (const heldByHalted of [false, true])
+          for (const shutdownRequestedMs of [undefined, NOW - 1000, NOW - 61_000])
+            all.push(input({ strategy, state, reason, heldByHalted, shutdownRequestedMs }));
+
+  it('Halted never starts a domain and ends every non-off state with a shutdown or destroy', () => {
+    for (const i of all.filter((x) => x.strategy === 'Halted')) {
+      const a = decidePower(i);
+      expect(a.kind).not.toBe('start');
+      if (i.state === DomainState.SHUTOFF)
+        expect(a).toMatchObject({ kind: 'none', report: { phase: 'Stopped', reason: 'Halted' } });
+      else expect(['shutdown', 'destroy', 'wait']).toContain(a.kind);
+    }
+  });
+
+  it('Always restarts every stopped or crashed domain, whatever the reason', () => {
+    for (const i of all.filter(
+      (x) =>
+        x.strategy === 'Always' &&
+        (x.state === DomainState.SHUTOFF || x.state === DomainState.CRASHED),
+    ))
+      expect(decidePower(i).kind).toBe('start');
+  });
+
+  it('a running domain is left alone and reported Ready under Always and RerunOnFailure', () => {
+    for (const i of all.filter((x) => x.strategy !== 'Halted' && x.state === DomainState.RUNNING))
+      expect(decidePower(i)).toMatchObject({
+        kind: 'none',
+        report: { phase: 'Active', power: 'Running', ready: true },
+      });
+  });
+
+  it('#12.10 a suspended guest (PMSUSPENDED) is reported Suspended and never started (no OPERATION_INVALID loop)', () => {
+    for (const i of all.filter((x) => x.state === DomainState.PMSUSPENDED)) {
+      const a = decidePower(i);
+      if (i.strategy === 'Halted') expect(a.kind).toBe('destroy');
+      else
+        expect(a).toMatchObject({
+          kind: 'none',
+          report: { power: 'Suspended', reason: 'Suspended', ready: false },
+        });
+    }
+  });
+
+  it('only Halted and the power button ever shut down or destroy a domain', () => {
+    for (const i of all.filter((x) => x.strategy !== 'Halted'))
+      expect(['shutdown', 'destroy']).not.toContain(decidePower(i).kind);
+  });
+});
+
+describe('RerunOnFailure', () => {
+  const rerun = (over: Partial<PowerInput>) =>
+    decidePower(input({ strategy: 'RerunOnFailure', state: DomainState.SHUTOFF, ...over }));
+
+  it('leaves a guest off that shut itself down', () => {
+    expect(rerun({ reason: ShutoffReason.SHUTDOWN })).toMatchObject({
+      kind: 'none',
+      report: { phase: 'Stopped', reason: 'GuestShutdown' },
+    });
+  });
+
+  it('restarts a guest stopped any other way (crash, destroy, QEMU failure)', () => {
+    for (const reason of [
+      ShutoffReason.CRASHED,
+      ShutoffReason.DESTROYED,
+      ShutoffReason.FAILED,
+      ShutoffReason.UNKNOWN,
+    ])
+      expect(rerun({ reason }).kind).toBe('start');
+  });
+
+  it('#12.10 Halted → RerunOnFailure starts the domain whether Halted shut it down or destroyed it', () => {
+    for (const reason of [ShutoffReason.SHUTDOWN, ShutoffReason.DESTROYED])
+      expect(rerun({ reason, heldByHalted: true })).toMatchObject({
+        kind: 'start',
+        backoff: undefined,
+      });
+  });
+});
+
+describe('Halted', () => {
+  const halted = (over: Partial<PowerInput>) => decidePower(input({ strategy: 'Halted', ...over }));
+
+  it('asks a running guest to shut down first, without waiting for it', () => {
+    expect(halted({})).toMatchObject({
+      kind: 'shutdown',
+      requeueAfterMs: 1000,
+      report: { reason: 'Stopping', ready: false },
+    });
+  });
+
+  it('waits while the grace lasts, then destroys', () => {
+    expect(halted({ shutdownRequestedMs: NOW - 59_000 }).kind).toBe('wait');
+    expect(halted({ shutdownRequestedMs: NOW - 60_000 }).kind).toBe('destroy');
+    expect(halted({ state: DomainState.SHUTDOWN, shutdownRequestedMs: NOW - 60_000 }).kind).toBe(
+      'destroy',
+    );
+  });
+
+  it('destroys at once what cannot answer the power button (crashed, suspended)', () => {
+    expect(halted({ state: DomainState.CRASHED }).kind).toBe('destroy');
+    expect(halted({ state: DomainState.PMSUSPENDED }).kind).toBe('destroy');
+  });
+});
+
+describe('crash-restart backoff', () => {
+  const crashed = (count: number, sinceMs: number) =>
+    decidePower(
+      input({
+        state: DomainState.SHUTOFF,
+        reason: ShutoffReason.CRASHED,
+        backoff: { count, lastRestartMs: NOW - sinceMs },
+      }),
+    );
+
+  it('restarts the first two of a streak at once and counts them', () => {
+    expect(
+      decidePower(input({ state: DomainState.SHUTOFF, reason: ShutoffReason.CRASHED })),
+    ).toMatchObject({ kind: 'start', backoff: { count: 1, lastRestartMs: NOW } });
+    expect(crashed(1, 100)).toMatchObject({ kind: 'start', backoff: { count: 2 } });
+  });
+
+  it('then waits 2, 4, 8 s… after the last restart, at most 60 s', () => {
+    expect(crashed(2, 500)).toMatchObject({ kind: 'backoff', requeueAfterMs: 1500 });
+    expect(crashed(2, 2000)).toMatchObject({ kind: 'start', backoff: { count: 3 } });
+    expect(crashed(3, 1000)).toMatchObject({ kind: 'backoff', requeueAfterMs: 3000 });
+    expect(crashed(10, 1000)).toMatchObject({ kind: 'backoff', requeueAfterMs: 59_000 });
+  });
+
+  it('starts a new streak once the domain stayed up for the crash window', () => {
+    expect(crashed(10, CRASH_WINDOW_MS)).toMatchObject({ kind: 'start', backoff: { count: 1 } });
+  });
+
+  it('a start asked by a runStrategy change is no crash: no wait, streak cleared', () => {
+    expect(
+      decidePower(
+        input({
+          state: DomainState.SHUTOFF,
+          heldByHalted: true,
+          backoff: { count: 9, lastRestartMs: NOW },
+        }),
+      ),
+    ).toMatchObject({ kind: 'start', backoff: undefined });
+  });
+});
