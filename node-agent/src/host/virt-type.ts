@@ -18,7 +18,8 @@ export async function detectVirtType(
   return (await biosRunsOnKvm(qemu, timeoutMs)) ? 'kvm' : 'qemu';
 }
 
-function biosRunsOnKvm(qemu: string, timeoutMs: number): Promise<boolean> {
+/** Boots QEMU's BIOS under KVM for a moment; true when SeaBIOS says it runs on KVM. */
+export function biosRunsOnKvm(qemu: string, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
     const args = [
       '-accel',
