@@ -2,7 +2,7 @@
 // should, with nothing escaping into other elements.
 import { describe, expect, it } from '@jest/globals';
 import { create } from 'xmlbuilder2';
-import { domainXml, ownerOf, type DomainSpec } from './xml.js';
+import { domainXml, filesOf, ownerOf, type DomainSpec } from './xml.js';
 
 const spec = (over: Partial<DomainSpec> = {}): DomainSpec => ({
   uid: '0b7c6a2e-1f0e-4c3a-9d6e-5a4b3c2d1e0f',
@@ -66,5 +66,33 @@ describe('domain XML', () => {
 
   it("is not fooled by a domain whose metadata merely looks like kova's", () => {
     expect(ownerOf("<domain><metadata><instance uid='x'/></metadata></domain>")).toBeUndefined();
+  });
+
+  it('#12.15 filters each NIC to its own IP and MAC with clean-traffic', () => {
+    const iface = (parse(domainXml(spec())).domain.devices as Record<string, unknown>)
+      .interface as Record<string, unknown>;
+    expect(iface.filterref).toEqual({
+      '@filter': 'clean-traffic',
+      parameter: { '@name': 'IP', '@value': '10.0.0.5' },
+    });
+    expect(iface.mac).toEqual({ '@address': 'fa:16:3e:00:00:05' });
+  });
+
+  it('#12.8 lists the host files a domain opens: disks and their backing store, kernel, initrd', () => {
+    const xml = domainXml(
+      spec({ kernel: { path: '/k/vmlinuz', initrd: '/k/initrd.img', cmdline: 'quiet' } }),
+    ).replace(
+      '<target dev="vda"',
+      '<backingStore type="file"><source file="/var/lib/kova/images/base.img"/></backingStore><target dev="vda"',
+    );
+    expect(filesOf(xml).sort()).toEqual(
+      [
+        '/var/lib/kova/instances/x/root.qcow2',
+        '/var/lib/kova/images/base.img',
+        '/var/lib/kova/instances/x/cidata.iso',
+        '/k/vmlinuz',
+        '/k/initrd.img',
+      ].sort(),
+    );
   });
 });

@@ -1,8 +1,10 @@
 // Networking phase on the node: the Network's bridge must exist (a managed Network's bridge is
-// created here with the gateway address), and each NIC gets a tap name derived from the Instance.
+// created here with the gateway address and guarded), and each NIC gets a tap name derived from
+// the Instance. Each tap is filtered to its own IP and MAC by libvirt (domain/xml.ts).
 import type { INetwork, Interface } from '@kova/crds';
 import { BuildFault } from '../errors.js';
 import { run } from '../host/exec.js';
+import { guardHost } from './host-guard.js';
 
 export interface Nic extends Interface {
   bridge: string;
@@ -24,16 +26,27 @@ async function bridgeExists(name: string): Promise<boolean> {
   }
 }
 
+/**
+ * A managed Network's bridge is kova's: made here with the gateway address, and guarded so its
+ * guests cannot reach the node (host-guard.ts). An unmanaged bridge is the admin's (it may be
+ * the node's uplink), so kova neither makes nor guards it.
+ */
 export async function ensureBridge(net: INetwork): Promise<void> {
-  const { bridge, managed, gateway, cidr, mtu } = net.spec;
-  if (await bridgeExists(bridge)) return;
+  const { bridge, managed } = net.spec;
   if (managed === false) {
+    if (await bridgeExists(bridge)) return;
     throw new BuildFault(
       'BridgeMissing',
       `bridge ${bridge} of unmanaged Network ${net.metadata?.name} does not exist on this node; create it or set managed: true`,
       true,
     );
   }
+  if (!(await bridgeExists(bridge))) await createBridge(net);
+  await guardHost(bridge);
+}
+
+async function createBridge(net: INetwork): Promise<void> {
+  const { bridge, gateway, cidr, mtu } = net.spec;
   try {
     await run('ip', ['link', 'add', 'name', bridge, 'type', 'bridge']);
   } catch (err) {
@@ -47,10 +60,6 @@ export async function ensureBridge(net: INetwork): Promise<void> {
   const prefix = cidr.split('/')[1];
   await run('ip', ['addr', 'replace', `${gateway}/${prefix}`, 'dev', bridge]);
   await run('ip', ['link', 'set', 'dev', bridge, 'mtu', String(mtu ?? 1500), 'up']);
-}
-
-export async function removeBridge(name: string): Promise<void> {
-  if (await bridgeExists(name)) await run('ip', ['link', 'delete', 'dev', name]);
 }
 
 export async function plugNetworks(
