@@ -46,6 +46,8 @@ export class LeaderElector {
   private observedRecord = '';
   private observedAt = 0;
   private running: Promise<void> | undefined;
+  /** The leader's work failed in this term: release the Lease so another candidate leads. */
+  private failed = false;
 
   constructor(
     kc: KubeConfig,
@@ -78,34 +80,64 @@ export class LeaderElector {
     while (!this.stop.signal.aborted) {
       if (await this.tryAcquireOrRenew()) {
         await this.lead();
+        await sleep(this.retryPeriodMs, this.stop.signal);
       } else {
         await sleep(this.retryPeriodMs, this.stop.signal);
       }
     }
   }
 
+  /**
+   * One term: the leader's work runs until leadership is lost or released. Work that fails
+   * ends the term (we step down, so another candidate leads rather than a leader doing
+   * nothing); work that returns leaves us leading, as client-go does. The Lease is
+   * released only after the work has stopped, and the next campaign starts only then, so two
+   * terms of this process never overlap.
+   */
   private async lead(): Promise<void> {
     const term = new AbortController();
     this.leading = term;
     this.transition(true);
-    Promise.resolve()
+    const work = Promise.resolve()
       .then(() => this.opts.onStartedLeading(term.signal))
-      .catch((err) => this.opts.logger?.error('leader work failed', { error: err }));
+      .catch((err) => this.stepDown(term, err as Error));
     let lastRenew = Date.now();
-    while (!this.stop.signal.aborted) {
-      await sleep(this.retryPeriodMs, this.stop.signal);
-      if (this.stop.signal.aborted) break;
-      if (await this.tryAcquireOrRenew()) {
+    while (!this.stop.signal.aborted && !term.signal.aborted) {
+      await sleep(this.retryPeriodMs, AbortSignal.any([this.stop.signal, term.signal]));
+      if (this.stop.signal.aborted || term.signal.aborted) break;
+      if (await this.renewWithin(this.renewDeadlineMs - (Date.now() - lastRenew))) {
         lastRenew = Date.now();
       } else if (Date.now() - lastRenew >= this.renewDeadlineMs || !this.heldByMe(this.observed)) {
         break;
       }
     }
-    if (this.stop.signal.aborted) await this.releaseLease();
     term.abort();
+    await work;
+    if (this.stop.signal.aborted || this.failed) await this.releaseLease();
+    this.failed = false;
     this.leading = undefined;
     this.transition(false);
     this.opts.onStoppedLeading?.();
+  }
+
+  private stepDown(term: AbortController, error: Error): void {
+    if (term.signal.aborted) return;
+    this.failed = true;
+    this.opts.logger?.error('leader work failed; stepping down', { lease: this.opts.lease, error });
+    term.abort();
+  }
+
+  /** A renewal that hangs (an API server that accepts and never answers) counts as failed. */
+  private async renewWithin(ms: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>(
+      (r) => (timer = setTimeout(() => r(false), Math.max(0, ms))),
+    );
+    try {
+      return await Promise.race([this.tryAcquireOrRenew(), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private transition(leading: boolean): void {

@@ -90,6 +90,17 @@ describe('WorkQueue', () => {
     expect(delays).toEqual([100, 200, 400, 500, 500, 500]);
   });
 
+  it('spaces retries of many keys by an overall rate once the burst is spent', () => {
+    const q = newQueue({ baseDelayMs: 1, overallQps: 10, overallBurst: 5 });
+    const delays = Array.from({ length: 10 }, (_, i) => q.addRateLimited(`key-${i}`));
+    q.shutDown();
+    expect(delays.slice(0, 5)).toEqual([1, 1, 1, 1, 1]);
+    // The 6th retry waits for one token at 10/s (100 ms), each later one 100 ms more.
+    expect(delays[5]).toBeGreaterThanOrEqual(90);
+    expect(delays[9]).toBeGreaterThanOrEqual(490);
+    expect(delays[9]).toBeLessThanOrEqual(510);
+  });
+
   it('requeues a key after the delay its handler asks for', async () => {
     const q = newQueue();
     let runs = 0;

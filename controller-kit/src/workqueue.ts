@@ -1,6 +1,8 @@
 // A work queue in the manner of client-go's: keys are de-duplicated while they wait, a key is
 // never handed to two workers at once (a key added while it is being processed runs again
-// after), and failed keys come back after a per-key exponential backoff.
+// after), and failed keys come back after a per-key exponential backoff, and never faster
+// than an overall token bucket allows (client-go's default controller rate limiter: the
+// larger of the two), so a mass failure cannot hammer the API server.
 import type { Registry } from 'prom-client';
 import { apiStatus } from './errors.js';
 import type { Logger } from './log.js';
@@ -19,6 +21,10 @@ export interface WorkQueueOptions {
   baseDelayMs?: number;
   /** Upper bound of the backoff. Default 5 minutes. */
   maxDelayMs?: number;
+  /** Retries of all keys together, per second, once the burst is spent. Default 10. */
+  overallQps?: number;
+  /** Retries allowed at once before the overall rate applies. Default 100. */
+  overallBurst?: number;
   logger?: Logger;
   registry?: Registry;
 }
@@ -35,11 +41,14 @@ export class WorkQueue {
   private readonly metrics: KitMetrics;
   private readonly baseDelayMs: number;
   private readonly maxDelayMs: number;
+  private readonly bucket: { tokens: number; at: number; qps: number; burst: number };
 
   constructor(private readonly opts: WorkQueueOptions) {
     this.metrics = kitMetrics(opts.registry);
     this.baseDelayMs = opts.baseDelayMs ?? 5;
     this.maxDelayMs = opts.maxDelayMs ?? 5 * 60_000;
+    const burst = opts.overallBurst ?? 100;
+    this.bucket = { tokens: burst, at: Date.now(), qps: opts.overallQps ?? 10, burst };
   }
 
   get name(): string {
@@ -79,10 +88,21 @@ export class WorkQueue {
   addRateLimited(key: string): number {
     const n = this.failures.get(key) ?? 0;
     this.failures.set(key, n + 1);
-    const delay = Math.min(this.baseDelayMs * 2 ** n, this.maxDelayMs);
+    const perKey = Math.min(this.baseDelayMs * 2 ** n, this.maxDelayMs);
+    const delay = Math.max(perKey, this.overallDelay());
     this.metrics.queueRetries.inc({ name: this.name });
     this.addAfter(key, delay);
     return delay;
+  }
+
+  /** Takes a token from the overall bucket; the wait until that token exists. */
+  private overallDelay(): number {
+    const b = this.bucket;
+    const now = Date.now();
+    b.tokens = Math.min(b.burst, b.tokens + ((now - b.at) * b.qps) / 1000);
+    b.at = now;
+    b.tokens -= 1;
+    return b.tokens >= 0 ? 0 : Math.ceil((-b.tokens * 1000) / b.qps);
   }
 
   /** Clears the key's failure count, so its next failure starts from the base delay. */

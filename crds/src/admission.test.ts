@@ -1,7 +1,13 @@
 // Bad input is rejected by the real API server (OpenAPI schema and CEL rules of crds/*.yaml),
 // with a message that names the field; the manifests in examples/ are accepted.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  PatchStrategy,
+  setHeaderOptions,
+  type KubeConfig,
+} from '@kubernetes/client-node';
 import { apiMessage, apiStatus, loadKubeConfig } from '@kova/controller-kit';
 import { applyFile } from '@kova/hack';
 import { readdirSync } from 'node:fs';
@@ -459,5 +465,32 @@ describe('valid manifests', () => {
       ),
     );
     expect(updated.spec.runStrategy).toBe('Halted');
+  });
+
+  it('#12.12 refuses userData, SSH key and nodeSelector edits once bound, allows them before', async () => {
+    const name = `bound-${run}`;
+    let current = await create(instance({ userData: 'v1' }, name));
+    current = await replace(withSpec(current, { userData: 'v2', nodeSelector: { a: 'b' } }));
+    expect(current.spec.userData).toBe('v2');
+    await api.patchNamespacedCustomObjectStatus(
+      { ...group(current), namespace: ns, name, body: { status: { nodeName: 'node-1' } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    const bound = (await api.getNamespacedCustomObject({
+      ...group(current),
+      namespace: ns,
+      name,
+    })) as Obj;
+    for (const change of [
+      { userData: 'v3' },
+      { sshAuthorizedKeys: ['ssh-ed25519 AAAAC3Nza me@host'] },
+      { nodeSelector: { a: 'c' } },
+    ]) {
+      const message = await rejection(replace(withSpec(bound, change)));
+      expect(message).toContain('cannot change once the Instance is bound');
+    }
+    expect((await replace(withSpec(bound, { runStrategy: 'Halted' }))).spec.runStrategy).toBe(
+      'Halted',
+    );
   });
 });

@@ -34,6 +34,7 @@ export class SimulatedFleet {
   private readonly leases: CoordinationV1Api;
   private readonly applier: Applier;
   private readonly alive = new Set<string>();
+  private readonly skew = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
   private renewing: Promise<void> | undefined;
 
@@ -68,6 +69,16 @@ export class SimulatedFleet {
   /** The host stops renewing its Lease, like a node whose agent died. */
   stopHeartbeat(name: string): void {
     this.alive.delete(name);
+  }
+
+  /** The host renews its Lease again, like a node whose agent came back. */
+  resumeHeartbeat(name: string): void {
+    this.alive.add(name);
+  }
+
+  /** The host writes renewTime from a clock this far off ours (negative: behind). */
+  setClockSkew(name: string, ms: number): void {
+    this.skew.set(name, ms);
   }
 
   /** Stops heartbeating, after the round in flight: none may reach a control plane stopped next. */
@@ -136,7 +147,8 @@ export class SimulatedFleet {
   }
 
   private async renew(name: string): Promise<void> {
-    const spec = { holderIdentity: name, leaseDurationSeconds: 40, renewTime: new V1MicroTime() };
+    const renewTime = new V1MicroTime(Date.now() + (this.skew.get(name) ?? 0));
+    const spec = { holderIdentity: name, leaseDurationSeconds: 40, renewTime };
     try {
       const current = await this.leases.readNamespacedLease({ name, namespace: this.namespace });
       await this.leases.replaceNamespacedLease({

@@ -8,6 +8,8 @@ export interface Claim {
   resources: Resources;
   /** namespace/name of the Instance's server group, if any. */
   group?: string;
+  /** Set while our own bind is not confirmed by the informer's view (epoch ms of the bind). */
+  pendingSince?: number;
 }
 
 export class Claims {
@@ -23,13 +25,26 @@ export class Claims {
     return this.byInstance.get(uid);
   }
 
-  /** Claims capacity for the Instance on claim.node, moving an older claim of it if any. */
-  set(uid: string, claim: Claim): void {
+  /**
+   * Claims capacity for the Instance on claim.node, moving an older claim of it if any. With
+   * `pendingSince`, the claim is our own bind that the informer has not shown yet.
+   */
+  set(uid: string, claim: Omit<Claim, 'pendingSince'>, pendingSince?: number): void {
     const old = this.byInstance.get(uid);
-    if (old?.node === claim.node) return;
+    if (old?.node === claim.node) {
+      old.pendingSince = pendingSince;
+      return;
+    }
     if (old) this.release(uid);
-    this.byInstance.set(uid, claim);
-    this.adjust(claim, 1);
+    const added = { ...claim, pendingSince };
+    this.byInstance.set(uid, added);
+    this.adjust(added, 1);
+  }
+
+  /** The view now shows the bind the claim stands for. */
+  confirm(uid: string): void {
+    const claim = this.byInstance.get(uid);
+    if (claim) claim.pendingSince = undefined;
   }
 
   release(uid: string): Claim | undefined {
@@ -63,10 +78,6 @@ export class Claims {
       this.groupsByNode.set(node, groups);
     }
     return groups;
-  }
-
-  uids(): IterableIterator<string> {
-    return this.byInstance.keys();
   }
 
   private adjust(claim: Claim, sign: 1 | -1): void {

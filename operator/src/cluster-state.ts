@@ -1,15 +1,23 @@
 // Everything the operator reads, cached by informers: Instances, the objects they name,
 // Hypervisors with their Nodes and heartbeat Leases, and address allocations. From it come
 // the host states the scheduler decides on.
-import type { KubeConfig, V1Lease, V1Node } from '@kubernetes/client-node';
-import { Informer, type InformerOptions, type Logger } from '@kova/controller-kit';
+import {
+  CustomObjectsApi,
+  type KubeConfig,
+  type V1Lease,
+  type V1Node,
+} from '@kubernetes/client-node';
+import { apiStatus, Informer, type InformerOptions, type Logger } from '@kova/controller-kit';
 import {
   API_VERSION,
+  flavorDiskGiB,
+  GROUP,
   PLURAL,
+  VERSION,
   type IFlavor,
   type IHypervisor,
   type IImage,
-  type IInstance,
+  type InstanceObject,
   type IIPAllocation,
   type INetwork,
   type IServerGroup,
@@ -22,12 +30,10 @@ import type { HostState, Resources } from './scheduler/types.js';
 
 type CachedHost = HostState & { unreported?: string; nodeProblem?: string };
 
-export type Instance = IInstance & { metadata: { name: string; namespace: string; uid: string } };
-
 const kova = (kind: KovaKind) => ({ apiVersion: API_VERSION, kind, plural: PLURAL[kind] });
 
 export class ClusterState {
-  readonly instances: Informer<Instance>;
+  readonly instances: Informer<InstanceObject>;
   readonly hypervisors: Informer<IHypervisor>;
   readonly flavors: Informer<IFlavor>;
   readonly images: Informer<IImage>;
@@ -39,7 +45,11 @@ export class ClusterState {
   readonly claims = new Claims();
   private readonly failures = new Map<string, number[]>();
   private readonly hosts = new Map<string, { versions: string; host: CachedHost }>();
-  private readonly renewals = new Map<string, { version: string; at: number }>();
+  /** Per hypervisor: when this operator saw its Lease renewed, and since when it has been up. */
+  private readonly renewals = new Map<string, { version: string; at: number; upSince: number }>();
+  /** UIDs of deleted Instances by namespace/name, until their sync has released what they held. */
+  private readonly tombstones = new Map<string, string[]>();
+  private readonly custom: CustomObjectsApi;
 
   constructor(
     kc: KubeConfig,
@@ -48,6 +58,7 @@ export class ClusterState {
     registry?: Registry,
   ) {
     const opts: InformerOptions = { logger, registry };
+    this.custom = kc.makeApiClient(CustomObjectsApi);
     this.instances = new Informer(kc, kova('Instance'), opts);
     this.hypervisors = new Informer(kc, kova('Hypervisor'), opts);
     this.flavors = new Informer(kc, kova('Flavor'), opts);
@@ -68,6 +79,10 @@ export class ClusterState {
     this.nodes = config.requireNode
       ? new Informer(kc, { apiVersion: 'v1', kind: 'Node', plural: 'nodes' }, opts)
       : undefined;
+    this.leases.on((lease, type) => {
+      if (type !== 'delete') this.observeLease(lease);
+    });
+    this.instances.on((inst, type) => this.observeInstance(inst, type));
   }
 
   private get all(): Pick<Informer<object>, 'start' | 'stop' | 'hasSynced'>[] {
@@ -98,11 +113,51 @@ export class ClusterState {
 
   flavorResources(flavor: IFlavor): Resources {
     const s = flavor.spec;
-    return {
-      vcpus: s.vcpus,
-      memoryMiB: s.memoryMiB,
-      diskGiB: s.rootDiskGiB + (s.ephemeralGiB ?? 0) + Math.ceil((s.swapMiB ?? 0) / 1024),
-    };
+    return { vcpus: s.vcpus, memoryMiB: s.memoryMiB, diskGiB: flavorDiskGiB(s) };
+  }
+
+  /**
+   * Keeps claims true to what the API server shows, between rebuilds: a bind seen in the view
+   * is claimed (also one whose write failed on our side but reached the server); an Instance
+   * seen unbound loses its claim unless it is our own bind still on its way.
+   */
+  private observeInstance(inst: InstanceObject, type: string): void {
+    const uid = inst.metadata.uid;
+    if (type === 'delete') {
+      const key = `${inst.metadata.namespace}/${inst.metadata.name}`;
+      this.tombstones.set(key, [...(this.tombstones.get(key) ?? []), uid]);
+      return;
+    }
+    const node = inst.status?.nodeName;
+    const flavor = this.flavors.get(inst.spec.flavor);
+    const claim = this.claims.get(uid);
+    if (node && flavor && !inst.metadata.deletionTimestamp) {
+      const resources = this.flavorResources(flavor);
+      this.claims.set(uid, { node, resources, group: groupKey(inst) });
+    } else if (!node && claim && claim.pendingSince === undefined) {
+      this.claims.release(uid);
+    }
+  }
+
+  /** UIDs of Instances deleted under this namespace/name since the last call. */
+  takeTombstones(key: string): string[] {
+    const uids = this.tombstones.get(key) ?? [];
+    this.tombstones.delete(key);
+    return uids;
+  }
+
+  /** The node the API server has the Instance bound to now (null: none), read fresh. */
+  async boundNode(inst: InstanceObject): Promise<string | null> {
+    const { name, namespace } = inst.metadata;
+    const api = { group: GROUP, version: VERSION, plural: PLURAL.Instance, namespace, name };
+    try {
+      const fresh = (await this.custom.getNamespacedCustomObject(api)) as InstanceObject;
+      if (fresh.metadata.uid !== inst.metadata.uid) return null;
+      return fresh.status?.nodeName ?? null;
+    } catch (err) {
+      if (apiStatus(err) === 404) return null;
+      throw err;
+    }
   }
 
   /** Rebuilds every claim and failure record from the Instances, as on start or on gaining leadership. */
@@ -185,17 +240,30 @@ export class ClusterState {
     return host;
   }
 
-  /** When the hypervisor's heartbeat Lease was last renewed (epoch ms; 0 if never). */
+  /**
+   * A heartbeat counts from when this operator saw the Lease change, never from the renewTime
+   * the node wrote: a node clock behind ours would look down forever, one ahead alive forever.
+   */
+  private observeLease(lease: V1Lease): void {
+    const name = lease.metadata?.name as string;
+    const version = lease.metadata?.resourceVersion ?? '';
+    const now = Date.now();
+    const seen = this.renewals.get(name);
+    if (seen?.version === version) return;
+    const wasDown = !seen || now - seen.at > this.config.heartbeatTimeoutMs;
+    this.renewals.set(name, { version, at: now, upSince: wasDown ? now : seen.upSince });
+  }
+
+  /** When this operator last saw the hypervisor's heartbeat (epoch ms; 0 if never). */
   private renewedAt(name: string): number {
-    const lease = this.leases.get(name, this.config.systemNamespace);
-    const version = lease?.metadata?.resourceVersion ?? '';
-    const cached = this.renewals.get(name);
-    if (cached?.version === version) return cached.at;
-    const at = lease?.spec?.renewTime
-      ? new Date(lease.spec.renewTime as unknown as string).getTime()
-      : 0;
-    this.renewals.set(name, { version, at });
-    return at;
+    return this.renewals.get(name)?.at ?? 0;
+  }
+
+  /** Milliseconds the hypervisor has been up without a break in its heartbeat (0 while down). */
+  upForMs(nodeName: string, now = Date.now()): number {
+    const seen = this.renewals.get(nodeName);
+    if (!seen || now - seen.at > this.config.heartbeatTimeoutMs) return 0;
+    return now - seen.upSince;
   }
 
   private nodeProblem(node: V1Node | undefined): string | undefined {
@@ -220,6 +288,6 @@ export class ClusterState {
   }
 }
 
-export function groupKey(inst: Instance): string | undefined {
+export function groupKey(inst: InstanceObject): string | undefined {
   return inst.spec.serverGroup ? `${inst.metadata.namespace}/${inst.spec.serverGroup}` : undefined;
 }

@@ -8,7 +8,7 @@ import { applyCrds, LocalControlPlane, SimulatedFleet } from '@kova/hack';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Instance } from './cluster-state.js';
+import type { InstanceObject as Instance } from '@kova/crds';
 
 const mainJs = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'main.js');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -32,6 +32,11 @@ async function main(): Promise<void> {
     retryPeriodMs: (config.leaderLeaseMs * 2) / 15,
     onStartedLeading: (signal) => controller.lead(signal),
   });
+  // A leader whose term is not being worked schedules nothing: restart it.
+  health.addLivenessCheck(
+    'leader-reconciling',
+    () => !elector.isLeader() || controller.reconciling || 'leading, but not reconciling',
+  );
   elector.start();
   log.info('started', { identity: config.identity, healthPort: config.healthPort });
 

@@ -1,7 +1,15 @@
 // The operator against its own real API server and simulated hypervisors (Hypervisor objects
 // with Nodes and heartbeat Leases, no agents). The test plays the agent where one is needed.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import {
+  AdmissionregistrationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  PatchStrategy,
+  setHeaderOptions,
+  type KubeConfig,
+} from '@kubernetes/client-node';
+import https from 'node:https';
 import { apiStatus, Patcher, logger, loadKubeConfig } from '@kova/controller-kit';
 import {
   API_VERSION,
@@ -20,8 +28,11 @@ import {
   until,
 } from '@kova/hack';
 import { Registry } from 'prom-client';
-import type { Instance } from './cluster-state.js';
+import type { InstanceObject as Instance } from '@kova/crds';
+import { ClusterState } from './cluster-state.js';
 import { configFromEnv, type OperatorConfig } from './config.js';
+import { AddressAllocator } from './ipam/allocator.js';
+import type { ReconcilerDeps } from './instance/sync-context.js';
 import { InstanceController } from './instance/controller.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -32,14 +43,25 @@ let api: CustomObjectsApi;
 let fleet: SimulatedFleet;
 let operator: { controller: InstanceController; abort: AbortController };
 
-async function startOperator(over: Partial<OperatorConfig> = {}): Promise<typeof operator> {
+async function startOperator(
+  over: Partial<OperatorConfig> = {},
+  overrides: Partial<Pick<ReconcilerDeps, 'patcher'>> = {},
+): Promise<typeof operator> {
   const config = {
     ...configFromEnv(),
     heartbeatTimeoutMs: 3000,
     deleteWithNodeDownAfterMs: 1000,
+    heldAddressReleaseMs: 2000,
+    heldAddressCheckMs: 500,
     ...over,
   };
-  const controller = new InstanceController(kc, config, logger('operator-test'), new Registry());
+  const controller = new InstanceController(
+    kc,
+    config,
+    logger('operator-test'),
+    new Registry(),
+    overrides,
+  );
   await controller.startInformers();
   const abort = new AbortController();
   void controller.lead(abort.signal);
@@ -114,7 +136,19 @@ async function reportFault(
     { apiVersion: API_VERSION, kind: 'Instance', plural: 'instances', name, namespace: ns },
     inst.metadata.resourceVersion as string,
     {
-      phase: 'BlockDeviceMapping',
+      phase: 'Spawning',
+      powerState: 'Shutdown',
+      launchedAt: new Date().toISOString(),
+      conditions: [
+        ...(inst.status?.conditions ?? []).filter((c) => c.type !== 'NetworkReady'),
+        {
+          type: 'NetworkReady',
+          status: 'True',
+          reason: 'Plugged',
+          message: 'plugged (fake agent)',
+          lastTransitionTime: new Date().toISOString(),
+        },
+      ],
       fault: {
         reason,
         message: `${reason} (injected)`,
@@ -371,14 +405,48 @@ describe('faults reported by the agent', () => {
     expect(failed.status?.attempts).toHaveLength(1);
   });
 
-  it('fails at once when the image needs a bigger disk than the flavor has', async () => {
-    await create('Instance', instance('too-small', { image: 'big-image' }), ns);
+  it('#12.12 leaves no condition or field of a failed Instance saying what no longer holds', async () => {
+    await create('Instance', instance('stale-failed'), ns);
+    await until(
+      'bound',
+      async () => (await getInstance(ns, 'stale-failed'))?.status?.interfaces?.length,
+    );
+    await reportFault(ns, 'stale-failed', 'ChecksumMismatch', false);
+    const failed = await until('phase Error', async () => {
+      const i = await getInstance(ns, 'stale-failed');
+      return i?.status?.phase === 'Error' ? i : undefined;
+    });
+    for (const type of ['Scheduled', 'NetworkReady', 'Ready'])
+      expect([type, cond(failed.status, type)?.status]).toEqual([type, 'False']);
+    expect(cond(failed.status, 'Scheduled')?.reason).toBe('ChecksumMismatch');
+    expect(cond(failed.status, 'NetworkReady')?.reason).toBe('AddressesReleased');
+    expect(failed.status?.powerState).toBeUndefined();
+    expect(failed.status?.launchedAt).toBeUndefined();
+    expect(failed.status?.interfaces).toBeUndefined();
+  });
+
+  it('fails at once when the image needs a bigger disk than the flavor has, and says so in Scheduled', async () => {
+    const spec = { image: 'big-image', serverGroup: 'not-yet' };
+    await create('Instance', instance('too-small', spec), ns);
+    await until(
+      'ServerGroupNotFound',
+      async () =>
+        cond((await getInstance(ns, 'too-small'))?.status, 'Scheduled')?.reason ===
+        'ServerGroupNotFound',
+    );
+    await create(
+      'ServerGroup',
+      { metadata: { name: 'not-yet' }, spec: { policy: 'affinity' } },
+      ns,
+    );
     const failed = await until('phase Error', async () => {
       const i = await getInstance(ns, 'too-small');
       return i?.status?.phase === 'Error' ? i : undefined;
     });
     expect(failed.status?.fault?.reason).toBe('FlavorDiskTooSmall');
     expect(failed.status?.fault?.message).toContain('needs a root disk of 50 GiB');
+    // The condition no longer says what it waited for before (#11: stale conditions).
+    expect(cond(failed.status, 'Scheduled')?.reason).toBe('FlavorDiskTooSmall');
   });
 });
 
@@ -432,7 +500,7 @@ describe('waiting for what is missing, and recovering by itself', () => {
       'ServerGroup',
       { serverGroup: 'later-group' },
       'ServerGroupNotFound',
-      'ServerGroup later-group does not exist in namespace',
+      'ServerGroup later-group does not exist; create it in namespace',
       (ns) =>
         create(
           'ServerGroup',
@@ -542,10 +610,12 @@ describe('deletion', () => {
       namespace: ns,
       name: 'doomed',
     });
-    await until(
-      'phase Deleting',
-      async () => (await getInstance(ns, 'doomed'))?.status?.phase === 'Deleting',
-    );
+    const deleting = await until('phase Deleting', async () => {
+      const i = await getInstance(ns, 'doomed');
+      return i?.status?.phase === 'Deleting' ? i : undefined;
+    });
+    // #12.12: a Deleting Instance is not Ready.
+    expect(cond(deleting.status, 'Ready')).toMatchObject({ status: 'False', reason: 'Deleting' });
     await sleep(500);
     expect(await getInstance(ns, 'doomed')).toBeDefined();
     expect((await allocations()).some((a) => a.spec.instance.uid === bound.metadata.uid)).toBe(
@@ -571,8 +641,323 @@ describe('deletion', () => {
       name: 'orphan',
     });
     await until('the Instance to be gone', async () => !(await getInstance(ns, 'orphan')), 30_000);
+    // #12.11: its VM may still run on the unreachable node, so its address is not handed out.
+    const held = (await allocations()).filter((a) => a.spec.instance.uid === bound.metadata.uid);
+    const node = bound.status?.nodeName as string;
+    expect(held.map((a) => a.metadata?.labels?.['compute.kova.dev/held-for-node'])).toEqual([node]);
+    const ip = bound.status?.interfaces?.[0]?.ip as string;
+    await create(
+      'Instance',
+      instance('wants-held', { networks: [{ network: 'net1', fixedIP: ip }] }),
+      ns,
+    );
+    await until('FixedIPInUse for the held address', async () => {
+      const i = await getInstance(ns, 'wants-held');
+      return cond(i?.status, 'NetworkReady')?.reason === 'FixedIPInUse';
+    });
+    await sleep(3000);
     expect((await allocations()).some((a) => a.spec.instance.uid === bound.metadata.uid)).toBe(
-      false,
+      true,
+    );
+    // Back, and up for the configured 2 s: the address is released and handed to the waiting one.
+    fleet.resumeHeartbeat(node);
+    const got = await until(
+      'the held address to go to wants-held',
+      async () => {
+        const i = await getInstance(ns, 'wants-held');
+        return i?.status?.interfaces?.[0]?.ip === ip ? i : undefined;
+      },
+      30_000,
+    );
+    expect(got.status?.interfaces?.[0]?.mac).toBe(bound.status?.interfaces?.[0]?.mac);
+  });
+});
+
+describe('hardening: the control loop against real failures', () => {
+  let ns: string;
+  beforeAll(async () => {
+    ns = await namespace('hardening');
+    await fleet.create([
+      { name: 'hv-tight', vcpus: 1, memoryMiB: 1536, diskGiB: 10, labels: { pool: 'tight' } },
+      { name: 'hv-skewed', vcpus: 4, memoryMiB: 8192, diskGiB: 100, labels: { pool: 'skewed' } },
+    ]);
+  });
+
+  const bound = (name: string) =>
+    until(`${name} bound`, async () => {
+      const i = await getInstance(ns, name);
+      return i?.status?.nodeName && i.status.interfaces?.length ? i : undefined;
+    });
+
+  it('#12.4 judges a heartbeat by when the operator saw it, not by the node clock', async () => {
+    fleet.setClockSkew('hv-skewed', -40_000);
+    await sleep(4000); // longer than the 3 s heartbeat timeout, with renewals 40 s "old"
+    await create('Instance', instance('on-skewed', {}, 'skewed'), ns);
+    expect((await bound('on-skewed')).status?.nodeName).toBe('hv-skewed');
+    fleet.setClockSkew('hv-skewed', 3_600_000);
+    fleet.stopHeartbeat('hv-skewed');
+    await sleep(4000); // its last renewTime lies an hour ahead, yet no renewal came for 4 s
+    await create('Instance', instance('after-skewed-died', {}, 'skewed'), ns);
+    const waiting = await until('NoValidHost', async () => {
+      const i = await getInstance(ns, 'after-skewed-died');
+      return cond(i?.status, 'Scheduled')?.reason === 'NoValidHost' ? i : undefined;
+    });
+    expect(cond(waiting.status, 'Scheduled')?.message).toContain('1 hypervisor down');
+  });
+
+  it('#12.3 keeps the claim of a bind whose reply was lost after the API server applied it', async () => {
+    await stopOperator();
+    let lose = true;
+    const real = new Patcher(kc, 'kova-operator');
+    const lossy = Object.assign(Object.create(real) as Patcher, {
+      async mergeStatus(ref: { name: string }, rv: string, status: Record<string, unknown>) {
+        const result = await real.mergeStatus(ref as never, rv, status);
+        if (ref.name === 'lost-reply' && status.nodeName && lose) {
+          lose = false;
+          throw Object.assign(new Error('socket hang up (injected after the write)'), {
+            code: 'ECONNRESET',
+          });
+        }
+        return result;
+      },
+    });
+    operator = await startOperator({}, { patcher: lossy });
+    await create('Instance', instance('lost-reply', {}, 'tight'), ns);
+    expect((await bound('lost-reply')).status?.nodeName).toBe('hv-tight');
+    expect(lose).toBe(false);
+    await create('Instance', instance('no-room-left', {}, 'tight'), ns);
+    const waiting = await until('NoValidHost for the second', async () => {
+      const i = await getInstance(ns, 'no-room-left');
+      return cond(i?.status, 'Scheduled')?.reason === 'NoValidHost' ? i : undefined;
+    });
+    expect(waiting.status?.nodeName).toBeUndefined();
+    expect(cond(waiting.status, 'Scheduled')?.message).toContain('insufficient');
+    await stopOperator();
+    operator = await startOperator();
+  });
+
+  it("#12.3 releases both addresses of two replicas' concurrent allocations for one Instance", async () => {
+    await create('Instance', instance('raced', {}, 'nowhere'), ns);
+    const inst = await until('NoValidHost', async () => {
+      const i = await getInstance(ns, 'raced');
+      return cond(i?.status, 'Scheduled')?.reason === 'NoValidHost' ? i : undefined;
+    });
+    // Two replicas that both believe they lead, each with its own view.
+    const replicas = [new ClusterState(kc, configFromEnv()), new ClusterState(kc, configFromEnv())];
+    await Promise.all(replicas.map((r) => r.start()));
+    const allocators = replicas.map((r) => new AddressAllocator(kc, r.networks, r.allocations));
+    const got = await Promise.all(allocators.map((a) => a.allocate(inst, { network: 'net1' })));
+    await Promise.all(replicas.map((r) => r.stop()));
+    const ips = got.map((g) => ('interface' in g ? g.interface.ip : g.reason));
+    expect(new Set(ips).size).toBe(2); // two addresses for one Instance and one network
+    const mine = async () =>
+      (await allocations()).filter((a) => a.spec.instance.uid === inst.metadata.uid);
+    // The operator's next sync of the waiting Instance releases what a bind left behind: both.
+    await api.patchNamespacedCustomObject(
+      {
+        ...kovaApi('instances'),
+        namespace: ns,
+        name: 'raced',
+        body: { metadata: { labels: { poke: '1' } } },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    await until(
+      'no address left for the unbound Instance',
+      async () => (await mine()).length === 0,
+    );
+  });
+
+  it('#12.5 a waiting Instance does not flood the API with retries, writes or Events', async () => {
+    await create('Network', {
+      metadata: { name: 'flood' },
+      spec: { cidr: '10.210.0.0/29', gateway: '10.210.0.1', bridge: 'br-flood' },
+    });
+    await create(
+      'Instance',
+      instance('flood-holder', { networks: [{ network: 'flood', fixedIP: '10.210.0.5' }] }),
+      ns,
+    );
+    await bound('flood-holder');
+    await create(
+      'Instance',
+      instance('flood-waiter', { networks: [{ network: 'flood', fixedIP: '10.210.0.5' }] }),
+      ns,
+    );
+    const waiting = await until('FixedIPInUse', async () => {
+      const i = await getInstance(ns, 'flood-waiter');
+      return cond(i?.status, 'NetworkReady')?.reason === 'FixedIPInUse' ? i : undefined;
+    });
+    const conflictsBefore = await apiServerCount(
+      'code="409"',
+      'resource="ipallocations"',
+      'verb="POST"',
+    );
+    await sleep(6000); // six rounds of heartbeats from 46 hypervisors
+    const after = (await getInstance(ns, 'flood-waiter')) as Instance;
+    expect(after.metadata.resourceVersion).toBe(waiting.metadata.resourceVersion);
+    const conflicts =
+      (await apiServerCount('code="409"', 'resource="ipallocations"', 'verb="POST"')) -
+      conflictsBefore;
+    expect(conflicts).toBe(0);
+    const events = await kc.makeApiClient(CoreV1Api).listNamespacedEvent({
+      namespace: ns,
+      fieldSelector: `involvedObject.name=flood-waiter,reason=FixedIPInUse`,
+    });
+    expect(events.items.reduce((n, e) => n + (e.count ?? 1), 0)).toBe(1);
+  });
+
+  it('#12.6 keeps the Scheduled condition while the addresses are still being allocated', async () => {
+    await create('Network', {
+      metadata: { name: 'one-left' },
+      spec: {
+        cidr: '10.220.0.0/29',
+        gateway: '10.220.0.1',
+        bridge: 'br-one-left',
+        allocationPools: [{ start: '10.220.0.2', end: '10.220.0.2' }],
+      },
+    });
+    await create('Instance', instance('takes-last', { networks: [{ network: 'one-left' }] }), ns);
+    await bound('takes-last');
+    const two = { networks: [{ network: 'net1' }, { network: 'one-left' }] };
+    await create('Instance', instance('two-nets', two), ns);
+    await until('NetworkExhausted', async () => {
+      const i = await getInstance(ns, 'two-nets');
+      return cond(i?.status, 'NetworkReady')?.reason === 'NetworkExhausted';
+    });
+    // A Network change wakes the waiting Instance: its retry must not drop Scheduled.
+    await create('Network', {
+      metadata: { name: 'wake-up' },
+      spec: { cidr: '10.230.0.0/29', gateway: '10.230.0.1', bridge: 'br-wake-up' },
+    });
+    await sleep(1500);
+    const retried = (await getInstance(ns, 'two-nets')) as Instance;
+    expect(cond(retried.status, 'Scheduled')).toMatchObject({ status: 'True', reason: 'Bound' });
+    await api.deleteNamespacedCustomObject({
+      ...kovaApi('instances'),
+      namespace: ns,
+      name: 'takes-last',
+    });
+    await removeCleanupFinalizer(ns, 'takes-last');
+    const done = await until('both addresses', async () => {
+      const i = await getInstance(ns, 'two-nets');
+      return i?.status?.interfaces?.length === 2 ? i : undefined;
+    });
+    expect(cond(done.status, 'Scheduled')).toMatchObject({ status: 'True', reason: 'Bound' });
+  });
+
+  it('records the generation it acted on after a spec change (kubectl wait, kstatus)', async () => {
+    await create('Instance', instance('moved-later', {}, 'nowhere'), ns);
+    await until('NoValidHost', async () => {
+      const i = await getInstance(ns, 'moved-later');
+      return cond(i?.status, 'Scheduled')?.reason === 'NoValidHost';
+    });
+    await api.patchNamespacedCustomObject(
+      {
+        ...kovaApi('instances'),
+        namespace: ns,
+        name: 'moved-later',
+        body: { spec: { nodeSelector: { pool: 'spare' } } },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    const moved = await bound('moved-later');
+    expect(moved.metadata.generation).toBe(2);
+    expect(moved.status?.observedGeneration).toBe(2);
+    expect(cond(moved.status, 'Scheduled')?.observedGeneration).toBe(2);
+  });
+
+  it('#12.1 schedules even when releasing an orphaned address fails on taking over', async () => {
+    await stopOperator();
+    const orphan = {
+      metadata: { name: 'net1.10-100-15-250', labels: { 'compute.kova.dev/instance-uid': 'gone' } },
+      spec: {
+        network: 'net1',
+        ip: '10.100.15.250',
+        mac: 'fa:16:3e:64:0f:fa',
+        instance: { namespace: ns, name: 'gone', uid: 'gone' },
+      },
+    };
+    await create('IPAllocation', orphan);
+    await denyDeletesOf(orphan.metadata.name);
+    operator = await startOperator();
+    await create('Instance', instance('after-takeover'), ns);
+    await bound('after-takeover');
+    expect((await allocations()).some((a) => a.metadata?.name === orphan.metadata.name)).toBe(true);
+    await allowDeletes();
+    await until(
+      'the orphan to be released on a retry',
+      async () => !(await allocations()).some((a) => a.metadata?.name === orphan.metadata.name),
+      20_000,
     );
   });
 });
+
+/** A ValidatingAdmissionPolicy that refuses deleting one IPAllocation: an injected API failure. */
+async function denyDeletesOf(name: string): Promise<void> {
+  const admission = kc.makeApiClient(AdmissionregistrationV1Api);
+  await admission.createValidatingAdmissionPolicy({
+    body: {
+      metadata: { name: 'test-deny-delete' },
+      spec: {
+        failurePolicy: 'Fail',
+        matchConstraints: {
+          resourceRules: [
+            {
+              apiGroups: [GROUP],
+              apiVersions: ['*'],
+              operations: ['DELETE'],
+              resources: ['ipallocations'],
+            },
+          ],
+        },
+        validations: [
+          { expression: `oldObject.metadata.name != '${name}'`, message: 'injected failure' },
+        ],
+      },
+    },
+  });
+  await admission.createValidatingAdmissionPolicyBinding({
+    body: {
+      metadata: { name: 'test-deny-delete' },
+      spec: { policyName: 'test-deny-delete', validationActions: ['Deny'] },
+    },
+  });
+  // Policies take effect asynchronously: wait until the delete is really refused.
+  await until('the policy to refuse deletes', async () => {
+    const dry = await api
+      .deleteClusterCustomObject({ ...kovaApi('ipallocations'), name, dryRun: 'All' })
+      .then(
+        () => 'allowed',
+        (err) => String(apiStatus(err)),
+      );
+    return dry !== 'allowed';
+  });
+}
+
+async function allowDeletes(): Promise<void> {
+  const admission = kc.makeApiClient(AdmissionregistrationV1Api);
+  await admission.deleteValidatingAdmissionPolicyBinding({ name: 'test-deny-delete' });
+  await admission.deleteValidatingAdmissionPolicy({ name: 'test-deny-delete' });
+}
+
+/** Sum of the API server's apiserver_request_total series carrying every given label. */
+async function apiServerCount(...labels: string[]): Promise<number> {
+  const text = await new Promise<string>((resolve, reject) => {
+    const url = new URL(`${kc.getCurrentCluster()!.server}/metrics`);
+    const opts: https.RequestOptions = { method: 'GET' };
+    void kc.applyToHTTPSOptions(opts).then(() => {
+      https
+        .get(url, opts, (res) => {
+          let body = '';
+          res.on('data', (c) => (body += c));
+          res.on('end', () => resolve(body));
+        })
+        .on('error', reject);
+    });
+  });
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('apiserver_request_total{') && labels.every((x) => l.includes(x)))
+    .reduce((n, l) => n + Number(l.split(' ').pop()), 0);
+}

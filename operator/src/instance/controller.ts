@@ -1,24 +1,23 @@
-// Wires informers to the work queue: an Instance is synced when it changes; Instances that
-// wait (for capacity, a Flavor, an address) are synced again when anything they might wait
-// for changes, coalesced so a storm of heartbeats costs one pass.
+// Wires informers to the work queue. Informer handlers only enqueue: an Instance is synced
+// when it changes (also when it is deleted, to release what it held); Instances that wait are
+// synced again when something they wait for changes, coalesced so a storm of heartbeats costs
+// one pass and only the waits that such a change can end are woken.
 import type { KubeConfig } from '@kubernetes/client-node';
-import {
-  Applier,
-  EventRecorder,
-  objectKey,
-  Patcher,
-  WorkQueue,
-  type Logger,
-} from '@kova/controller-kit';
-import { OPERATOR_FIELD_MANAGER } from '@kova/crds';
+import { EventRecorder, objectKey, Patcher, WorkQueue, type Logger } from '@kova/controller-kit';
+import { interfacesAllocated, OPERATOR_FIELD_MANAGER, type InstanceObject } from '@kova/crds';
 import type { Registry } from 'prom-client';
-import { ClusterState, type Instance } from '../cluster-state.js';
+import { ClusterState } from '../cluster-state.js';
 import type { OperatorConfig } from '../config.js';
 import { AddressAllocator } from '../ipam/allocator.js';
 import { operatorMetrics } from '../metrics.js';
+import { Housekeeping } from './housekeeping.js';
 import { InstanceReconciler } from './reconciler.js';
+import type { ReconcilerDeps } from './sync-context.js';
 
 const KICK_DELAY_MS = 250;
+
+/** What kind of change can end which kind of wait. */
+type Wake = 'capacity' | 'addresses';
 
 export class InstanceController {
   readonly state: ClusterState;
@@ -26,6 +25,8 @@ export class InstanceController {
   private queue: WorkQueue | undefined;
   private readonly reconciler: InstanceReconciler;
   private readonly allocator: AddressAllocator;
+  private readonly housekeeping: Housekeeping;
+  private readonly kicks = new Set<Wake>();
   private kickTimer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
 
@@ -34,32 +35,28 @@ export class InstanceController {
     private readonly config: OperatorConfig,
     private readonly logger: Logger,
     private readonly registry: Registry,
+    overrides: Partial<Pick<ReconcilerDeps, 'patcher'>> = {},
   ) {
     this.state = new ClusterState(kc, config, logger, registry);
     this.allocator = new AddressAllocator(kc, this.state.networks, this.state.allocations);
+    this.housekeeping = new Housekeeping(this.state, this.allocator, config, logger);
     this.reconciler = new InstanceReconciler({
       state: this.state,
       allocator: this.allocator,
-      applier: new Applier(kc, OPERATOR_FIELD_MANAGER),
       patcher: new Patcher(kc, OPERATOR_FIELD_MANAGER),
       events: new EventRecorder(kc, 'kova-operator', logger),
       config,
       metrics: operatorMetrics(registry, this.state),
       logger,
+      observedActive: new Set(),
+      ...overrides,
     });
-    this.state.instances.on((inst, type) => this.onInstance(inst, type));
-    for (const informer of [
-      this.state.hypervisors,
-      this.state.leases,
-      this.state.flavors,
-      this.state.images,
-      this.state.networks,
-      this.state.serverGroups,
-      this.state.allocations,
-      ...(this.state.nodes ? [this.state.nodes] : []),
-    ]) {
-      (informer as { on(h: () => void): void }).on(() => this.kickWaiting());
-    }
+    const s = this.state;
+    s.instances.on((inst, type) => this.onInstance(inst, type));
+    const capacity = [s.hypervisors, s.leases, s.flavors, s.images, s.serverGroups, s.nodes];
+    for (const informer of capacity) informer?.on(() => this.kick('capacity'));
+    s.networks.on(() => this.kickAll());
+    s.allocations.on((_, type) => type === 'delete' && this.kickAll());
   }
 
   /** Starts watching (usable for readiness before leadership). */
@@ -67,7 +64,15 @@ export class InstanceController {
     await this.state.start();
   }
 
-  /** Runs the reconcile loop until the signal aborts (leadership lost or shutdown). */
+  /** True while a term's queue is being worked (the liveness of a leader). */
+  get reconciling(): boolean {
+    return this.queue !== undefined;
+  }
+
+  /**
+   * Runs the reconcile loop until the signal aborts (leadership lost or shutdown), and returns
+   * only after every sync of this term has finished, so the next term never overlaps it.
+   */
   async lead(signal: AbortSignal): Promise<void> {
     const queue = new WorkQueue({
       name: 'instances',
@@ -75,13 +80,14 @@ export class InstanceController {
       registry: this.registry,
     });
     this.state.rebuild();
-    await this.releaseOrphanedAddresses();
-    if (signal.aborted) return;
     this.queue = queue;
     for (const inst of this.state.instances.list()) queue.add(objectKey(inst));
     this.running = queue.run((key) => this.reconciler.sync(key), this.config.workers);
+    const chores = this.housekeeping.run(signal);
     signal.addEventListener('abort', () => queue.shutDown(), { once: true });
-    await this.running;
+    if (signal.aborted) queue.shutDown();
+    await Promise.all([this.running, chores]);
+    if (this.queue === queue) this.queue = undefined;
   }
 
   async stop(): Promise<void> {
@@ -91,49 +97,34 @@ export class InstanceController {
     await this.state.stop();
   }
 
-  /** Addresses whose Instance no longer exists (deleted while no operator led) are freed. */
-  private async releaseOrphanedAddresses(): Promise<void> {
-    const live = new Set(this.state.instances.list().map((i) => i.metadata.uid));
-    const orphaned = new Set(
-      this.state.allocations
-        .list()
-        .map((a) => a.spec.instance.uid)
-        .filter((uid) => !live.has(uid)),
-    );
-    for (const uid of orphaned) await this.allocator.release(uid);
-    if (orphaned.size)
-      this.logger.info('released addresses of vanished Instances', { instances: orphaned.size });
-  }
-
-  private onInstance(inst: Instance, type: string): void {
-    if (type === 'delete') {
-      this.reconciler.forget(inst).catch((err) =>
-        this.logger.warn('could not release a deleted Instance', {
-          instance: objectKey(inst),
-          error: err as Error,
-        }),
-      );
-      this.kickWaiting();
-      return;
-    }
+  private onInstance(inst: InstanceObject, type: string): void {
     this.queue?.add(objectKey(inst));
+    if (type === 'delete') this.kickAll();
   }
 
-  private kickWaiting(): void {
+  private kickAll(): void {
+    this.kick('capacity');
+    this.kick('addresses');
+  }
+
+  private kick(wake: Wake): void {
+    this.kicks.add(wake);
     if (this.kickTimer) return;
     this.kickTimer = setTimeout(() => {
       this.kickTimer = undefined;
-      for (const inst of this.state.instances.list())
-        if (isWaiting(inst)) this.queue?.add(objectKey(inst));
+      const wakes = new Set(this.kicks);
+      this.kicks.clear();
+      for (const inst of this.state.instances.list()) {
+        const waits = waitsFor(inst);
+        if (waits && wakes.has(waits)) this.queue?.add(objectKey(inst));
+      }
     }, KICK_DELAY_MS);
   }
 }
 
-function isWaiting(inst: Instance): boolean {
+function waitsFor(inst: InstanceObject): Wake | undefined {
   const phase = inst.status?.phase;
-  return (
-    !phase ||
-    phase === 'Scheduling' ||
-    (phase === 'Networking' && (inst.status?.interfaces?.length ?? 0) < inst.spec.networks.length)
-  );
+  if (!phase || phase === 'Scheduling') return 'capacity';
+  if (phase === 'Networking' && !interfacesAllocated(inst)) return 'addresses';
+  return undefined;
 }

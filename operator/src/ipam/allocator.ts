@@ -1,7 +1,12 @@
 // Address allocation arbitrated by the API server: an address belongs to whoever created the
 // IPAllocation named after it. Creating an existing name fails with 409, so two allocators —
 // even two operator replicas that both believe they lead — can never hand out one address twice.
-import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import {
+  CustomObjectsApi,
+  PatchStrategy,
+  setHeaderOptions,
+  type KubeConfig,
+} from '@kubernetes/client-node';
 import { apiStatus, type Informer } from '@kova/controller-kit';
 import {
   API_VERSION,
@@ -12,9 +17,9 @@ import {
   VERSION,
   type IIPAllocation,
   type INetwork,
+  type InstanceObject,
   type Interface,
 } from '@kova/crds';
-import type { Instance } from '../cluster-state.js';
 import {
   allocationRanges,
   contains,
@@ -32,6 +37,9 @@ export interface NetworkRequest {
   fixedIP?: string;
 }
 
+/** Set on the addresses of an Instance deleted while its node was down: held for that node. */
+export const HELD_FOR_NODE_LABEL = 'compute.kova.dev/held-for-node';
+
 const allocationName = (network: string, ip: string) => `${network}.${ip.replace(/\./g, '-')}`;
 const api = { group: GROUP, version: VERSION, plural: PLURAL.IPAllocation };
 
@@ -39,7 +47,9 @@ export class AddressAllocator {
   private readonly custom: CustomObjectsApi;
   /** Addresses in use per network: the informer's view plus our own creations it has not shown yet. */
   private readonly used = new Map<string, Set<number>>();
-  private readonly byInstance = new Map<string, Map<string, IIPAllocation>>();
+  /** Per Instance and network, every allocation seen: more than one only after a race. */
+  private readonly byInstance = new Map<string, Map<string, IIPAllocation[]>>();
+  private readonly byName = new Map<string, IIPAllocation>();
   private readonly cursor = new Map<string, number>();
 
   constructor(
@@ -51,16 +61,16 @@ export class AddressAllocator {
     allocations.on((a, type) => (type === 'delete' ? this.forget(a) : this.remember(a)));
   }
 
-  /** Number of addresses allocated on the network. */
-  allocatedCount(network: string): number {
-    return this.used.get(network)?.size ?? 0;
-  }
-
   allocationsOf(uid: string): IIPAllocation[] {
-    return [...(this.byInstance.get(uid)?.values() ?? [])];
+    return [...(this.byInstance.get(uid)?.values() ?? [])].flat();
   }
 
-  async allocate(inst: Instance, req: NetworkRequest): Promise<Allocation> {
+  /** Allocations held for a node after their Instance was deleted while the node was down. */
+  held(): IIPAllocation[] {
+    return [...this.byName.values()].filter((a) => a.metadata?.labels?.[HELD_FOR_NODE_LABEL]);
+  }
+
+  async allocate(inst: InstanceObject, req: NetworkRequest): Promise<Allocation> {
     const net = this.networks.get(req.network);
     if (!net) {
       return {
@@ -68,23 +78,68 @@ export class AddressAllocator {
         message: `Network ${req.network} does not exist; create it or fix spec.networks`,
       };
     }
-    const held = this.byInstance.get(inst.metadata.uid)?.get(req.network);
-    if (held) return { interface: toInterface(net, held.spec.ip) };
-    return req.fixedIP ? this.allocateFixed(inst, net, req.fixedIP) : this.allocateNext(inst, net);
+    const mine = await this.heldBy(inst.metadata.uid, req.network);
+    if (mine) return { interface: toInterface(net, mine.spec.ip) };
+    const result = req.fixedIP
+      ? await this.allocateFixed(inst, net, req.fixedIP)
+      : await this.allocateNext(inst, net);
+    // A concurrent allocation for the same Instance (two terms, two replicas) may also have won.
+    const kept = await this.heldBy(inst.metadata.uid, req.network);
+    return kept && 'interface' in result ? { interface: toInterface(net, kept.spec.ip) } : result;
   }
 
-  /** Releases every address the Instance holds. */
-  async release(uid: string): Promise<void> {
+  /**
+   * The Instance's address on the network; should a race have given it two, the first by name
+   * is kept and the others deleted, so none is left that nobody tracks.
+   */
+  private async heldBy(uid: string, network: string): Promise<IIPAllocation | undefined> {
+    const all = [...(this.byInstance.get(uid)?.get(network) ?? [])].sort((a, b) =>
+      (a.metadata?.name as string).localeCompare(b.metadata?.name as string),
+    );
+    for (const extra of all.slice(1)) await this.remove(extra);
+    return all[0];
+  }
+
+  /** Keeps the Instance's addresses from being handed out again until the node is back. */
+  async holdForNode(uid: string, node: string): Promise<void> {
+    const body = { metadata: { labels: { [HELD_FOR_NODE_LABEL]: node } } };
+    const headers = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
     for (const a of this.allocationsOf(uid)) {
       const name = a.metadata?.name as string;
-      await this.custom.deleteClusterCustomObject({ ...api, name }).catch((err) => {
-        if (apiStatus(err) !== 404) throw err;
-      });
-      this.forget(a);
+      const patched = await this.custom
+        .patchClusterCustomObject({ ...api, name, body }, headers)
+        .catch((err) => {
+          if (apiStatus(err) !== 404) throw err;
+        });
+      if (patched) this.remember(patched as IIPAllocation);
     }
   }
 
-  private async allocateFixed(inst: Instance, net: INetwork, ip: string): Promise<Allocation> {
+  /** Frees an address held for a node, once the caller judged the node back. */
+  async releaseHeld(a: IIPAllocation): Promise<void> {
+    await this.remove(a);
+  }
+
+  /** Releases every address the Instance holds, except those held for a node that is down. */
+  async release(uid: string): Promise<void> {
+    for (const a of this.allocationsOf(uid)) {
+      if (!a.metadata?.labels?.[HELD_FOR_NODE_LABEL]) await this.remove(a);
+    }
+  }
+
+  private async remove(a: IIPAllocation): Promise<void> {
+    const name = a.metadata?.name as string;
+    await this.custom.deleteClusterCustomObject({ ...api, name }).catch((err) => {
+      if (apiStatus(err) !== 404) throw err;
+    });
+    this.forget(a);
+  }
+
+  private async allocateFixed(
+    inst: InstanceObject,
+    net: INetwork,
+    ip: string,
+  ): Promise<Allocation> {
     const name = net.metadata?.name as string;
     const subnet = parseCidr(net.spec.cidr);
     const n = ipToNumber(ip);
@@ -99,17 +154,16 @@ export class AddressAllocator {
         message: `fixed IP ${ip} is not a usable host address of Network ${name} (${net.spec.cidr}, gateway ${net.spec.gateway})`,
       };
     }
+    const known = this.byName.get(allocationName(name, ip));
+    if (known && known.spec.instance.uid !== inst.metadata.uid) return inUse(name, ip, known);
     const created = await this.tryCreate(inst, name, ip);
     if (created) return { interface: toInterface(net, ip) };
     const holder = await this.holderOf(name, ip);
-    if (holder?.uid === inst.metadata.uid) return { interface: toInterface(net, ip) };
-    return {
-      reason: 'FixedIPInUse',
-      message: `fixed IP ${ip} on Network ${name} is held by Instance ${holder?.namespace}/${holder?.name}`,
-    };
+    if (holder?.spec.instance.uid === inst.metadata.uid) return { interface: toInterface(net, ip) };
+    return inUse(name, ip, holder);
   }
 
-  private async allocateNext(inst: Instance, net: INetwork): Promise<Allocation> {
+  private async allocateNext(inst: InstanceObject, net: INetwork): Promise<Allocation> {
     const name = net.metadata?.name as string;
     const ranges = allocationRanges(net.spec);
     for (const n of this.candidates(name, ranges)) {
@@ -143,7 +197,7 @@ export class AddressAllocator {
     }
   }
 
-  private async tryCreate(inst: Instance, network: string, ip: string): Promise<boolean> {
+  private async tryCreate(inst: InstanceObject, network: string, ip: string): Promise<boolean> {
     const { name, namespace, uid } = inst.metadata;
     const body: IIPAllocation = {
       apiVersion: API_VERSION,
@@ -166,15 +220,14 @@ export class AddressAllocator {
     }
   }
 
-  private async holderOf(
-    network: string,
-    ip: string,
-  ): Promise<IIPAllocation['spec']['instance'] | undefined> {
+  private async holderOf(network: string, ip: string): Promise<IIPAllocation | undefined> {
     const a = (await this.custom
       .getClusterCustomObject({ ...api, name: allocationName(network, ip) })
-      .catch(() => undefined)) as IIPAllocation | undefined;
+      .catch((err) => {
+        if (apiStatus(err) !== 404) throw err;
+      })) as IIPAllocation | undefined;
     if (a) this.remember(a);
-    return a?.spec.instance;
+    return a;
   }
 
   private usedSet(network: string): Set<number> {
@@ -187,19 +240,39 @@ export class AddressAllocator {
   }
 
   private remember(a: IIPAllocation): void {
+    const name = a.metadata?.name as string;
     this.usedSet(a.spec.network).add(ipToNumber(a.spec.ip));
+    this.byName.set(name, a);
     const uid = a.spec.instance.uid;
-    const mine = this.byInstance.get(uid) ?? new Map<string, IIPAllocation>();
-    mine.set(a.spec.network, a);
+    const mine = this.byInstance.get(uid) ?? new Map<string, IIPAllocation[]>();
+    const others = (mine.get(a.spec.network) ?? []).filter((o) => o.metadata?.name !== name);
+    mine.set(a.spec.network, [...others, a]);
     this.byInstance.set(uid, mine);
   }
 
   private forget(a: IIPAllocation): void {
+    const name = a.metadata?.name as string;
     this.used.get(a.spec.network)?.delete(ipToNumber(a.spec.ip));
+    this.byName.delete(name);
     const mine = this.byInstance.get(a.spec.instance.uid);
-    mine?.delete(a.spec.network);
+    const rest = (mine?.get(a.spec.network) ?? []).filter((o) => o.metadata?.name !== name);
+    if (rest.length) mine?.set(a.spec.network, rest);
+    else mine?.delete(a.spec.network);
     if (mine?.size === 0) this.byInstance.delete(a.spec.instance.uid);
   }
+}
+
+function inUse(network: string, ip: string, holder: IIPAllocation | undefined): Allocation {
+  const i = holder?.spec.instance;
+  const node = holder?.metadata?.labels?.[HELD_FOR_NODE_LABEL];
+  const who = i ? `Instance ${i.namespace}/${i.name}` : 'another Instance';
+  const why = node
+    ? `; ${who} was deleted while hypervisor ${node} was down, and the address stays held until that node is back`
+    : '';
+  return {
+    reason: 'FixedIPInUse',
+    message: `fixed IP ${ip} on Network ${network} is held by ${who}${why}`,
+  };
 }
 
 export function toInterface(net: INetwork, ip: string): Interface {

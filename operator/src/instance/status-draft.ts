@@ -1,0 +1,68 @@
+// The operator's pending changes to one Instance's status, saved once per sync by the
+// reconciler (never by a handler) and only when something changed. Saved as a JSON merge patch
+// carrying the resourceVersion the sync read, so a decision made on a stale view is refused
+// (409) and retried on a fresh one; no field ownership is forced from another writer.
+import { setCondition, type Condition, type InstanceObject, type InstanceStatus } from '@kova/crds';
+
+type StatusField = Exclude<keyof InstanceStatus, 'conditions' | 'observedGeneration'>;
+type ConditionChange = Omit<Condition, 'lastTransitionTime' | 'observedGeneration'>;
+
+export class StatusDraft {
+  private readonly changes = new Map<StatusField, unknown>();
+  private conditions: Condition[];
+  private conditionsChanged = false;
+
+  constructor(private readonly inst: InstanceObject) {
+    this.conditions = [...(inst.status?.conditions ?? [])];
+  }
+
+  get phase(): InstanceStatus['phase'] {
+    return this.get('phase');
+  }
+
+  get<K extends StatusField>(field: K): InstanceStatus[K] {
+    if (this.changes.has(field)) return (this.changes.get(field) ?? undefined) as InstanceStatus[K];
+    return this.inst.status?.[field];
+  }
+
+  /** Sets a field; null removes it. Setting the value it already has changes nothing. */
+  set<K extends StatusField>(field: K, value: InstanceStatus[K] | null): this {
+    const current = this.inst.status?.[field];
+    if (JSON.stringify(current ?? null) === JSON.stringify(value ?? null))
+      this.changes.delete(field);
+    else this.changes.set(field, value);
+    return this;
+  }
+
+  condition(type: string): Condition | undefined {
+    return this.conditions.find((c) => c.type === type);
+  }
+
+  /** Sets a condition, stamped with the generation this sync acted on. */
+  setCondition(next: ConditionChange): this {
+    const prior = this.condition(next.type);
+    const generation = this.inst.metadata.generation;
+    const same =
+      prior?.status === next.status &&
+      prior.reason === next.reason &&
+      prior.message === next.message &&
+      prior.observedGeneration === generation;
+    if (same) return this;
+    const updated = { ...setCondition(this.conditions, next), observedGeneration: generation };
+    this.conditions = [...this.conditions.filter((c) => c.type !== next.type), updated];
+    this.conditionsChanged = true;
+    return this;
+  }
+
+  get dirty(): boolean {
+    return this.changes.size > 0 || this.conditionsChanged;
+  }
+
+  /** The merge patch: changed fields, null for removed ones, the whole conditions list. */
+  patch(): Record<string, unknown> {
+    const body: Record<string, unknown> = Object.fromEntries(this.changes);
+    if (this.conditionsChanged) body.conditions = this.conditions;
+    body.observedGeneration = this.inst.metadata.generation;
+    return body;
+  }
+}
