@@ -12,9 +12,10 @@ import {
   type IHypervisor,
 } from '@kova/crds';
 import { applyCrds, LocalControlPlane, until } from '@kova/hack';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -106,6 +107,21 @@ async function createBound(name: string, ip: string, runStrategy = 'Always'): Pr
   return created;
 }
 
+/** Creates a bound Instance and waits for the agent to bring it to Active. */
+async function activeVm(name: string, ip: string, runStrategy = 'Always'): Promise<Instance> {
+  const vm = await createBound(name, ip, runStrategy);
+  await until(`${name} Active`, async () => (await get(name))?.status?.phase === 'Active', 90_000);
+  return vm;
+}
+
+const patchRunStrategy = (name: string, value: string) =>
+  api.patchNamespacedCustomObject({
+    ...kova('instances'),
+    namespace: ns,
+    name,
+    body: [{ op: 'replace', path: '/spec/runStrategy', value }],
+  });
+
 const qemuPid = (uid: string) => {
   try {
     return execFileSync('pgrep', ['-f', `qemu-system-x86_64.*${uid}`], { encoding: 'utf8' })
@@ -168,8 +184,6 @@ afterAll(async () => {
 });
 
 describe('node agent with real QEMU', () => {
-  let vm: Instance;
-
   it('registers its Hypervisor with capacity and versions, and renews a heartbeat Lease', async () => {
     const hv = await until('the Hypervisor status', async () => {
       const h = (await api
@@ -191,7 +205,7 @@ describe('node agent with real QEMU', () => {
   });
 
   it('brings a bound Instance to Active with a running QEMU process, its disks and its tap', async () => {
-    vm = await createBound('vm1', '10.123.0.10');
+    const vm = await createBound('vm1', '10.123.0.10');
     const active = await until(
       'phase Active',
       async () => {
@@ -218,6 +232,7 @@ describe('node agent with real QEMU', () => {
   });
 
   it('sees virsh destroy in powerState within 2 s and restarts the domain under runStrategy Always', async () => {
+    const vm = await activeVm('vm-restart', '10.123.0.12');
     const before = qemuPid(vm.metadata.uid);
     // virsh destroy returns once QEMU is gone (it waits up to ~2 s for QEMU to exit): the clock
     // starts when the domain has stopped.
@@ -225,55 +240,97 @@ describe('node agent with real QEMU', () => {
     const destroyedAt = Date.now();
     await until(
       'powerState Shutdown',
-      async () => (await get('vm1'))?.status?.powerState === 'Shutdown',
+      async () => (await get('vm-restart'))?.status?.powerState === 'Shutdown',
       2000,
       20,
     );
     expect(Date.now() - destroyedAt).toBeLessThan(2000);
-    await until(
+    const running = await until(
       'running again',
       async () => {
-        const i = await get('vm1');
-        return i?.status?.powerState === 'Running' && i.status.phase === 'Active';
+        const i = await get('vm-restart');
+        return i?.status?.powerState === 'Running' && i.status.phase === 'Active' ? i : undefined;
       },
       30_000,
     );
     const after = qemuPid(vm.metadata.uid);
     expect(after).toBeDefined();
     expect(after).not.toBe(before);
+    expect(running.status?.restartBackoff?.count).toBe(1);
   });
 
   it('adopts the running domain after kill -9 and a restart: the QEMU pid does not change', async () => {
+    const vm = await activeVm('vm-adopt', '10.123.0.13');
     const pid = qemuPid(vm.metadata.uid);
+    expect(pid).toBeDefined();
     await stopAgent('SIGKILL');
     startAgent();
     await sleep(5000); // a resync period and more
     expect(qemuPid(vm.metadata.uid)).toBe(pid);
-    expect((await get('vm1'))?.status?.phase).toBe('Active');
+    expect((await get('vm-adopt'))?.status?.phase).toBe('Active');
   });
 
-  it('shuts the domain down and keeps it off under runStrategy Halted', async () => {
-    const i = (await get('vm1')) as Instance;
-    await api.patchNamespacedCustomObject({
-      ...kova('instances'),
-      namespace: ns,
-      name: 'vm1',
-      body: [{ op: 'replace', path: '/spec/runStrategy', value: 'Halted' }],
-    });
+  it('#4 shuts the domain down under Halted, and kubectl wait --for=condition=Ready returns after Halted → Always', async () => {
+    const vm = await activeVm('vm-halt', '10.123.0.14');
+    await patchRunStrategy('vm-halt', 'Halted');
     await until(
       'phase Stopped',
       async () => {
-        const s = (await get('vm1'))?.status;
+        const s = (await get('vm-halt'))?.status;
         return s?.phase === 'Stopped' && s.powerState === 'Shutdown';
       },
       30_000,
     );
-    expect(qemuPid(i.metadata.uid)).toBeUndefined();
+    expect(qemuPid(vm.metadata.uid)).toBeUndefined();
+    await patchRunStrategy('vm-halt', 'Always');
+    const waited = await promisify(execFile)(
+      'kubectl',
+      [
+        '--kubeconfig',
+        cp.endpoints.kubeconfigPath,
+        '-n',
+        ns,
+        'wait',
+        '--for=condition=Ready',
+        '--timeout=60s',
+        'inst/vm-halt',
+      ],
+      { encoding: 'utf8' },
+    );
+    expect(waited.stdout).toContain('condition met');
+    const i = (await get('vm-halt')) as Instance;
+    const ready = i.status?.conditions?.find((c) => c.type === 'Ready');
+    expect(ready?.observedGeneration).toBe(i.metadata.generation);
+    expect(qemuPid(vm.metadata.uid)).toBeDefined();
   });
 
-  it('removes the domain, its disks and its tap on delete, then lets the Instance go', async () => {
-    await api.deleteNamespacedCustomObject({ ...kova('instances'), namespace: ns, name: 'vm1' });
-    await until('the Instance to be gone', async () => !(await get('vm1')), 30_000);
+  it('#12.7 respawns a domain whose definition vanished around the same root disk', async () => {
+    const vm = await activeVm('vm-respawn', '10.123.0.15');
+    const rootDisk = join(stateDir, 'instances', vm.metadata.uid, 'root.qcow2');
+    const inode = statSync(rootDisk).ino;
+    virsh('destroy', vm.metadata.uid);
+    virsh('undefine', vm.metadata.uid);
+    await until(
+      'redefined and running',
+      () => {
+        try {
+          return virsh('domstate', vm.metadata.uid).includes('running');
+        } catch {
+          return false;
+        }
+      },
+      30_000,
+    );
+    expect(statSync(rootDisk).ino).toBe(inode);
+    const i = (await get('vm-respawn')) as Instance;
+    expect(i.status?.fault).toBeUndefined();
+    expect(i.status?.phase).toBe('Active');
+  });
+
+  it('#12.12 removes the domain, its disks and its tap on delete, then lets the Instance go', async () => {
+    const vm = await activeVm('vm-del', '10.123.0.16');
+    await api.deleteNamespacedCustomObject({ ...kova('instances'), namespace: ns, name: 'vm-del' });
+    await until('the Instance to be gone', async () => !(await get('vm-del')), 30_000);
     expect(() => virsh('dominfo', vm.metadata.uid)).toThrow();
     expect(existsSync(join(stateDir, 'instances', vm.metadata.uid))).toBe(false);
     expect(
@@ -299,32 +356,39 @@ describe('node agent with real QEMU', () => {
         consoleLog: join(stateDir, 'ghost.log'),
       });
       await conn.defineXML(xml);
+      const lookup = () =>
+        conn.lookupByUUID(uid).then(
+          () => 'defined',
+          (err: { code?: number }) => (err.code === 42 ? 'gone' : `error ${err.code}`),
+        );
+      expect(await lookup()).toBe('defined');
       await until(
         'the orphan to be collected',
-        async () => {
-          try {
-            await conn.lookupByUUID(uid);
-            return false;
-          } catch (err) {
-            return (err as { code?: number }).code === 42;
-          }
-        },
+        async () => (await lookup()) === 'gone',
         30_000,
         250,
       );
+      expect(await lookup()).toBe('gone');
     } finally {
       await conn.close();
     }
   });
 
-  it('reports a fault with a reason when the image cannot be read, and undoes the step', async () => {
+  it('reports a fault with a reason when a build step fails after the disks exist, and undoes the build', async () => {
+    // The kernel of a direct-boot Image is fetched when the domain is defined, after the disks
+    // were made from the (good) base: the undo must remove them.
+    const base = join(stateDir, 'blank-source.qcow2');
     await api.createClusterCustomObject({
       ...kova('images'),
       body: {
         apiVersion: API_VERSION,
         kind: 'Image',
-        metadata: { name: 'missing' },
-        spec: { source: join(stateDir, 'nope.qcow2'), sha256: 'c'.repeat(64) },
+        metadata: { name: 'no-kernel' },
+        spec: {
+          source: base,
+          sha256: createHash('sha256').update(readFileSync(base)).digest('hex'),
+          kernel: { source: join(stateDir, 'nope.vmlinuz'), sha256: 'c'.repeat(64) },
+        },
       },
     });
     const created = (await api.createNamespacedCustomObject({
@@ -334,7 +398,7 @@ describe('node agent with real QEMU', () => {
         apiVersion: API_VERSION,
         kind: 'Instance',
         metadata: { name: 'vm-bad', finalizers: [NODE_CLEANUP_FINALIZER] },
-        spec: { flavor: 'nano', image: 'missing', networks: [{ network: 'testnet' }] },
+        spec: { flavor: 'nano', image: 'no-kernel', networks: [{ network: 'testnet' }] },
       },
     })) as Instance;
     await new Patcher(kc, 'kova-operator').mergeStatus(
@@ -354,11 +418,22 @@ describe('node agent with real QEMU', () => {
         ],
       },
     );
-    const failed = await until('a fault', async () => (await get('vm-bad'))?.status?.fault, 30_000);
-    expect(failed.reason).toBe('ImageDownloadFailed');
-    expect(failed.retryable).toBe(true);
-    expect(failed.node).toBe(NODE);
+    const status = await until(
+      'a fault',
+      async () => {
+        const s = (await get('vm-bad'))?.status;
+        return s?.fault ? s : undefined;
+      },
+      30_000,
+    );
+    expect(status.fault?.reason).toBe('ImageDownloadFailed');
+    expect(status.fault?.retryable).toBe(true);
+    expect(status.fault?.node).toBe(NODE);
+    const cond = (t: string) => status.conditions?.find((c) => c.type === t);
+    expect(cond('BlockDevicesReady')?.status).toBe('True'); // the disks had been made
+    expect(cond('Spawned')).toMatchObject({ status: 'False', reason: 'ImageDownloadFailed' });
     expect(existsSync(join(stateDir, 'instances', created.metadata.uid))).toBe(false);
+    expect(() => virsh('dominfo', created.metadata.uid)).toThrow();
     await api
       .deleteNamespacedCustomObject({ ...kova('instances'), namespace: ns, name: 'vm-bad' })
       .catch((err) => {

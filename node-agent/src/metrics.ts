@@ -41,7 +41,7 @@ export function agentMetrics(registry: Registry, cache: CacheStats): AgentMetric
   return {
     stepSeconds: new Histogram({
       name: 'kova_agent_step_duration_seconds',
-      help: 'Duration of each boot step on the node (networking, block devices, spawning).',
+      help: 'Duration of each node step of a build or respawn (networking, image, block_devices, config_drive, define, start, wait_running).',
       labelNames: ['step', 'result'],
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
       registers,
