@@ -8,6 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 import { kubectlPath } from './control-plane.js';
+import { until } from './until.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const chart = join(root, 'charts', 'kova');
@@ -20,6 +21,21 @@ const kinds = (yaml: string) =>
     .map((d) => d.toJS() as { kind: string; metadata: { name: string } })
     .filter(Boolean);
 const custom = join(tmpdir(), `kova-values-${process.pid}.yaml`);
+/** Test users bound cluster-wide to a built-in or kova role. */
+const USERS = { viewer: 'view', editor: 'edit', 'kova-viewer': 'kova-view' } as const;
+const userName = (u: string) => `kova-chart-test-${u}`;
+
+/** `kubectl auth can-i` as the API server judges it: "yes" or "no". */
+function can(as: string, verb: string, resource: string): string {
+  const [res, sub] = resource.split('/');
+  const args = ['auth', 'can-i', '-n', 'kova-chart-test', `--as=${as}`, verb, res as string];
+  if (sub) args.push(`--subresource=${sub}`);
+  try {
+    return kubectl(args).trim();
+  } catch (err) {
+    return String((err as { stdout?: string }).stdout ?? '').trim();
+  }
+}
 
 beforeAll(() => {
   writeFileSync(
@@ -37,6 +53,8 @@ beforeAll(() => {
 
 afterAll(() => {
   rmSync(custom, { force: true });
+  for (const u of Object.keys(USERS))
+    kubectl(['delete', 'clusterrolebinding', userName(u), '--ignore-not-found']);
   kubectl(['delete', 'namespace', 'kova-chart-test', '--wait=false']);
 });
 
@@ -68,6 +86,7 @@ describe('Helm chart', () => {
       'ClusterRole/kova-node-agent',
       'ClusterRole/kova-edit',
       'ClusterRole/kova-view',
+      'ClusterRole/kova-catalog-view',
       'PodDisruptionBudget/kova-operator',
       'Service/kova-operator-metrics',
       'ValidatingAdmissionPolicy/kova-node-isolation',
@@ -118,26 +137,9 @@ describe('Helm chart', () => {
       ['apply', '-n', 'kova-chart-test', '-f', '-'],
       JSON.stringify({ apiVersion: 'v1', kind: 'List', items: rbac }),
     );
-    const can = (sa: string, verb: string, resource: string) => {
-      const [res, sub] = resource.split('/');
-      const args = [
-        'auth',
-        'can-i',
-        '-n',
-        'kova-chart-test',
-        `--as=system:serviceaccount:kova-chart-test:${sa}`,
-        verb,
-        res as string,
-        ...(sub ? [`--subresource=${sub}`] : []),
-      ];
-      try {
-        return kubectl(args).trim();
-      } catch (err) {
-        return String((err as { stdout?: string }).stdout ?? '').trim();
-      }
-    };
-    const agent = (verb: string, resource: string) => can('kova-node-agent', verb, resource);
-    const operator = (verb: string, resource: string) => can('kova-operator', verb, resource);
+    const sa = (name: string) => `system:serviceaccount:kova-chart-test:${name}`;
+    const agent = (verb: string, resource: string) => can(sa('kova-node-agent'), verb, resource);
+    const operator = (verb: string, resource: string) => can(sa('kova-operator'), verb, resource);
     const denied = (pairs: [string, string][]) => pairs;
     for (const [verb, resource] of denied([
       ['create', 'flavors.compute.kova.dev'],
@@ -161,5 +163,39 @@ describe('Helm chart', () => {
     expect(operator('create', 'ipallocations.compute.kova.dev')).toBe('yes');
     expect(operator('patch', 'instances.compute.kova.dev/status')).toBe('yes');
     expect(operator('update', 'leases.coordination.k8s.io')).toBe('yes');
+  });
+
+  it('#12.14 keeps userData from the built-in view role: viewers read the catalogue, not Instances; edit and kova-view read them', async () => {
+    const roles = kinds(helm('template', 'kova', chart, '-n', 'kova-chart-test')).filter(
+      (o) => o.kind === 'ClusterRole',
+    );
+    const bindings = Object.entries(USERS).map(([u, role]) => ({
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRoleBinding',
+      metadata: { name: userName(u) },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role },
+      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: userName(u) }],
+    }));
+    kubectl(
+      ['apply', '-f', '-'],
+      JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [...roles, ...bindings] }),
+    );
+    const as = (u: keyof typeof USERS, verb: string, resource: string) =>
+      can(userName(u), verb, resource);
+    // kube-controller-manager aggregates kova's roles into the built-in ones.
+    await until(
+      'kova roles aggregated into view and edit',
+      () =>
+        as('viewer', 'list', 'flavors.compute.kova.dev') === 'yes' &&
+        as('editor', 'get', 'instances.compute.kova.dev') === 'yes',
+    );
+    for (const verb of ['get', 'list', 'watch'])
+      expect(`view: ${verb} instances ${as('viewer', verb, 'instances.compute.kova.dev')}`).toBe(
+        `view: ${verb} instances no`,
+      );
+    for (const resource of ['images', 'networks', 'servergroups'])
+      expect(as('viewer', 'list', `${resource}.compute.kova.dev`)).toBe('yes');
+    expect(as('kova-viewer', 'get', 'instances.compute.kova.dev')).toBe('yes');
+    expect(as('editor', 'list', 'instances.compute.kova.dev/status')).toBe('yes');
   });
 });

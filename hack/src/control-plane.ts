@@ -18,7 +18,7 @@ const superviseScript = join(hackDir, 'control-plane', 'supervise.sh');
 export interface ControlPlaneOptions {
   /** Where binaries are cached; defaults to $KOVA_CACHE or ~/.cache/kova. */
   cacheDir?: string;
-  /** Start kube-controller-manager (garbage collection, namespace deletion). Default true. */
+  /** Start kube-controller-manager (garbage collection, namespace deletion, role aggregation). Default true. */
   controllerManager?: boolean;
   log?: (msg: string, fields?: Record<string, unknown>) => void;
 }
@@ -295,7 +295,7 @@ async function prepare(
         '--bind-address=127.0.0.1',
         '--leader-elect=false',
         `--service-account-private-key-file=${saKey}`,
-        '--controllers=garbagecollector,namespace,serviceaccount-token',
+        '--controllers=garbagecollector,namespace,serviceaccount-token,clusterrole-aggregation',
         `--cert-dir=${join(dir, 'kcm-certs')}`,
         '--v=1',
       ],
