@@ -9,13 +9,15 @@ export type Condition = NonNullable<InstanceStatus['conditions']>[number];
 export type Interface = NonNullable<InstanceStatus['interfaces']>[number];
 export type Fault = NonNullable<InstanceStatus['fault']>;
 
-/** Phases the operator sets; the agent sets the rest once the operator hands an Instance over. */
-export const OPERATOR_PHASES: ReadonlySet<Phase> = new Set([
-  'Scheduling',
-  'Networking',
-  'Error',
-  'Deleting',
-]);
+/**
+ * Who moves an Instance through which phase. The operator sets Scheduling and Networking, binds
+ * (status.nodeName) and allocates an address per network. The hand-off: once the Instance is
+ * in Networking on a node with every address allocated (`interfacesAllocated`), that node's
+ * agent plugs the interfaces and sets the phases below; the operator steps in again only for a
+ * fault the agent reports (rescheduling, or Error) and for deletion (Deleting). Each writes
+ * status as a merge patch carrying the resourceVersion it read, so neither overwrites a change
+ * it has not seen.
+ */
 export const AGENT_PHASES: ReadonlySet<Phase> = new Set([
   'BlockDeviceMapping',
   'Spawning',
