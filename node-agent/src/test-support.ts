@@ -135,7 +135,7 @@ export class FakeConnection implements Connection {
     this.domains.set(uuid, d);
     return d;
   }
-  onLifecycleEvent(cb: (e: LifecycleEventData) => void) {
+  async onLifecycleEvent(cb: (e: LifecycleEventData) => void) {
     this.listeners.push(cb);
     return this.listeners.length;
   }
@@ -304,7 +304,7 @@ export function world(config: Partial<AgentConfig> = {}): World {
   const cache = new FakeCache(host);
   const events: string[] = [];
   const waiters = new Set<(e: LifecycleEventData) => void>();
-  conn.onLifecycleEvent((e) => [...waiters].forEach((w) => w(e)));
+  void conn.onLifecycleEvent((e) => [...waiters].forEach((w) => w(e)));
   const flavor: IFlavor = {
     apiVersion: 'compute.kova.dev/v1alpha1',
     kind: 'Flavor',

@@ -2,6 +2,7 @@
 #include "async.h"
 #include "domain.h"
 #include "events.h"
+#include <memory>
 #include <string>
 
 Napi::FunctionReference* Connection::constructor = nullptr;
@@ -79,15 +80,24 @@ Napi::Value Connection::Open(const Napi::CallbackInfo& info) {
       });
 }
 
+// Deregistering events is an RPC to the daemon: it runs on the worker with the close, so a
+// hung libvirtd cannot freeze the JavaScript thread.
 Napi::Value Connection::Close(const Napi::CallbackInfo& info) {
   if (!conn_) return RunStatus(info.Env(), [] { return 0; }, "");
-  for (int id : eventIds_) virConnectDomainEventDeregisterAny(conn_, id);
-  eventIds_.clear();
-  if (closeRegistered_) UnregisterClose(conn_);
+  std::vector<int> ids;
+  ids.swap(eventIds_);
+  bool unregisterClose = closeRegistered_;
   closeRegistered_ = false;
   virConnectPtr c = conn_;
   conn_ = nullptr;
-  return RunStatus(info.Env(), [c] { return virConnectClose(c) < 0 ? -1 : 0; }, "virConnectClose failed");
+  return RunStatus(
+      info.Env(),
+      [c, ids, unregisterClose] {
+        for (int id : ids) virConnectDomainEventDeregisterAny(c, id);
+        if (unregisterClose) UnregisterClose(c);
+        return virConnectClose(c) < 0 ? -1 : 0;
+      },
+      "virConnectClose failed");
 }
 
 Napi::Value Connection::IsAlive(const Napi::CallbackInfo& info) {
@@ -216,13 +226,22 @@ Napi::Value Connection::OnLifecycleEvent(const Napi::CallbackInfo& info) {
   if (!Usable(env)) return env.Undefined();
   auto tsfn = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "kova-libvirt-lifecycle", 0, 1);
   tsfn.Unref(env);
-  int id = RegisterLifecycle(conn_, tsfn);
-  if (id < 0) {
-    LibvirtError::Last("virConnectDomainEventRegisterAny failed").ToJs(env).ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  eventIds_.push_back(id);
-  return Napi::Number::New(env, id);
+  ConnRef ref(conn_);
+  // Registering is an RPC to the daemon: it runs on the worker. The reference keeps this object
+  // alive until the id is recorded (on the JavaScript thread) for Close to deregister.
+  auto self = std::make_shared<Napi::ObjectReference>(Napi::Persistent(info.This().As<Napi::Object>()));
+  return PromiseWorker<int>::Start(
+      env,
+      [ref, tsfn](std::optional<LibvirtError>& err) {
+        int id = RegisterLifecycle(ref.c, tsfn);
+        if (id < 0) err = LibvirtError::Last("virConnectDomainEventRegisterAny failed");
+        return id;
+      },
+      [this, self](Napi::Env e, int& id) -> Napi::Value {
+        // Closed meanwhile: the daemon drops the callback with the connection.
+        if (conn_) eventIds_.push_back(id);
+        return Napi::Number::New(e, id);
+      });
 }
 
 Napi::Value Connection::OnClose(const Napi::CallbackInfo& info) {

@@ -75,7 +75,7 @@ export class LibvirtSession {
         await c.setKeepAlive(5, 3).catch((err) => {
           if (!isLibvirtError(err, ErrorCode.NO_SUPPORT)) throw err;
         });
-        c.onLifecycleEvent((e) => this.dispatch(e));
+        await c.onLifecycleEvent((e) => this.dispatch(e));
         c.onClose((reason) => this.lost(c, reason));
         this.replace(c);
         this.backoffMs = 200;

@@ -65,7 +65,7 @@ describe('libvirt binding on test:///default', () => {
   it("delivers lifecycle events from libvirt's event thread", async () => {
     const events: string[] = [];
     const uuid = randomUUID();
-    conn.onLifecycleEvent((e) => {
+    await conn.onLifecycleEvent((e) => {
       if (e.uuid === uuid) events.push(`${e.event}:${e.detail}`);
     });
     const dom = await conn.defineXML(testDomainXml('kova-binding-events', uuid));
@@ -80,6 +80,14 @@ describe('libvirt binding on test:///default', () => {
       LifecycleEvent.STOPPED,
       LifecycleEvent.UNDEFINED,
     ]);
+  });
+
+  it('#12.10 registers for events off the JavaScript thread: a Promise of the callback id, deregistered by close', async () => {
+    const c = await open('test:///default');
+    const registering = c.onLifecycleEvent(() => undefined);
+    expect(typeof registering.then).toBe('function'); // the addon's Promise is of another realm
+    expect(await registering).toBeGreaterThanOrEqual(0);
+    await expect(c.close()).resolves.toBeUndefined();
   });
 
   it('refuses calls on a closed connection with INVALID_CONN', async () => {

@@ -72,8 +72,11 @@ export interface Connection {
   lookupByUUID(uuid: string): Promise<Domain>;
   lookupByName(name: string): Promise<Domain>;
   defineXML(xml: string): Promise<Domain>;
-  /** Calls back for every lifecycle event of every domain; returns libvirt's callback id. */
-  onLifecycleEvent(callback: (e: LifecycleEventData) => void): number;
+  /**
+   * Calls back for every lifecycle event of every domain; resolves to libvirt's callback id once
+   * the daemon has registered it (off the JavaScript thread, like every daemon call).
+   */
+  onLifecycleEvent(callback: (e: LifecycleEventData) => void): Promise<number>;
   /** Calls back once when the connection closes underneath us (daemon gone, keepalive lost). */
   onClose(callback: (reason: number) => void): void;
 }
