@@ -244,7 +244,7 @@ describe('power (Active and Stopped)', () => {
     expect(r?.requeueAfterMs).toBeGreaterThan(3000);
   });
 
-  it('Halted asks the guest to shut down without holding the worker, and destroys it after the grace', async () => {
+  it('#12.10 Halted asks the guest to shut down without holding the worker, and destroys it after the grace', async () => {
     const w = world({ shutdownTimeoutMs: 50 });
     built(w);
     w.conn.addDomain(UID, DomainState.RUNNING);
@@ -380,7 +380,7 @@ describe('#12.12 no stale status on failed and deleted Instances', () => {
     expect(w.api.finalizerWrites).toEqual([[]]);
   });
 
-  it('delete shuts a running guest down without holding the worker, destroying it after the grace', async () => {
+  it('#12.10 delete shuts a running guest down without holding the worker, destroying it after the grace', async () => {
     const w = world({ shutdownTimeoutMs: 30 });
     built(w);
     w.conn.addDomain(UID, DomainState.RUNNING);
@@ -406,7 +406,7 @@ describe('#12.12 no stale status on failed and deleted Instances', () => {
     expect(w2.api.finalizerWrites).toEqual([]);
   });
 
-  it('a delete during a build waits for it without blocking, and the build stops at its next step', async () => {
+  it('#12.10 a delete during a build waits for it without blocking, and the build stops at its next step', async () => {
     const w = world();
     w.host.bridges.add('br-test');
     let release!: () => void;
