@@ -37,6 +37,8 @@ export interface ClusterOptions {
   agents?: AgentSpec[];
   agentEnv?: Record<string, string>;
   operatorEnv?: Record<string, string>;
+  /** Command prefix of the local stack's agents (see offline.ts). */
+  agentPrefix?: string[];
 }
 
 export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
@@ -63,6 +65,7 @@ async function localCluster(opts: ClusterOptions): Promise<LocalCluster> {
     agents: opts.agents,
     agentEnv: opts.agentEnv,
     operatorEnv: opts.operatorEnv,
+    agentPrefix: opts.agentPrefix,
   });
   const namespace = `e2e-${opts.suite}`;
   const api = loadKubeConfig(kova.kubeconfigPath).makeApiClient(CustomObjectsApi);

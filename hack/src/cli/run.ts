@@ -1,56 +1,60 @@
-// `npm start`: a local kova to try. Starts the control plane, the operator and a node agent,
-// boots the demo Instance while showing each phase as it happens, proves the guest came up
-// with its address, and tears everything down on Ctrl-C.
+// `npm start`: a local kova to try. Starts the control plane, the operator and a node agent
+// (restarted when they crash, as the cluster would), boots the demo Instance while showing each
+// phase as it happens, proves the guest came up with its address, and on Ctrl-C, SIGTERM or a
+// closed terminal (SIGHUP) deletes every Instance and stops everything (teardown.ts).
 import { CustomObjectsApi } from '@kubernetes/client-node';
-import { apiStatus, loadKubeConfig, logger } from '@kova/controller-kit';
+import { loadKubeConfig, logger } from '@kova/controller-kit';
 import { GROUP, VERSION, type IInstance } from '@kova/crds';
-import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { kubectlPath } from '../control-plane.js';
 import { LocalKova } from '../local-kova.js';
+import { hostNow, type HostBefore, type Leftover } from './footprint.js';
+import { LOCAL_RUN } from './settings.js';
+import { teardown } from './teardown.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const log = logger('kova-run');
 const out = (line = '') => process.stdout.write(`${line}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-let kova: LocalKova | undefined;
+// A closed terminal (SIGHUP) fails every later write with EIO; unhandled, that would end the
+// process in the middle of its teardown. The lines are lost with the terminal either way.
+for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
+
+let starting: Promise<LocalKova> | undefined;
+let before: HostBefore = { bridges: new Set(), chains: new Set() };
 let stopping = false;
 
-/** Deletes the demo Instance (the agent removes its domain, disks and tap), then everything else. */
-async function stop(code: number): Promise<never> {
-  if (stopping) return new Promise<never>(() => undefined);
+/** Deletes every Instance (the agent removes domains, disks and taps), then everything else. */
+async function stop(why: string, code: number): Promise<void> {
+  if (stopping) return;
   stopping = true;
-  out('\nStopping: deleting the demo Instance, then every process…');
-  let clean = true;
-  if (kova) {
-    const api = loadKubeConfig(kova.kubeconfigPath).makeApiClient(CustomObjectsApi);
-    clean = await deleteDemo(api).then(
-      () => true,
-      (err: Error) => {
-        log.error('could not delete the demo Instance', { error: err });
-        return false;
-      },
-    );
-    await kova.stop();
+  out(`\nStopping (${why}): deleting every Instance, then every process…`);
+  // A signal during start-up waits for it; a start that failed has already cleaned up.
+  const kova = await starting?.catch(() => undefined);
+  let left: Leftover[] = [];
+  try {
+    if (kova) left = await teardown(kova, { log, say: out, before });
+  } catch (err) {
+    log.error('teardown failed', { error: err as Error });
+    out('Stopped, but the teardown failed (see the log): check `virsh list --all` and `ip link`.');
+    process.exit(1);
   }
-  await promisify(execFile)('ip', ['link', 'delete', 'dev', 'kova-br0']).catch(() => undefined);
-  out(
-    clean
-      ? 'Stopped; no domain, bridge, process or temporary directory is left.'
-      : 'Stopped, but the demo domain may remain: check `virsh list --all`.',
-  );
-  process.exit(clean ? code : 1);
+  if (left.length === 0)
+    out('Stopped; no domain, tap, bridge, process or temporary directory of this run is left.');
+  else out(`Stopped, but these are left: ${left.map((l) => `${l.kind} ${l.name}`).join('; ')}`);
+  process.exit(left.length ? 1 : code);
 }
 
 async function main(): Promise<void> {
-  process.on('SIGINT', () => void stop(0));
-  process.on('SIGTERM', () => void stop(0));
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
+    process.on(signal, () => void stop(signal, 0));
   out('Starting kova: control plane, operator, node agent…');
-  kova = await LocalKova.start({ log, agentEnv: { KOVA_SHUTDOWN_TIMEOUT_SECONDS: '5' } });
+  before = await hostNow();
+  starting = LocalKova.start({ log, ...LOCAL_RUN });
+  const kova = await starting;
   const api = loadKubeConfig(kova.kubeconfigPath).makeApiClient(CustomObjectsApi);
 
   for (const f of ['flavors.yaml', 'network.yaml']) await kova.apply(join(root, 'examples', f));
@@ -70,7 +74,7 @@ async function main(): Promise<void> {
   out('  kubectl get inst,hv            # the Instance and this hypervisor');
   out('  kubectl get kova -A            # every kova object');
   out('  kubectl describe inst demo     # conditions and events');
-  out('Press Ctrl-C to stop everything.');
+  out('Ctrl-C deletes every Instance and stops everything.');
 }
 
 /** Prints each phase with the time it took, until Active (or a fault). */
@@ -128,29 +132,9 @@ async function httpGet(url: string, timeoutMs = 30_000): Promise<string> {
   }
 }
 
-async function deleteDemo(api: CustomObjectsApi): Promise<void> {
-  const ref = {
-    group: GROUP,
-    version: VERSION,
-    plural: 'instances',
-    namespace: 'default',
-    name: 'demo',
-  };
-  await api.deleteNamespacedCustomObject(ref).catch((err) => {
-    if (apiStatus(err) !== 404) throw err;
-  });
-  for (let i = 0; i < 600; i++) {
-    const gone = await api.getNamespacedCustomObject(ref).then(
-      () => false,
-      (err) => apiStatus(err) === 404,
-    );
-    if (gone) return;
-    await sleep(100);
-  }
-  throw new Error('the demo Instance was not deleted within 60 s');
-}
-
 main().catch(async (err: Error) => {
+  // Once stopping, the teardown itself makes the demo's API calls fail: that is no start failure.
+  if (stopping) return;
   log.error('kova did not start', { error: err });
-  await stop(1);
+  await stop('start-up failed', 1);
 });
