@@ -11,8 +11,20 @@ ensure_packages libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
 if [ -c /dev/kvm ] && getent group kvm >/dev/null; then
   chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
 fi
-pgrep -x virtlogd >/dev/null || virtlogd -d
-if ! pgrep -x libvirtd >/dev/null; then
+# Whether the host's daemon runs, by the pid file it writes (/run/<name>.pid): `pgrep -x` would
+# also see the daemons of lab nodes (hack/lab/), which share our pid namespace but keep their pid
+# files in their own /run/libvirt. The pid must name that daemon, in our pid and mount namespace
+# (a stale file's pid may have been reused).
+host_daemon_runs() {
+  local pid
+  pid=$(cat "/run/$1.pid" 2>/dev/null) || return 1
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ] || return 1
+  [ "$(readlink "/proc/$pid/ns/pid")" = "$(readlink /proc/self/ns/pid)" ] || return 1
+  [ "$(readlink "/proc/$pid/ns/mnt")" = "$(readlink /proc/self/ns/mnt)" ]
+}
+host_daemon_runs virtlogd || virtlogd -d
+if ! host_daemon_runs libvirtd; then
   libvirtd -d
   for _ in $(seq 50); do virsh -c qemu:///system version >/dev/null 2>&1 && break; sleep 0.2; done
 fi
