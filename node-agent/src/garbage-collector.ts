@@ -45,32 +45,24 @@ export class GarbageCollector {
       const xml = await xmlOf(dom);
       if (xml === undefined) continue;
       const owner = ownerOf(xml);
-      if (!owner || owner.node !== this.config.nodeName) {
-        domainFiles.push(...filesOf(xml));
-        continue;
+      if (owner?.node === this.config.nodeName) {
+        kovaDomains.add(owner.uid);
+        if (this.orphanExpired(owner.uid, live, now)) {
+          await removeDomain({ session: this.session, paths: this.paths }, owner.uid, (d) =>
+            d.destroy(),
+          );
+          this.orphanSince.delete(owner.uid);
+          removed.push(`domain ${dom.name}`);
+          this.logger.info('removed orphaned domain', {
+            domain: dom.name,
+            instance: `${owner.namespace}/${owner.name}`,
+            uid: owner.uid,
+          });
+          continue;
+        }
       }
-      kovaDomains.add(owner.uid);
-      if (live.has(owner.uid)) {
-        domainFiles.push(...filesOf(xml));
-        this.orphanSince.delete(owner.uid);
-        continue;
-      }
-      const since = this.orphanSince.get(owner.uid) ?? now;
-      this.orphanSince.set(owner.uid, since);
-      if (now - since < this.config.orphanGraceMs) {
-        domainFiles.push(...filesOf(xml));
-        continue;
-      }
-      await removeDomain({ session: this.session, paths: this.paths }, owner.uid, (d: Domain) =>
-        d.destroy(),
-      );
-      this.orphanSince.delete(owner.uid);
-      removed.push(`domain ${dom.name}`);
-      this.logger.info('removed orphaned domain', {
-        domain: dom.name,
-        instance: `${owner.namespace}/${owner.name}`,
-        uid: owner.uid,
-      });
+      // Any domain kept, kova's or not, keeps the files it opens.
+      domainFiles.push(...filesOf(xml));
     }
     const dirs = await readdir(this.paths.instances).catch(() => [] as string[]);
     // Read after the listing: an Instance that arrived meanwhile has its directory listed too.
@@ -89,6 +81,17 @@ export class GarbageCollector {
     for (const f of await this.cache.collect(inUse, this.config.imageTtlMs, now))
       removed.push(`image ${f}`);
     return removed;
+  }
+
+  /** Whether a kova domain has had no Instance here for the whole grace period. */
+  private orphanExpired(uid: string, live: Set<string>, now: number): boolean {
+    if (live.has(uid)) {
+      this.orphanSince.delete(uid);
+      return false;
+    }
+    const since = this.orphanSince.get(uid) ?? now;
+    this.orphanSince.set(uid, since);
+    return now - since >= this.config.orphanGraceMs;
   }
 
   /** Checksums of the cached bases something on this node may still open. */

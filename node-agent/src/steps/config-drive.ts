@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Interface } from '@kova/crds';
 import { run } from '../host/exec.js';
-import { INSTANCE_FILE_MODE } from './disks.js';
+import { createPrivate, INSTANCE_FILE_MODE } from './disks.js';
 
 export interface ConfigDriveInput {
   instanceId: string;
@@ -48,6 +48,7 @@ export async function buildConfigDrive(path: string, input: ConfigDriveInput): P
     await writeFile(join(dir, 'meta-data'), metaData(input));
     await writeFile(join(dir, 'user-data'), userData(input));
     await writeFile(join(dir, 'network-config'), networkConfig(input));
+    await createPrivate(`${path}.tmp`);
     await run('genisoimage', [
       '-quiet',
       '-output',

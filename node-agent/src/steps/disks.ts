@@ -8,7 +8,7 @@
 // distribution and lives on the host, not in the agent's container, so no one else may list or
 // read, but anyone may pass through to a file whose mode lets them in (none does).
 import type { IFlavor } from '@kova/crds';
-import { chmod, mkdir, rename, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { BuildFault } from '../errors.js';
 import { run } from '../host/exec.js';
 import type { StatePaths } from '../host/paths.js';
@@ -33,6 +33,7 @@ async function create(path: string, args: string[]): Promise<void> {
   if (await exists(path)) return;
   const tmp = `${path}.tmp`;
   try {
+    await createPrivate(tmp);
     await run('qemu-img', ['create', '-q', ...args.map((a) => (a === '@OUT' ? tmp : a))]);
     await chmod(tmp, INSTANCE_FILE_MODE);
     await rename(tmp, path);
@@ -45,6 +46,15 @@ async function create(path: string, args: string[]): Promise<void> {
       { cause: err },
     );
   }
+}
+
+/**
+ * Creates an empty file that is private from its first byte: the tools writing into it keep its
+ * mode, and the chmod after them covers one that would not.
+ */
+export async function createPrivate(path: string): Promise<void> {
+  await writeFile(path, '', { mode: INSTANCE_FILE_MODE });
+  await chmod(path, INSTANCE_FILE_MODE);
 }
 
 /** Makes the Instance's directory, tightening one an older agent made 0755. */

@@ -6,6 +6,7 @@
 // connections the node or the outside opened (the e2e suites curl guests) stay established.
 // Guest to guest on one bridge is bridged, not routed, and is left alone here (the per-NIC
 // anti-spoofing filter polices it). A Network that may reach further is for a later issue.
+import { access } from 'node:fs/promises';
 import { BuildFault } from '../errors.js';
 import { run } from '../host/exec.js';
 
@@ -42,7 +43,12 @@ export function guardHost(bridge: string): Promise<void> {
 }
 
 async function install(bridge: string): Promise<void> {
-  for (const tool of ['iptables', 'ip6tables']) {
+  // A kernel without IPv6 has nothing to guard there (and no ip6tables tables to write).
+  const ipv6 = await access('/proc/sys/net/ipv6').then(
+    () => true,
+    () => false,
+  );
+  for (const tool of ipv6 ? ['iptables', 'ip6tables'] : ['iptables']) {
     for (const [parent, chain] of Object.entries(GUARD_CHAINS)) {
       const present = await succeeds(tool, ['-w', '-S', chain]);
       if (!present) await run(tool, ['-w', '-N', chain]);
