@@ -25,7 +25,8 @@ import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeResult } from './results.js';
+import { writeChart, writeResult } from './results.js';
+import { cdf, latencyChart } from './svg.js';
 import { ms, quantile } from './stats.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -201,6 +202,16 @@ async function main(): Promise<void> {
     const raw = await rawSamples(kova);
     const pct = (v: number[]) => `${ms(quantile(v, 0.5))} / ${ms(quantile(v, 0.95))}`;
     const ratio = quantile(k.total, 0.5) / quantile(raw, 0.5);
+    writeChart(
+      'boot-latency',
+      latencyChart(`Boot: creation → Active, ${samples} sequential (TCG)`, 'milliseconds', [
+        { name: `kova (p50 ${ms(quantile(k.total, 0.5))})`, points: cdf(k.total) },
+        {
+          name: `raw libvirt + qemu-img + genisoimage (p50 ${ms(quantile(raw, 0.5))})`,
+          points: cdf(raw),
+        },
+      ]),
+    );
     writeResult(
       'boot-latency',
       [

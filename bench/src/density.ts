@@ -11,7 +11,8 @@ import { execFileSync } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pidsOf, rssMiB } from './proc.js';
-import { writeResult, type Row } from './results.js';
+import { writeChart, writeResult, type Row } from './results.js';
+import { cdf, latencyChart } from './svg.js';
 import { ms, quantile } from './stats.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -115,6 +116,14 @@ async function main(): Promise<void> {
         },
       );
     }
+    writeChart(
+      `density-${mode}`,
+      latencyChart(
+        `Density (${mode === 'qemu' ? 'QEMU TCG' : 'libvirt test driver'}): ${COUNT} Instances, one every ${INTERVAL_MS} ms`,
+        'creation → Active, milliseconds',
+        [{ name: `kova (p50 ${ms(quantile(latency, 0.5))})`, points: cdf(latency) }],
+      ),
+    );
     writeResult(`density-${mode}`, rows, {
       count: COUNT,
       intervalMs: INTERVAL_MS,

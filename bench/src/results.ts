@@ -1,8 +1,9 @@
 // Every benchmark ends the same way: its rows printed as a table, and bench/results/<name>.json
-// written with the rows, the raw samples, this machine and the versions measured.
+// written with the rows, the raw samples, this machine and the versions measured; beside it a
+// chart, bench/results/<name>.svg. Both are a local run's results, kept out of git.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -26,6 +27,35 @@ export function table(rows: Row[]): string {
   ].join('\n');
 }
 
+/** A table with columns of its own, e.g. the same measures for several schedulers. */
+export interface Grid {
+  title: string;
+  header: string[];
+  rows: string[][];
+}
+
+export function gridTable(g: Grid): string {
+  const widths = g.header.map((h, i) =>
+    Math.max(h.length, ...g.rows.map((r) => (r[i] ?? '').length)),
+  );
+  const line = (cells: string[]) =>
+    `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join(' | ')} |`;
+  return [
+    g.title,
+    line(g.header),
+    `|${widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`,
+    ...g.rows.map(line),
+  ].join('\n');
+}
+
+export function writeChart(name: string, svg: string): string {
+  mkdirSync(resultsDir, { recursive: true });
+  const path = join(resultsDir, `${name}.svg`);
+  writeFileSync(path, svg);
+  process.stdout.write(`chart: ${path}\n`);
+  return path;
+}
+
 function versions(): Record<string, string> {
   const first = (cmd: string, args: string[]) => {
     try {
@@ -43,25 +73,36 @@ function versions(): Record<string, string> {
   };
 }
 
-export function writeResult(name: string, rows: Row[], raw: Record<string, unknown>): void {
+export function writeResult(
+  name: string,
+  rows: Row[],
+  raw: Record<string, unknown>,
+  grids: Grid[] = [],
+): void {
   process.stdout.write(`\n${name}\n${table(rows)}\n`);
+  for (const g of grids) process.stdout.write(`\n${gridTable(g)}\n`);
   mkdirSync(resultsDir, { recursive: true });
   const machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryBytes: totalmem() };
   writeFileSync(
     join(resultsDir, `${name}.json`),
-    `${JSON.stringify({ name, when: new Date().toISOString(), machine, versions: versions(), rows, raw }, null, 2)}\n`,
+    `${JSON.stringify({ name, when: new Date().toISOString(), machine, loadavg: loadavg(), versions: versions(), rows, grids, raw }, null, 2)}\n`,
   );
 }
 
-/** Every result on disk, in the order given, as one table. */
+/** Every result on disk, in the order given, as one table, then each result's own grids. */
 export function combinedTable(order: string[]): string {
   const files = readdirSync(resultsDir).filter((f) => f.endsWith('.json'));
-  const rows = order
+  const results = order
     .filter((n) => files.includes(`${n}.json`))
-    .flatMap(
+    .map(
       (n) =>
-        (JSON.parse(readFileSync(join(resultsDir, `${n}.json`), 'utf8')) as { rows?: Row[] })
-          .rows ?? [],
+        JSON.parse(readFileSync(join(resultsDir, `${n}.json`), 'utf8')) as {
+          rows?: Row[];
+          grids?: Grid[];
+        },
     );
-  return table(rows);
+  return [
+    table(results.flatMap((r) => r.rows ?? [])),
+    ...results.flatMap((r) => r.grids ?? []).map(gridTable),
+  ].join('\n\n');
 }

@@ -1,10 +1,14 @@
-// Scheduler throughput at 1,000 hypervisors: simulated hypervisors (Node, Hypervisor with
-// capacity, heartbeat Lease) on the real local control plane, the real operator process, and
-// 5,000 Instances created at once. Measured: bindings per second (first to last bind seen by a
-// watch), time to bind per Instance (create call → watch shows status.nodeName), the
-// scheduler's own compute per decision and the operator's API writes per binding (its
-// /metrics), the operator's memory holding it all. Verified afterwards: no hypervisor over its
-// allocation ratio, no duplicate IP or MAC.
+// Scheduler throughput at 1,000 hosts, kova side by side with kube-scheduler on one local
+// control plane in one run. First kube-scheduler (same pinned Kubernetes version), twice — with
+// its default client limits and unthrottled — binds N pods requesting an m1.nano's CPU, memory
+// and disk onto 1,000 Ready Node objects sized like the hypervisors (no kubelets); those Nodes
+// and pods are then deleted. Then kova: simulated hypervisors (Node, Hypervisor with capacity,
+// heartbeat Lease), the real operator process, N Instances created at once. Measured for each:
+// bindings per second (first to last bind seen by a watch), time to bind (create call → watch
+// shows the object bound), API writes per binding (the API server's apiserver_request_total),
+// CPU per process; for kova also the scheduler's compute per decision, its own write counts
+// (its /metrics) and its memory. Verified afterwards: no hypervisor over its allocation ratio,
+// no duplicate IP or MAC. Writes bench/results/scheduler-throughput.{json,svg}.
 import { CustomObjectsApi } from '@kubernetes/client-node';
 import { Informer, loadKubeConfig, logger } from '@kova/controller-kit';
 import { API_VERSION, GROUP, VERSION, type IHypervisor, type IInstance } from '@kova/crds';
@@ -22,22 +26,65 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpus } from 'node:os';
 import { selectHost, type HostState, type RequestSpec } from '@kova/operator';
-import { cpuSeconds, pidsOf } from './proc.js';
+import {
+  bindingsPerSecond,
+  createNodes,
+  deleteNodes,
+  kubeSchedulerRun,
+  measureBinds,
+  writesPerBinding,
+  type BindRun,
+} from './kube-scheduler.js';
+import { pidsOf } from './proc.js';
 import { scrape, total } from './prometheus.js';
 import { ms, quantile } from './stats.js';
-import { writeResult, type Row } from './results.js';
+import { writeChart, writeResult, type Grid, type Row } from './results.js';
+import { lineChart } from './svg.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const HOSTS = Number(process.env.BENCH_HOSTS ?? 1000);
 const INSTANCES = Number(process.env.BENCH_INSTANCES ?? 5000);
 const CREATE_CONCURRENCY = 100;
+// BENCH_KUBE_SCHEDULER=0 leaves kube-scheduler out (kova alone).
+const KUBE_SCHEDULER = process.env.BENCH_KUBE_SCHEDULER !== '0';
 const log = logger('bench-scheduler');
 // 4 cores × 4.0 = 16 vCPUs and (1,536 − 512 reserved) MiB: 8 m1.nano per host, 8,000 in all.
 const HOST = { vcpus: 4, memoryMiB: 1536, diskGiB: 100 };
+// The same room as a Node's allocatable for kube-scheduler, and an m1.nano as a pod's requests.
+const NODE = { cpu: HOST.vcpus * 4, memoryMiB: HOST.memoryMiB - 512, diskGiB: HOST.diskGiB };
+const M1_NANO = { cpu: 1, memoryMiB: 128, diskGiB: 1 };
 type Inst = IInstance & { metadata: { name: string; uid: string } };
 
 async function main(): Promise<void> {
   const cp = await LocalControlPlane.start({ log: (m, f) => log.debug(m, f) });
+  const kc = loadKubeConfig(cp.endpoints.kubeconfigPath);
+  // kube-scheduler first, on Nodes of its own, before the operator or any hypervisor exists;
+  // its Nodes are deleted again before kova's run.
+  const peers: BindRun[] = [];
+  if (KUBE_SCHEDULER) {
+    try {
+      const t0 = Date.now();
+      await createNodes(kc, HOSTS, NODE);
+      log.info('nodes for kube-scheduler registered', {
+        nodes: HOSTS,
+        seconds: (Date.now() - t0) / 1000,
+      });
+      for (const [label, client] of [
+        ['default', undefined],
+        ['unthrottled', { qps: 5000, burst: 5000 }],
+      ] as const) {
+        peers.push(
+          await kubeSchedulerRun(cp, kc, { label, n: INSTANCES, request: M1_NANO, client, log }),
+        );
+        const r = peers[peers.length - 1] as BindRun;
+        log.info('kube-scheduler run', { label, bindingsPerSecond: bindingsPerSecond(r) });
+      }
+      await deleteNodes(kc);
+    } catch (err) {
+      await cp.stop();
+      throw err;
+    }
+  }
   const port = await freePort();
   // BENCH_OPERATOR_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" profiles the operator.
   const nodeArgs = (process.env.BENCH_OPERATOR_NODE_ARGS ?? '').split(' ').filter(Boolean);
@@ -60,7 +107,6 @@ async function main(): Promise<void> {
     operator.once('exit', (code) => reject(new Error(`the operator exited (${code})`))),
   );
   try {
-    const kc = loadKubeConfig(cp.endpoints.kubeconfigPath);
     const api = kc.makeApiClient(CustomObjectsApi);
     await applyCrds(cp.endpoints.kubeconfigPath);
     await applyFile(join(root, 'examples', 'flavors.yaml'), {
@@ -124,15 +170,6 @@ async function main(): Promise<void> {
     );
 
     const before = await scrape(`http://127.0.0.1:${port}/metrics`);
-    const components = {
-      'kube-apiserver': pidsOf('kube-apiserver', cp.endpoints.dir)[0],
-      etcd: pidsOf('etcd', cp.endpoints.dir)[0],
-      operator: operator.pid,
-    };
-    const cpuBefore = Object.fromEntries(
-      Object.entries(components).map(([k, pid]) => [k, pid ? cpuSeconds(pid) : 0]),
-    );
-    const sentAt = new Map<string, number>();
     const boundAt = new Map<string, number>();
     const watch = new Informer<Inst>(
       kc,
@@ -145,46 +182,38 @@ async function main(): Promise<void> {
     });
     await watch.start();
     const names = Array.from({ length: INSTANCES }, (_, i) => `s-${i}`);
-    const createStart = performance.now();
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: CREATE_CONCURRENCY }, async () => {
-        for (let i = next++; i < names.length; i = next++) {
-          const name = names[i] as string;
-          sentAt.set(name, performance.now());
-          await api.createNamespacedCustomObject({
-            group: GROUP,
-            version: VERSION,
-            plural: 'instances',
-            namespace: 'default',
-            body: {
-              apiVersion: API_VERSION,
-              kind: 'Instance',
-              metadata: { name },
-              spec: { flavor: 'm1.nano', image: 'bench', networks: [{ network: 'bench' }] },
-            },
-          });
-        }
-      }),
-    );
-    const createdIn = performance.now() - createStart;
-    await Promise.race([
-      until('every Instance bound', () => boundAt.size === INSTANCES, 600_000, 200),
+    const kova = await measureBinds(
+      cp,
+      'kova',
+      names,
+      (name) =>
+        api.createNamespacedCustomObject({
+          group: GROUP,
+          version: VERSION,
+          plural: 'instances',
+          namespace: 'default',
+          body: {
+            apiVersion: API_VERSION,
+            kind: 'Instance',
+            metadata: { name },
+            spec: { flavor: 'm1.nano', image: 'bench', networks: [{ network: 'bench' }] },
+          },
+        }),
+      boundAt,
+      {
+        'kube-apiserver': pidsOf('kube-apiserver', cp.endpoints.dir)[0],
+        etcd: pidsOf('etcd', cp.endpoints.dir)[0],
+        operator: operator.pid,
+      },
       exited,
-    ]);
-    const after = await scrape(`http://127.0.0.1:${port}/metrics`);
-    const cpu = Object.fromEntries(
-      Object.entries(components).map(([k, pid]) => [
-        k,
-        pid ? cpuSeconds(pid) - (cpuBefore[k] as number) : 0,
-      ]),
     );
-    const elapsed = (performance.now() - createStart) / 1000;
+    const after = await scrape(`http://127.0.0.1:${port}/metrics`);
     await watch.stop();
-
-    const binds = [...boundAt.values()];
-    const window = Math.max(...binds) - Math.min(...binds);
-    const toBind = names.map((n) => (boundAt.get(n) as number) - (sentAt.get(n) as number));
+    const cpu = kova.cpuSeconds;
+    const elapsed = kova.elapsedSeconds;
+    const window = kova.windowMs;
+    const toBind = kova.toBindMs;
+    const createdIn = kova.createMs;
     const delta = (name: string, ...labels: string[]) =>
       total(after, name, ...labels) - total(before, name, ...labels);
     const decisions = delta('kova_scheduling_duration_seconds_count');
@@ -237,22 +266,120 @@ async function main(): Promise<void> {
         value: `${verdict.overRatio} / ${verdict.dupIPs} / ${verdict.dupMACs}`,
       },
     ];
-    writeResult('scheduler-throughput', rows, {
-      hosts: HOSTS,
-      instances: INSTANCES,
-      host: HOST,
-      createConcurrency: CREATE_CONCURRENCY,
-      bindWindowMs: window,
-      createMs: createdIn,
-      timeToBindMs: toBind,
-      decisions,
-      cpuSeconds: cpu,
-      elapsedSeconds: elapsed,
-      schedulingSecondsSum: delta('kova_scheduling_duration_seconds_sum'),
-      writes,
-      operatorRssMiB: rssMiB,
-      verdict,
-    });
+    const grids: Grid[] = [];
+    const runs = [kova, ...peers];
+    if (peers.length) {
+      const unthrottled = peers.find((p) => p.label === 'ks-unthrottled') as BindRun;
+      const rate = (r: BindRun) => bindingsPerSecond(r).toFixed(0);
+      const wpb = (r: BindRun) => writesPerBinding(r, r === kova ? 'POST instances' : 'POST pods');
+      const ratio = bindingsPerSecond(kova) / bindingsPerSecond(unthrottled);
+      rows.unshift(
+        {
+          measure: `scheduler side by side: bindings/s kova / kube-scheduler default / unthrottled`,
+          value: runs.map(rate).join(' / '),
+        },
+        {
+          measure: 'scheduler side by side: kova / unthrottled kube-scheduler (bindings/s)',
+          value: ratio.toFixed(2),
+          goal: '≥ 1',
+        },
+        {
+          measure: 'scheduler side by side: API writes per binding kova / kube-scheduler',
+          value: `${wpb(kova).perBinding.toFixed(2)} / ${wpb(unthrottled).perBinding.toFixed(2)}`,
+          goal: '≤ 1.5',
+        },
+      );
+      const cell = (r: BindRun, f: (r: BindRun) => string) => f(r);
+      const line = (measure: string, f: (r: BindRun) => string) => [
+        measure,
+        ...runs.map((r) => cell(r, f)),
+      ];
+      grids.push({
+        title: `scheduler side by side: ${INSTANCES} objects onto ${HOSTS} hosts, one control plane, one run`,
+        header: [
+          'measure',
+          'kova',
+          'kube-scheduler default (QPS 50, burst 100)',
+          'kube-scheduler unthrottled (qps/burst 5000)',
+        ],
+        rows: [
+          line('bindings/s', rate),
+          line(
+            'time to bind p50 / p99',
+            (r) => `${ms(quantile(r.toBindMs, 0.5))} / ${ms(quantile(r.toBindMs, 0.99))}`,
+          ),
+          line('API writes per binding', (r) => wpb(r).perBinding.toFixed(2)),
+          line('API writes per binding, events left out', (r) =>
+            (
+              wpb(r).perBinding -
+              Object.entries(wpb(r).counted)
+                .filter(([what]) => what.endsWith(' events'))
+                .reduce((a, [, n]) => a + n / r.n, 0)
+            ).toFixed(2),
+          ),
+          ...[...new Set(runs.flatMap((r) => Object.keys(wpb(r).counted)))]
+            .sort()
+            .map((what) =>
+              line(`  of which ${what}`, (r) => ((wpb(r).counted[what] ?? 0) / r.n).toFixed(2)),
+            ),
+          line('creates/s the API server took', (r) => (r.n / (r.createMs / 1000)).toFixed(0)),
+          line('CPU s: apiserver / etcd / scheduler', (r) =>
+            Object.values(r.cpuSeconds)
+              .map((v) => v.toFixed(0))
+              .join(' / '),
+          ),
+          line('run: first create → last bind', (r) => `${r.elapsedSeconds.toFixed(0)} s`),
+          line('kova / this (bindings/s)', (r) =>
+            (bindingsPerSecond(kova) / bindingsPerSecond(r)).toFixed(2),
+          ),
+        ],
+      });
+    }
+    // ks-default ran first; the chart lists kova first.
+    const seriesName: Record<string, string> = {
+      kova: 'kova',
+      'ks-default': 'kube-scheduler, default client limits (QPS 50)',
+      'ks-unthrottled': 'kube-scheduler, unthrottled (qps/burst 5000)',
+    };
+    writeChart(
+      'scheduler-throughput',
+      lineChart({
+        title: `Objects bound over time: ${INSTANCES} onto ${HOSTS} hosts, same control plane`,
+        xLabel: 'seconds since the first create call',
+        yLabel: 'objects bound',
+        series: runs.map((r) => ({
+          name: `${seriesName[r.label] ?? r.label}: ${bindingsPerSecond(r).toFixed(0)}/s`,
+          points: [[0, 0], ...r.boundAtMs.map((t, i): [number, number] => [t / 1000, i + 1])],
+        })),
+      }),
+    );
+    writeResult(
+      'scheduler-throughput',
+      rows,
+      {
+        hosts: HOSTS,
+        instances: INSTANCES,
+        host: HOST,
+        createConcurrency: CREATE_CONCURRENCY,
+        bindWindowMs: window,
+        createMs: createdIn,
+        timeToBindMs: toBind,
+        decisions,
+        cpuSeconds: cpu,
+        elapsedSeconds: elapsed,
+        schedulingSecondsSum: delta('kova_scheduling_duration_seconds_sum'),
+        writes,
+        operatorRssMiB: rssMiB,
+        verdict,
+        runs: runs.map((r) => ({
+          ...r,
+          ...writesPerBinding(r, r === kova ? 'POST instances' : 'POST pods'),
+        })),
+        apiWritesCounted:
+          'mutating requests (POST/PUT/PATCH/APPLY/DELETE) in apiserver_request_total from the first create to 3 s after the last bind, less the benchmark’s own creates and Lease writes; events counted',
+      },
+      grids,
+    );
     if (verdict.overRatio || verdict.dupIPs || verdict.dupMACs) process.exitCode = 1;
   } finally {
     await fleet?.stop();
