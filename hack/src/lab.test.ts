@@ -6,11 +6,14 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { CoordinationV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { apiStatus, loadKubeConfig, logger } from '@kova/controller-kit';
 import { GROUP, VERSION } from '@kova/crds';
-import { execFile, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { NodeLab, type LabNodePids } from './lab.js';
+import { NodeLab, removeAbandonedLabs, type LabNodePids } from './lab.js';
 import { until } from './until.js';
 
 const run = promisify(execFile);
@@ -19,7 +22,9 @@ const custom = kc.makeApiClient(CustomObjectsApi);
 const leases = kc.makeApiClient(CoordinationV1Api);
 const core = kc.makeApiClient(CoreV1Api);
 const SYSTEM_NS = 'kova-system';
-const [A, B] = ['lab-a', 'lab-b'];
+const [A, B, ORPHAN] = ['lab-a', 'lab-b', 'lab-orphan'];
+const labCli = join(resolve(dirname(fileURLToPath(import.meta.url)), '..'), 'dist', 'lab-cli.js');
+const log = logger('lab-test');
 const HEARTBEAT_SECONDS = 2;
 
 let lab: NodeLab;
@@ -67,7 +72,7 @@ beforeAll(async () => {
     if (apiStatus(err) !== 409) throw err;
   });
   lab = await NodeLab.start({
-    log: logger('lab-test'),
+    log,
     nodes: [A, B],
     agentEnv: { KOVA_HEARTBEAT_SECONDS: String(HEARTBEAT_SECONDS) },
   });
@@ -76,7 +81,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const s of servers) s.kill();
   await lab?.stop();
-  for (const name of [A, B]) {
+  for (const name of [A, B, ORPHAN]) {
     await custom
       .deleteClusterCustomObject({ group: GROUP, version: VERSION, plural: 'hypervisors', name })
       .catch(() => undefined);
@@ -184,5 +189,40 @@ describe('node lab', () => {
     // The host's libvirtd was never touched.
     expect(alive(hostLibvirtd)).toBe(true);
     expect(await virshList()).toBeDefined();
+  });
+});
+
+describe('a lab whose starter is killed with -9', () => {
+  it('dies with its starter, and the next start removes the directory it left', async () => {
+    const starter = spawn(process.execPath, [labCli, ORPHAN], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const lines: Record<string, unknown>[] = [];
+    for await (const line of createInterface({ input: starter.stdout })) {
+      lines.push(JSON.parse(line) as Record<string, unknown>);
+      if (lines.at(-1)?.ready) break;
+    }
+    const node = lines.find((l) => l.node === ORPHAN) as { pids: LabNodePids } | undefined;
+    const { dir, rootLink } = lines.at(-1) as { dir: string; rootLink: string };
+    expect(node).toBeDefined();
+    for (const pid of allPids(node!.pids)) expect(alive(pid)).toBe(true);
+
+    process.kill(starter.pid as number, 'SIGKILL');
+    await until(
+      'every process of the orphaned node gone',
+      () => allPids(node!.pids).every((pid) => !alive(pid)),
+      10_000,
+      100,
+    );
+    await until(
+      `link ${rootLink} gone with the switch`,
+      async () => !(await run('ip', ['-o', 'link'])).stdout.includes(rootLink),
+      10_000,
+      100,
+    );
+    // Only the directory is left, for the next start to remove.
+    expect(existsSync(dir)).toBe(true);
+    await removeAbandonedLabs(log);
+    expect(existsSync(dir)).toBe(false);
   });
 });

@@ -568,7 +568,7 @@ async function claimSlot(): Promise<{ slot: number; dir: string }> {
  * with them their namespaces and links; what may remain is removed here: any recorded process
  * still alive (only if it is still the one recorded), the root link, the directory.
  */
-async function removeAbandonedLabs(log: Logger): Promise<void> {
+export async function removeAbandonedLabs(log: Logger): Promise<void> {
   for (const name of await readdir(tmpdir())) {
     if (!name.startsWith(DIR_PREFIX)) continue;
     const dir = join(tmpdir(), name);
