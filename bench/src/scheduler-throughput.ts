@@ -317,11 +317,12 @@ async function main(): Promise<void> {
                 .reduce((a, [, n]) => a + n / r.n, 0)
             ).toFixed(2),
           ),
-          ...[...new Set(runs.flatMap((r) => Object.keys(wpb(r).counted)))]
-            .sort()
-            .map((what) =>
-              line(`  of which ${what}`, (r) => ((wpb(r).counted[what] ?? 0) / r.n).toFixed(2)),
-            ),
+          ...[...new Set(runs.flatMap((r) => Object.keys(wpb(r).counted)))].sort().map((what) =>
+            line(`  of which ${what}`, (r) => {
+              const n = wpb(r).counted[what];
+              return n ? (n / r.n).toFixed(2) : '—';
+            }),
+          ),
           line('creates/s the API server took', (r) => (r.n / (r.createMs / 1000)).toFixed(0)),
           line('CPU s: apiserver / etcd / scheduler', (r) =>
             Object.values(r.cpuSeconds)
