@@ -35,16 +35,18 @@ export async function teardown(kova: LocalKova, opts: TeardownOptions): Promise<
   if (restarted.length) opts.say(`Restarted ${restarted.join(', ')} to delete the Instances.`);
   const api = loadKubeConfig(kova.kubeconfigPath).makeApiClient(CustomObjectsApi);
   const fp = await footprint(kova, api, opts);
-  await deleteAllInstances(api, opts.say, fp.uids).catch((err: Error) =>
-    opts.log.error('could not delete every Instance through the API; removing them directly', {
-      error: err,
-    }),
-  );
+  await deleteAllInstances(api, opts.say, fp.uids).catch((err: Error) => {
+    opts.log.error('could not delete every Instance through the API', { error: err });
+    opts.say(`Could not delete them through the API (${err.message}); removing them directly.`);
+  });
   await kova.stop();
   const left = await findLeftovers(fp);
   // Domains and taps are the agent's to remove; finding any here means it could not.
   const agents = left.filter((l) => l.kind === 'domain' || l.kind === 'tap');
-  if (agents.length) opts.log.warn('removing directly what the agent left', { leftovers: agents });
+  if (agents.length) {
+    opts.log.warn('removing directly what the agent left', { leftovers: agents });
+    opts.say(`Removing directly: ${agents.map((l) => `${l.kind} ${l.name}`).join(', ')}`);
+  }
   // No agent removes a bridge or its guard (another Instance may come): the run that made it does.
   await removeLeftovers(left.filter((l) => l.kind !== 'directory' && l.kind !== 'process'));
   return findLeftovers(fp);
