@@ -13,30 +13,33 @@ export interface Chart {
   series: Series[];
   /** Draw a step line (for empirical distributions) instead of joining points. */
   steps?: boolean;
+  /** Start the x axis near the smallest x instead of at 0. */
+  xFromData?: boolean;
 }
 
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd'];
 const W = 760;
 const H = 420;
-const M = { left: 70, right: 20, top: 40, bottom: 90 };
+const M = { left: 70, right: 30, top: 40, bottom: 90 };
 
 const esc = (s: string) =>
   s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
-/** Round tick positions (1, 2, 5 × 10^k) covering 0..max. */
-function ticks(max: number, count = 6): number[] {
-  if (!(max > 0)) return [0];
-  const raw = max / count;
+/** Round tick positions (1, 2, 5 × 10^k apart) covering lo..hi, the first at or below lo. */
+function ticks(lo: number, hi: number, count = 6): number[] {
+  if (!(hi > lo)) return [lo, lo + 1];
+  const raw = (hi - lo) / count;
   const pow = 10 ** Math.floor(Math.log10(raw));
   const step = ([1, 2, 5, 10].find((m) => m * pow >= raw) ?? 10) * pow;
-  const out: number[] = [0];
-  while ((out[out.length - 1] as number) < max - step * 1e-9)
-    out.push(Number((out.length * step).toPrecision(12)));
+  const first = Math.floor(lo / step) * step;
+  const out: number[] = [first];
+  while ((out[out.length - 1] as number) < hi - step * 1e-9)
+    out.push(Number((first + out.length * step).toPrecision(12)));
   return out;
 }
 
 const label = (v: number) =>
-  Math.abs(v) >= 1000 ? `${+(v / 1000).toFixed(1)}k` : `${+v.toFixed(2)}`;
+  Math.abs(v) >= 10_000 ? `${+(v / 1000).toFixed(2)}k` : `${+v.toPrecision(6)}`;
 
 /** At most `max` points of a series, evenly picked, first and last kept. */
 function thin(points: [number, number][], max = 600): [number, number][] {
@@ -47,13 +50,14 @@ function thin(points: [number, number][], max = 600): [number, number][] {
 
 export function lineChart(c: Chart): string {
   const all = c.series.flatMap((s) => s.points);
-  const xt = ticks(Math.max(...all.map((p) => p[0]), 0));
-  const yt = ticks(Math.max(...all.map((p) => p[1]), 0));
-  const xMax = xt[xt.length - 1] || 1;
-  const yMax = yt[yt.length - 1] || 1;
+  const xs = all.map((p) => p[0]);
+  const xt = ticks(c.xFromData ? Math.min(...xs) : 0, Math.max(...xs, 0));
+  const yt = ticks(0, Math.max(...all.map((p) => p[1]), 0));
+  const [xMin, xMax] = [xt[0] as number, xt[xt.length - 1] as number];
+  const yMax = yt[yt.length - 1] as number;
   const pw = W - M.left - M.right;
   const ph = H - M.top - M.bottom;
-  const x = (v: number) => (M.left + (v / xMax) * pw).toFixed(1);
+  const x = (v: number) => (M.left + ((v - xMin) / (xMax - xMin)) * pw).toFixed(1);
   const y = (v: number) => (M.top + ph - (v / yMax) * ph).toFixed(1);
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
@@ -99,7 +103,8 @@ export function lineChart(c: Chart): string {
 /** Empirical distribution of samples: x the value, y the fraction of samples ≤ x. */
 export function cdf(samples: number[]): [number, number][] {
   const sorted = [...samples].sort((a, b) => a - b);
-  return [[0, 0], ...sorted.map((v, i): [number, number] => [v, (i + 1) / sorted.length])];
+  const first: [number, number] = [sorted[0] ?? 0, 0];
+  return [first, ...sorted.map((v, i): [number, number] => [v, (i + 1) / sorted.length])];
 }
 
 /** Latency distributions of several series, one step line each. */
@@ -109,6 +114,7 @@ export function latencyChart(title: string, unit: string, series: Series[]): str
     xLabel: unit,
     yLabel: 'fraction of samples ≤ x',
     steps: true,
+    xFromData: true,
     series,
   });
 }
