@@ -151,11 +151,6 @@ export class LocalKova {
     });
   }
 
-  /** The pid of a running process (`operator` or `agent/<node>`), e.g. to kill it from outside. */
-  pidOf(name: string): number | undefined {
-    return this.procs.get(name)?.child.pid;
-  }
-
   /** Starts at once every process that crashed and waits for its backoff: teardown needs them. */
   restartCrashedNow(): string[] {
     const started: string[] = [];
