@@ -19,6 +19,7 @@ const BRIDGE = 'kovafptest0';
 let dir: string;
 let otherDir: string;
 let sleeper: ChildProcess;
+let createdChain = false;
 const ours = randomUUID();
 const theirs = randomUUID();
 const tap = `kv${ours.replace(/-/g, '').slice(0, 12)}0`;
@@ -45,7 +46,10 @@ beforeAll(async () => {
   await run('ip', ['tuntap', 'add', 'dev', tap, 'mode', 'tap']);
   await run('ip', ['link', 'add', 'name', BRIDGE, 'type', 'bridge']);
   // The agent's guard rule for the bridge, in kova's chain (made here if no agent made it yet).
-  await run('iptables', ['-w', '-N', 'KOVA-INPUT']).catch(() => undefined);
+  createdChain = await run('iptables', ['-w', '-N', 'KOVA-INPUT']).then(
+    () => true,
+    () => false, // an agent made it already
+  );
   await run('iptables', ['-w', '-A', 'KOVA-INPUT', '-i', BRIDGE, '-j', 'DROP']);
   sleeper = spawn('sleep', ['300'], { env: { KOVA_STATE_DIR: dir }, stdio: 'ignore' });
 });
@@ -57,6 +61,7 @@ afterAll(async () => {
   await run('iptables', ['-w', '-D', 'KOVA-INPUT', '-i', BRIDGE, '-j', 'DROP']).catch(
     () => undefined,
   );
+  if (createdChain) await run('iptables', ['-w', '-X', 'KOVA-INPUT']);
   for (const dev of [tap, BRIDGE])
     await run('ip', ['link', 'delete', 'dev', dev]).catch(() => undefined);
   await rm(dir, { recursive: true, force: true });
