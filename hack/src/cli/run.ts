@@ -29,6 +29,7 @@ let stopping = false;
 
 /** Deletes every Instance (the agent removes domains, disks and taps), then everything else. */
 async function stop(why: string, code: number): Promise<void> {
+  // Once is enough: npm forwards the terminal's SIGINT, so one Ctrl-C arrives here twice.
   if (stopping) return;
   stopping = true;
   out(`\nStopping (${why}): deleting every Instance, then every process…`);

@@ -35,10 +35,12 @@ export async function teardown(kova: LocalKova, opts: TeardownOptions): Promise<
   if (restarted.length) opts.say(`Restarted ${restarted.join(', ')} to delete the Instances.`);
   const api = loadKubeConfig(kova.kubeconfigPath).makeApiClient(CustomObjectsApi);
   const fp = await footprint(kova, api, opts);
-  await deleteAllInstances(api, opts.say, fp.uids).catch((err: Error) => {
-    opts.log.error('could not delete every Instance through the API', { error: err });
-    opts.say(`Could not delete them through the API (${err.message}); removing them directly.`);
-  });
+  await within(DELETE_TIMEOUT_MS + 15_000, deleteAllInstances(api, opts.say, fp.uids)).catch(
+    (err: Error) => {
+      opts.log.error('could not delete every Instance through the API', { error: err });
+      opts.say(`Could not delete them through the API (${err.message}); removing them directly.`);
+    },
+  );
   await kova.stop();
   const left = await findLeftovers(fp);
   // Domains and taps are the agent's to remove; finding any here means it could not.
@@ -77,17 +79,18 @@ async function footprint(
  * bridge that appeared meanwhile: only one without ports is ever removed.
  */
 async function runBridges(api: CustomObjectsApi, opts: TeardownOptions): Promise<string[]> {
-  const named = await api
-    .listClusterCustomObject({ group: GROUP, version: VERSION, plural: 'networks' })
-    .then(
-      (list) => (list as { items: INetwork[] }).items.map((n) => n.spec.bridge),
-      (err: Error) => {
-        opts.log.warn('could not list Networks; judging bridges by when they appeared', {
-          error: err,
-        });
-        return undefined;
-      },
-    );
+  const named = await within(
+    10_000,
+    api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: 'networks' }),
+  ).then(
+    (list) => (list as { items: INetwork[] }).items.map((n) => n.spec.bridge),
+    (err: Error) => {
+      opts.log.warn('could not list Networks; judging bridges by when they appeared', {
+        error: err,
+      });
+      return undefined;
+    },
+  );
   return [...(named ?? (await bridgesNow()))].filter((b) => !opts.before.bridges.has(b));
 }
 
@@ -128,4 +131,13 @@ async function deleteAllInstances(
     DELETE_TIMEOUT_MS,
     250,
   );
+}
+
+/** A hung API server must not hold the teardown: give up on `work` after `ms`. */
+function within<T>(ms: number, work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms / 1000} s`)), ms);
+  });
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }
