@@ -50,6 +50,7 @@ export function biosRunsOnKvm(qemu: string, timeoutMs: number): Promise<boolean>
       if (out.includes('Running on KVM')) finish(true);
     });
     proc.on('error', () => finish(false));
-    proc.on('exit', () => finish(out.includes('Running on KVM')));
+    // 'close', not 'exit': output can still be unread when the process has exited.
+    proc.on('close', () => finish(out.includes('Running on KVM')));
   });
 }
