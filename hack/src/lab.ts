@@ -468,6 +468,14 @@ async function prepareNodeDir(dir: string, stateDir: string): Promise<void> {
     filter: (src) => !/^\/etc\/libvirt\/(qemu\/.+|secrets|storage)/.test(src),
   });
   await mkdir(join(lv, 'etc', 'qemu'), { recursive: true });
+  // No cgroups for QEMU: the node's sysfs hides the host's hierarchies (which /proc/mounts still
+  // lists), and cgroups a killed node's libvirtd made would be left on the host.
+  const qemuConf = join(lv, 'etc', 'qemu.conf');
+  const conf = await readFile(qemuConf, 'utf8').catch(() => '');
+  await writeFile(
+    qemuConf,
+    `${conf.replace(/^\s*cgroup_controllers\s*=.*$/gm, '')}\ncgroup_controllers = [ ]\n`,
+  );
   for (const d of ['qemu', 'dnsmasq']) await mkdir(join(lv, 'lib', d), { recursive: true });
   // QEMU's capabilities, probed by the host's libvirtd for these same binaries: reusing them
   // saves each node's daemon a probe of QEMU (libvirt validates and re-probes if stale).
