@@ -174,6 +174,22 @@ describe('node lab', () => {
     await expect(lab.exec(B, ['true'])).rejects.toThrow(/not running/);
   });
 
+  it('restart brings a killed node back with new daemons and agent, and its heartbeat resumes', async () => {
+    const before = { ...lab.node(B).pids };
+    await lab.restart(B);
+    const after = lab.node(B).pids;
+    for (const pid of allPids(after)) expect(alive(pid)).toBe(true);
+    expect(after.libvirtd).not.toBe(before.libvirtd);
+    const restartedAt = Date.now();
+    await until(
+      `${B} renewing its heartbeat after restart`,
+      async () => (await renewTime(B)) >= restartedAt - 1000,
+      20_000,
+      250,
+    );
+    expect(await virshList(B)).toEqual([]);
+  });
+
   it('stop leaves no namespace, link, daemon, process or directory behind', async () => {
     const a = lab.node(A);
     const netns = (await stat(`/proc/${a.pids.init}/ns/net`)).ino;

@@ -164,6 +164,17 @@ export class NodeLab {
     this.opts.log.info('lab node killed', { node });
   }
 
+  /**
+   * Starts a killed node again, as a host powered back on: the same name, underlay address,
+   * state dir and libvirt directories (its persistent domains, its image cache); new daemons and
+   * a new agent, its runtime state (/run/libvirt, bridges, taps) empty.
+   */
+  async restart(node: string): Promise<void> {
+    const n = this.node(node);
+    if (n.running) throw new Error(`lab node ${node} is running; kill it first`);
+    await this.startNode(n.name, this.nodes.indexOf(n));
+  }
+
   /** Cuts the node's underlay link: it reaches neither the other nodes nor the control plane. */
   async partition(node: string): Promise<void> {
     await this.switchIp(['link', 'set', this.node(node).switchPort, 'down']);
@@ -319,7 +330,7 @@ export class NodeLab {
       ).catch(() => '');
       return Number(kids.trim().split(/\s+/)[0]) || undefined;
     });
-    const node: LabNode = {
+    const fresh: LabNode = {
       name,
       underlayIp: `${this.subnet}.${11 + index}`,
       stateDir,
@@ -328,7 +339,10 @@ export class NodeLab {
       switchPort: `port${index}`,
       running: true,
     };
-    this.nodes.push(node);
+    // A node started again (restart) keeps its object: callers may hold it.
+    const again = this.nodes.find((x) => x.name === name);
+    const node = again ? Object.assign(again, fresh) : fresh;
+    if (!again) this.nodes.push(node);
     await this.record();
     await this.connectUnderlay(node);
     await this.startDaemons(node);
