@@ -117,8 +117,8 @@ export class NodeAgent {
     await mkdir(this.paths.instances, { recursive: true, mode: 0o755 });
     await mkdir(this.paths.images, { recursive: true, mode: 0o755 });
     await this.session.conn();
-    const virtType = await this.virtType();
-    this.logger.info('hypervisor type', { virtType, node: this.config.nodeName });
+    const { virtType, reason } = await this.virtType();
+    this.logger.info('hypervisor type', { virtType, reason, node: this.config.nodeName });
     await Promise.all(
       [this.instances, this.flavors, this.images, this.networks].map((i) => i.start()),
     );
@@ -203,9 +203,12 @@ export class NodeAgent {
     }
   }
 
-  private async virtType(): Promise<'kvm' | 'qemu' | 'test'> {
-    if (this.config.libvirtUri.startsWith('test:')) return 'test';
-    return this.config.virtType === 'auto' ? detectVirtType() : this.config.virtType;
+  private async virtType(): Promise<{ virtType: 'kvm' | 'qemu' | 'test'; reason: string }> {
+    if (this.config.libvirtUri.startsWith('test:'))
+      return { virtType: 'test', reason: "libvirt's test driver" };
+    if (this.config.virtType !== 'auto')
+      return { virtType: this.config.virtType, reason: 'KOVA_VIRT_TYPE' };
+    return detectVirtType();
   }
 
   /**

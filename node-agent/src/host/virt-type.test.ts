@@ -1,10 +1,13 @@
 import { afterAll, describe, expect, it } from '@jest/globals';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { constants, chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { biosRunsOnKvm, detectVirtType } from './virt-type.js';
 
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const dir = mkdtempSync(join(tmpdir(), 'kova-virt-type-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -48,16 +51,47 @@ describe('biosRunsOnKvm', () => {
 });
 
 describe('detectVirtType', () => {
-  it('picks kvm when /dev/kvm is usable and the probe succeeds, and TCG when the probe fails', async () => {
-    const ok = fakeQemu('kvm-ok-2', 'echo "Running on KVM"');
+  const biosOk = 'case "$*" in *debugcon*) echo "Running on KVM";; esac';
+
+  it('picks kvm when /dev/kvm is usable and the BIOS and a kernel run, and TCG when the BIOS fails', async () => {
+    const ok = fakeQemu(
+      'kvm-ok-2',
+      `${biosOk}; case "$*" in *-kernel*) echo "Linux version 6";; esac`,
+    );
     const refused = fakeQemu('kvm-refused-2', 'exit 1');
-    expect(await detectVirtType(ok)).toBe((await kvmUsable()) ? 'kvm' : 'qemu');
-    expect(await detectVirtType(refused)).toBe('qemu');
+    const kernel = join(dir, 'vmlinuz');
+    expect((await detectVirtType(ok, 3000, kernel)).virtType).toBe(
+      (await kvmUsable()) ? 'kvm' : 'qemu',
+    );
+    expect((await detectVirtType(refused, 3000, kernel)).virtType).toBe('qemu');
   });
 
-  it('on this machine, agrees with the probe run on the real QEMU', async () => {
-    const expected =
-      (await kvmUsable()) && (await biosRunsOnKvm('qemu-system-x86_64', 3000)) ? 'kvm' : 'qemu';
-    expect(await detectVirtType()).toBe(expected);
+  it('picks TCG when the BIOS runs under KVM but a Linux kernel hangs silent', async () => {
+    const hangs = fakeQemu('kernel-hangs', `${biosOk}; case "$*" in *-kernel*) sleep 30;; esac`);
+    const probe = await detectVirtType(hangs, 300, join(dir, 'vmlinuz'));
+    expect(probe.virtType).toBe('qemu');
+    if (await kvmUsable()) expect(probe.reason).toContain('does not boot under KVM');
   });
+
+  it('on this machine, the accelerator it picks boots the test guest kernel', async () => {
+    const guest = execFileSync('bash', [join(repoRoot, 'hack', 'guest', 'build.sh')], {
+      encoding: 'utf8',
+    })
+      .trim()
+      .split('\n')
+      .pop() as string;
+    const kernel = join(guest, 'vmlinuz');
+    const { virtType } = await detectVirtType('qemu-system-x86_64', 3000, kernel);
+    const accel = virtType === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg'];
+    const boot = spawnSync(
+      'qemu-system-x86_64',
+      [
+        ...accel,
+        ...['-display', 'none', '-nodefaults', '-no-reboot', '-m', '128', '-serial', 'stdio'],
+        ...['-kernel', kernel, '-append', 'console=ttyS0 panic=-1'],
+      ],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
+    expect(boot.stdout).toContain('Linux version');
+  }, 120_000);
 });
