@@ -123,6 +123,8 @@ export class NodeLab {
     const kubeconfigPath = opts.kubeconfigPath ?? process.env.KUBECONFIG;
     if (!kubeconfigPath)
       throw new Error('no control plane: pass kubeconfigPath or set $KUBECONFIG');
+    if (process.getuid?.() !== 0)
+      throw new Error('the node lab needs root: it makes namespaces and veths and runs libvirtd');
     await removeAbandonedLabs(opts.log);
     const { slot, dir } = await claimSlot();
     const lab = new NodeLab(slot, dir, opts);
