@@ -69,6 +69,17 @@ describe('Applier (server-side apply)', () => {
     expect(managers).toEqual(expect.arrayContaining(['test-user/', 'kova-operator/status']));
   });
 
+  it('never takes over a field another manager set to another value: a conflict (409)', async () => {
+    const user = new Applier(kc, 'test-user');
+    const operator = new Applier(kc, 'kova-operator');
+    await user.apply(group('g3', 'anti-affinity'), 'servergroups');
+    await operator.applyStatus(ref('g3'), { memberCount: 1 });
+    const err = await new Applier(kc, 'other-writer')
+      .applyStatus(ref('g3'), { memberCount: 5 })
+      .catch((e) => e);
+    expect(apiStatus(err)).toBe(409);
+  });
+
   it('passes the API server rejection through with its status code', async () => {
     const user = new Applier(kc, 'test-user');
     const err = await user.apply(group('g2', 'nonsense'), 'servergroups').catch((e) => e);

@@ -83,7 +83,9 @@ export class Applier {
       name: ref.name,
       body,
       fieldManager: this.fieldManager,
-      force: true,
+      // Never take a field another manager owns: that is a conflict (409) to surface, not to
+      // paper over. Writers that share fields (Instance status) use merge patches instead.
+      force: false,
     };
     const c = this.custom;
     if (ref.namespace) {

@@ -154,7 +154,6 @@ export class NodeAgent {
       networks: this.networks,
       cache: this.cache,
       paths: this.paths,
-      applier,
       patcher: new Patcher(this.kc, AGENT_FIELD_MANAGER),
       events: new EventRecorder(this.kc, 'kova-node-agent', this.logger),
       metrics: this.metrics,

@@ -1,13 +1,6 @@
 // What the agent's reconciler needs from the world, as narrow interfaces: the real agent passes
 // informers, libvirt and the host; unit tests pass fakes and check what was called.
-import type {
-  Applier,
-  EventRecorder,
-  Informer,
-  KubeObject,
-  Logger,
-  Patcher,
-} from '@kova/controller-kit';
+import type { EventRecorder, Informer, KubeObject, Logger, Patcher } from '@kova/controller-kit';
 import type { IFlavor, IImage, INetwork, InstanceObject, Interface } from '@kova/crds';
 import { stat } from 'node:fs/promises';
 import type { AgentConfig } from './config.js';
@@ -71,8 +64,7 @@ export interface AgentDeps {
   networks: Lookup<INetwork>;
   cache: Pick<ImageCache, 'ensure'>;
   paths: StatePaths;
-  applier: Pick<Applier, 'applyStatus'>;
-  patcher: Pick<Patcher, 'setFinalizers'>;
+  patcher: Pick<Patcher, 'setFinalizers' | 'mergeStatus'>;
   events: Pick<EventRecorder, 'record'>;
   metrics: AgentMetrics;
   logger: Logger;

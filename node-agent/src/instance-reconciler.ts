@@ -45,7 +45,7 @@ export class AgentReconciler {
   private readonly inFlight = new Map<string, { aborted: boolean }>();
 
   constructor(private readonly d: AgentDeps) {
-    this.status = new StatusWriter(d.applier, d.logger);
+    this.status = new StatusWriter(d.patcher, d.logger);
     this.handlers = {
       Handoff: handoff,
       BlockDeviceMapping: blockDevices,

@@ -1,8 +1,10 @@
 // The one place the agent's part of an Instance's status is computed and written. Handlers say
-// what changed; this fills in the rest of the agent's fields (server-side apply removes the
-// fields a manager owns and omits) and writes only when the result differs from what the API
-// server holds. Conditions the agent writes carry the generation they were set against.
-import { apiStatus, type Applier, type Logger } from '@kova/controller-kit';
+// what changed; this computes the agent's fields from the Instance as read and writes only when
+// the result differs from what the API server holds, as a JSON merge patch carrying the
+// resourceVersion it was computed from (the operator writes the same way), so neither side
+// overwrites a change it has not seen and no field ownership is forced. Conditions the agent
+// writes carry the generation they were set against.
+import { apiStatus, type Logger, type Patcher } from '@kova/controller-kit';
 import {
   AGENT_PHASES,
   instanceRef,
@@ -95,9 +97,26 @@ export function sameStatus(a: InstanceStatus, b: InstanceStatus): boolean {
   return norm(a) === norm(b);
 }
 
+/**
+ * The merge patch that makes the Instance's status `next` in the agent's fields: a field the
+ * change removes is null; conditions go whole (the operator's kept), as merge patches replace
+ * lists.
+ */
+export function statusPatch(
+  inst: Instance,
+  next: InstanceStatus,
+  change: StatusChange,
+): Record<string, unknown> {
+  const body: Record<string, unknown> = { ...next };
+  for (const [k, v] of Object.entries(change)) if (v === null) body[k] = null;
+  const others = (inst.status?.conditions ?? []).filter((c) => !AGENT_CONDITIONS.has(c.type));
+  body.conditions = [...others, ...(next.conditions ?? [])];
+  return body;
+}
+
 export class StatusWriter {
   constructor(
-    private readonly applier: Pick<Applier, 'applyStatus'>,
+    private readonly patcher: Pick<Patcher, 'mergeStatus'>,
     private readonly logger: Logger,
   ) {}
 
@@ -109,11 +128,9 @@ export class StatusWriter {
     const next = agentStatus(inst, change);
     if (sameStatus(next, currentAgentStatus(inst))) return inst;
     try {
-      return await this.applier.applyStatus<Instance>(
-        instanceRef(inst),
-        next,
-        inst.metadata.resourceVersion,
-      );
+      const rv = inst.metadata.resourceVersion as string;
+      const body = statusPatch(inst, next, change);
+      return (await this.patcher.mergeStatus(instanceRef(inst), rv, body)) as Instance;
     } catch (err) {
       if (apiStatus(err) === 404) return undefined;
       if (apiStatus(err) === 409)

@@ -169,37 +169,25 @@ export class FakeApi {
   get(name: string, namespace = 'ns'): Instance | undefined {
     return this.store.get(`${namespace}/${name}`);
   }
-  readonly applier = {
-    applyStatus: async <T extends object>(
+  readonly patcher = {
+    /** A JSON merge patch of the status, as the API server applies it: null removes a field. */
+    mergeStatus: async (
       ref: { name: string; namespace?: string },
-      status: object,
-    ): Promise<T> => {
+      _rv: string,
+      body: Record<string, unknown>,
+    ): Promise<unknown> => {
       const err = this.failWrites.shift();
       if (err) throw err;
-      this.writes.push(status as InstanceStatus);
+      this.writes.push(body as InstanceStatus);
       const cur = this.get(ref.name, ref.namespace);
       if (!cur) throw Object.assign(new Error('not found'), { code: 404 });
-      const operatorOwned = {
-        nodeName: cur.status?.nodeName,
-        interfaces: cur.status?.interfaces,
-        ...(cur.status?.phase &&
-        !['BlockDeviceMapping', 'Spawning', 'Active', 'Stopped'].includes(cur.status.phase)
-          ? { phase: cur.status.phase }
-          : {}),
-        conditions: (cur.status?.conditions ?? []).filter((c) => c.type === 'Scheduled'),
-      };
-      const s = status as InstanceStatus;
-      return this.put({
-        ...cur,
-        status: {
-          ...operatorOwned,
-          ...s,
-          conditions: [...operatorOwned.conditions, ...(s.conditions ?? [])],
-        },
-      }) as T;
+      const status: Record<string, unknown> = { ...cur.status };
+      for (const [k, v] of Object.entries(body)) {
+        if (v === null) delete status[k];
+        else status[k] = v;
+      }
+      return this.put({ ...cur, status: status as InstanceStatus });
     },
-  };
-  readonly patcher = {
     setFinalizers: async (
       ref: { name: string; namespace?: string },
       _rv: string,
@@ -366,7 +354,6 @@ export function world(config: Partial<AgentConfig> = {}): World {
     networks: { get: (n) => (n === 'net' ? network : undefined) },
     cache,
     paths: new StatePaths('/var/lib/kova-test'),
-    applier: api.applier,
     patcher: api.patcher,
     events: { record: (_o, type, reason) => events.push(`${type} ${reason}`) },
     metrics: agentMetrics(new Registry(), { hits: 0, misses: 0, bytesFetched: 0 }),
