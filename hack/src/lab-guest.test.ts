@@ -69,9 +69,11 @@ beforeAll(async () => {
     log,
     kubeconfigPath: kova.kubeconfigPath,
     nodes: [NODE],
-    // TCG: this machine's /dev/kvm passes the agent's BIOS probe, but a Linux guest under it
-    // makes no progress (seen 2026-11-24, on the host as in a node); the lab is what is tested.
-    agentEnv: { KOVA_SHUTDOWN_TIMEOUT_SECONDS: '2', KOVA_VIRT_TYPE: 'qemu' },
+    // As LocalKova: the agent's KVM probe boots a kernel, the test guest's (none in /boot here).
+    agentEnv: {
+      KOVA_SHUTDOWN_TIMEOUT_SECONDS: '2',
+      KOVA_KVM_PROBE_KERNEL: join(kova.guestDir, 'vmlinuz'),
+    },
   });
 }, 120_000);
 
