@@ -79,6 +79,29 @@ describe('LeaderElector terms', () => {
     expect(await holder('ordered-release')).toBeFalsy();
   });
 
+  it('#12.3 reports a term whose work does not stop within the renew deadline as stuck', async () => {
+    let stuckAfter = 0;
+    let released = false;
+    const e = new LeaderElector(kc, {
+      lease: 'stuck-term',
+      namespace: ns,
+      identity: 'me',
+      ...TIMING,
+      onStartedLeading: () => new Promise<void>((r) => setTimeout(r, 4000)), // ignores the abort
+      onTermStuck: () => (stuckAfter = Date.now()),
+    });
+    e.start();
+    await until('leading', () => e.isLeader(), 10_000);
+    const releasedAt = Date.now();
+    const releasing = e.release().then(() => (released = true));
+    await until('the term reported stuck', () => stuckAfter > 0, 5000);
+    expect(stuckAfter - releasedAt).toBeGreaterThanOrEqual(TIMING.renewDeadlineMs - 50);
+    // The Lease is kept until the work has really stopped.
+    expect(released).toBe(false);
+    expect(await holder('stuck-term')).toBe('me');
+    await releasing;
+  });
+
   it('#12.3 steps down within the renew deadline when the API server stops answering', async () => {
     const proxy = await FreezableProxy.start(new URL(kc.getCurrentCluster()!.server));
     let aborted = 0;

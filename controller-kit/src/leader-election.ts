@@ -20,10 +20,16 @@ export interface LeaderElectionOptions {
   /** Runs while leading; its signal aborts when leadership is lost or released. */
   onStartedLeading: (signal: AbortSignal) => void | Promise<void>;
   onStoppedLeading?: () => void;
+  /**
+   * Called when a term's work has not stopped within the renew deadline after the term ended
+   * (a hung API call): the process should exit, as controller-runtime's managers do, since the
+   * Lease must not be given up while this term may still write.
+   */
+  onTermStuck?: () => void;
 }
 
 /** Sleeps for ms, or less if the signal aborts first. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise<void>((r) => {
     const done = () => {
       clearTimeout(timer);
@@ -112,12 +118,26 @@ export class LeaderElector {
       }
     }
     term.abort();
-    await work;
+    await this.drain(work);
     if (this.stop.signal.aborted || this.failed) await this.releaseLease();
     this.failed = false;
     this.leading = undefined;
     this.transition(false);
     this.opts.onStoppedLeading?.();
+  }
+
+  /** Waits for the term's work to stop; past the renew deadline, reports the term stuck. */
+  private async drain(work: Promise<void>): Promise<void> {
+    const stopped = new AbortController();
+    const finished = work.then(() => stopped.abort());
+    await sleep(this.renewDeadlineMs, stopped.signal);
+    if (stopped.signal.aborted) return;
+    this.opts.logger?.error('leader work did not stop after the term ended', {
+      lease: this.opts.lease,
+      waitedMs: this.renewDeadlineMs,
+    });
+    this.opts.onTermStuck?.();
+    await finished;
   }
 
   private stepDown(term: AbortController, error: Error): void {

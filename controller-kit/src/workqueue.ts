@@ -146,6 +146,7 @@ export class WorkQueue {
     this.dirty.delete(key);
     this.processing.add(key);
     const since = this.enqueuedAt.get(key);
+    this.enqueuedAt.delete(key);
     if (since !== undefined)
       this.metrics.queueWaitSeconds.observe(
         { name: this.name },

@@ -35,6 +35,8 @@ export class SimulatedFleet {
   private readonly applier: Applier;
   private readonly alive = new Set<string>();
   private readonly skew = new Map<string, number>();
+  /** The status each host reported, re-sent whole: apply drops the fields a write omits. */
+  private readonly statuses = new Map<string, object>();
   private timer: NodeJS.Timeout | undefined;
   private renewing: Promise<void> | undefined;
 
@@ -122,24 +124,30 @@ export class SimulatedFleet {
         },
       ],
     });
-    const ref = {
-      apiVersion: API_VERSION,
-      kind: 'Hypervisor',
-      plural: PLURAL.Hypervisor,
-      name: h.name,
-    };
     await this.applier.apply(
       { apiVersion: API_VERSION, kind: 'Hypervisor', metadata: { name: h.name }, spec: {} },
       PLURAL.Hypervisor,
     );
-    await this.applier.applyStatus(ref, {
+    const status = {
       hypervisorType: 'test',
       architecture: h.arch ?? 'x86_64',
       availabilityZone: h.zone ?? '',
       capacity: { vcpus: h.vcpus, memoryMiB: h.memoryMiB, diskGiB: h.diskGiB },
-    });
+    };
+    this.statuses.set(h.name, status);
+    await this.applier.applyStatus(this.hypervisorRef(h.name), status);
     this.alive.add(h.name);
     await this.renew(h.name);
+  }
+
+  /** Reports the domains defined on the host, as an agent does after its garbage collection. */
+  async reportDomains(name: string, uids: string[]): Promise<void> {
+    const status = { ...this.statuses.get(name), domains: uids };
+    await this.applier.applyStatus(this.hypervisorRef(name), status);
+  }
+
+  private hypervisorRef(name: string) {
+    return { apiVersion: API_VERSION, kind: 'Hypervisor', plural: PLURAL.Hypervisor, name };
   }
 
   private async renewAll(): Promise<void> {

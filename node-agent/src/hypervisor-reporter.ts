@@ -85,12 +85,13 @@ export class HypervisorReporter {
 
   async report(): Promise<void> {
     const conn = await this.session.conn();
-    const [info, versions, disk, zone, cached] = await Promise.all([
+    const [info, versions, disk, zone, cached, domains] = await Promise.all([
       conn.nodeInfo(),
       conn.versions(),
       statfs(this.config.stateDir),
       this.zone(),
       this.cache.list(),
+      conn.listAllDomains(),
     ]);
     const capacity = {
       vcpus: info.cpus,
@@ -119,6 +120,7 @@ export class HypervisorReporter {
         memoryMiB: `${allocated.memoryMiB}/${capacity.memoryMiB}`,
       },
       instanceCount: here.length,
+      domains: domains.map((d) => d.uuid).sort(),
       imagesCached: cached,
     });
   }

@@ -17,10 +17,6 @@ export class Claims {
   private readonly usedByNode = new Map<string, Resources>();
   private readonly groupsByNode = new Map<string, Map<string, number>>();
 
-  get size(): number {
-    return this.byInstance.size;
-  }
-
   get(uid: string): Claim | undefined {
     return this.byInstance.get(uid);
   }

@@ -47,6 +47,9 @@ export class ClusterState {
   private readonly hosts = new Map<string, { versions: string; host: CachedHost }>();
   /** Per hypervisor: when this operator saw its Lease renewed, and since when it has been up. */
   private readonly renewals = new Map<string, { version: string; at: number; upSince: number }>();
+  private readonly upHandlers: ((name: string) => void)[] = [];
+  /** When this operator last saw each Hypervisor's object change (its agent's reports). */
+  private readonly reports = new Map<string, number>();
   /** UIDs of deleted Instances by namespace/name, until their sync has released what they held. */
   private readonly tombstones = new Map<string, string[]>();
   private readonly custom: CustomObjectsApi;
@@ -83,6 +86,7 @@ export class ClusterState {
       if (type !== 'delete') this.observeLease(lease);
     });
     this.instances.on((inst, type) => this.observeInstance(inst, type));
+    this.hypervisors.on((hv) => this.reports.set(hv.metadata?.name as string, Date.now()));
   }
 
   private get all(): Pick<Informer<object>, 'start' | 'stop' | 'hasSynced'>[] {
@@ -146,24 +150,34 @@ export class ClusterState {
     return uids;
   }
 
-  /** The node the API server has the Instance bound to now (null: none), read fresh. */
-  async boundNode(inst: InstanceObject): Promise<string | null> {
-    const { name, namespace } = inst.metadata;
+  /** Whether the API server has this Instance (same uid) now, read fresh. */
+  async exists(i: { namespace: string; name: string; uid: string }): Promise<boolean> {
+    const fresh = await this.read(i.namespace, i.name);
+    return fresh?.metadata.uid === i.uid;
+  }
+
+  private async read(namespace: string, name: string): Promise<InstanceObject | undefined> {
     const api = { group: GROUP, version: VERSION, plural: PLURAL.Instance, namespace, name };
     try {
-      const fresh = (await this.custom.getNamespacedCustomObject(api)) as InstanceObject;
-      if (fresh.metadata.uid !== inst.metadata.uid) return null;
-      return fresh.status?.nodeName ?? null;
+      return (await this.custom.getNamespacedCustomObject(api)) as InstanceObject;
     } catch (err) {
-      if (apiStatus(err) === 404) return null;
+      if (apiStatus(err) === 404) return undefined;
       throw err;
     }
+  }
+
+  /** The node the API server has the Instance bound to now (null: none), read fresh. */
+  async boundNode(inst: InstanceObject): Promise<string | null> {
+    const fresh = await this.read(inst.metadata.namespace, inst.metadata.name);
+    if (fresh?.metadata.uid !== inst.metadata.uid) return null;
+    return fresh.status?.nodeName ?? null;
   }
 
   /** Rebuilds every claim and failure record from the Instances, as on start or on gaining leadership. */
   rebuild(): void {
     this.claims.clear();
     this.failures.clear();
+    this.tombstones.clear();
     for (const inst of this.instances.list()) {
       const node = inst.status?.nodeName;
       const flavor = this.flavors.get(inst.spec.flavor);
@@ -250,13 +264,38 @@ export class ClusterState {
     const now = Date.now();
     const seen = this.renewals.get(name);
     if (seen?.version === version) return;
+    // At first sight (an operator start) the node's renewTime is all there is: a node dead for
+    // days must not look fresh. A clock ahead of ours counts as now; later renewals count when seen.
+    const at = seen ? now : Math.min(now, renewTimeOf(lease));
     const wasDown = !seen || now - seen.at > this.config.heartbeatTimeoutMs;
-    this.renewals.set(name, { version, at: now, upSince: wasDown ? now : seen.upSince });
+    const up = now - at <= this.config.heartbeatTimeoutMs;
+    this.renewals.set(name, { version, at, upSince: wasDown ? now : seen.upSince });
+    if (wasDown && up) for (const cb of this.upHandlers) cb(name);
+  }
+
+  /** Calls `cb` when a hypervisor's heartbeat comes back (or is first seen fresh). */
+  onHostUp(cb: (name: string) => void): void {
+    this.upHandlers.push(cb);
   }
 
   /** When this operator last saw the hypervisor's heartbeat (epoch ms; 0 if never). */
   private renewedAt(name: string): number {
     return this.renewals.get(name)?.at ?? 0;
+  }
+
+  /**
+   * Whether the node's agent, back after being down, has confirmed that the Instance's domain
+   * is gone: a report it made since it came back no longer lists the domain. A node whose
+   * Hypervisor an admin deleted (the node is gone for good) confirms it too.
+   */
+  domainGoneFrom(node: string, uid: string): boolean {
+    const hv = this.hypervisors.get(node);
+    if (!hv) return true;
+    const seen = this.renewals.get(node);
+    const up = this.upForMs(node) > 0 && seen !== undefined;
+    const reportedSinceUp = up && (this.reports.get(node) ?? 0) > seen.upSince;
+    const domains = hv.status?.domains;
+    return reportedSinceUp && domains !== undefined && !domains.includes(uid);
   }
 
   /** Milliseconds the hypervisor has been up without a break in its heartbeat (0 while down). */
@@ -286,6 +325,11 @@ export class ClusterState {
     if (fresh.length !== list.length) this.failures.set(node, fresh);
     return fresh.length;
   }
+}
+
+function renewTimeOf(lease: V1Lease): number {
+  const t = lease.spec?.renewTime as unknown as string | undefined;
+  return t ? new Date(t).getTime() : 0;
 }
 
 export function groupKey(inst: InstanceObject): string | undefined {

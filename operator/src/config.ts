@@ -17,12 +17,7 @@ export interface OperatorConfig {
   buildFailureWindowMs: number;
   /** An Instance on a hypervisor down this long is deleted without waiting for its agent. */
   deleteWithNodeDownAfterMs: number;
-  /**
-   * Addresses of an Instance deleted while its node was down stay held until the node has been
-   * back this long (its agent's garbage collector removes the VM meanwhile).
-   */
-  heldAddressReleaseMs: number;
-  /** How often held addresses are checked. */
+  /** How often addresses held for a node that was down are checked (and orphans swept). */
   heldAddressCheckMs: number;
   /** Whether a hypervisor needs a Ready, schedulable Node of its name (false for simulations). */
   requireNode: boolean;
@@ -56,7 +51,6 @@ export function configFromEnv(): OperatorConfig {
     heartbeatTimeoutMs: num('KOVA_HEARTBEAT_TIMEOUT_SECONDS', 40) * 1000,
     buildFailureWindowMs: num('KOVA_BUILD_FAILURE_WINDOW_SECONDS', 600) * 1000,
     deleteWithNodeDownAfterMs: num('KOVA_DELETE_NODE_DOWN_AFTER_SECONDS', 300) * 1000,
-    heldAddressReleaseMs: num('KOVA_HELD_ADDRESS_RELEASE_SECONDS', 600) * 1000,
     heldAddressCheckMs: num('KOVA_HELD_ADDRESS_CHECK_SECONDS', 30) * 1000,
     requireNode: (process.env.KOVA_REQUIRE_NODE ?? 'true') !== 'false',
     workers: num('KOVA_WORKERS', 16),

@@ -31,6 +31,8 @@ async function main(): Promise<void> {
     renewDeadlineMs: (config.leaderLeaseMs * 2) / 3,
     retryPeriodMs: (config.leaderLeaseMs * 2) / 15,
     onStartedLeading: (signal) => controller.lead(signal),
+    // A sync hung on the API server outlived its term: restart rather than overlap the next.
+    onTermStuck: () => process.exit(1),
   });
   // A leader whose term is not being worked schedules nothing: restart it.
   health.addLivenessCheck(

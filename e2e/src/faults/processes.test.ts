@@ -338,7 +338,8 @@ describe('an Instance deleted while its agent is down', () => {
     );
     expect(Date.now() - deletedAt).toBeGreaterThan(5000);
     expect(await vms.domainState('kova-b', orphan)).toBe('running');
-    expect(await vms.allocationsOf(orphan.metadata.uid)).toEqual([]);
+    // #12.11: its VM still runs, so its address is held for the node, not handed out again.
+    expect((await vms.allocationsOf(orphan.metadata.uid)).length).toBe(1);
 
     await cluster.kova.startAgent('kova-b');
     await until(
@@ -348,5 +349,12 @@ describe('an Instance deleted while its agent is down', () => {
       200,
     );
     expect(await vms.hasFiles('kova-b', orphan)).toBe(false);
+    // The agent's report no longer lists the domain: the address is free again.
+    await until(
+      'the held address to be released',
+      async () => (await vms.allocationsOf(orphan.metadata.uid)).length === 0,
+      60_000,
+      200,
+    );
   });
 });

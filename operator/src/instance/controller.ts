@@ -53,7 +53,9 @@ export class InstanceController {
     });
     const s = this.state;
     s.instances.on((inst, type) => this.onInstance(inst, type));
-    const capacity = [s.hypervisors, s.leases, s.flavors, s.images, s.serverGroups, s.nodes];
+    // Heartbeats wake waiting Instances only when a hypervisor comes back, not every renewal.
+    s.onHostUp(() => this.kick('capacity'));
+    const capacity = [s.hypervisors, s.flavors, s.images, s.serverGroups, s.nodes];
     for (const informer of capacity) informer?.on(() => this.kick('capacity'));
     s.networks.on(() => this.kickAll());
     s.allocations.on((_, type) => type === 'delete' && this.kickAll());

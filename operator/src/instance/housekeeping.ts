@@ -1,8 +1,8 @@
 // A leader's chores beside the Instance queue, retried until they succeed and never in the
 // queue's way: addresses whose Instance vanished while no operator led are freed, and
 // addresses held for a node that was down when their Instance was deleted are freed once that
-// node has been back long enough for its agent to have removed the VM.
-import type { Logger } from '@kova/controller-kit';
+// node's agent, back, reports the VM gone (or an admin deleted the node's Hypervisor).
+import { sleep, type Logger } from '@kova/controller-kit';
 import type { ClusterState } from '../cluster-state.js';
 import type { OperatorConfig } from '../config.js';
 import { HELD_FOR_NODE_LABEL, type AddressAllocator } from '../ipam/allocator.js';
@@ -18,62 +18,65 @@ export class Housekeeping {
     private readonly logger: Logger,
   ) {}
 
-  /** Runs the chores every period until the signal aborts; a failed round retries sooner. */
+  /** Runs the chores every period until the signal aborts; after a failure, sooner. */
   async run(signal: AbortSignal): Promise<void> {
-    let delay = RETRY_MIN_MS;
-    let orphansDone = false;
+    let retry = RETRY_MIN_MS;
     while (!signal.aborted) {
-      try {
-        if (!orphansDone) await this.releaseOrphans();
-        orphansDone = true;
-        await this.releaseHeld();
-        delay = this.config.heldAddressCheckMs;
-      } catch (err) {
-        this.logger.warn('housekeeping failed; retrying', {
-          error: err as Error,
-          retryInMs: delay,
-        });
-        delay = Math.min(delay * 2, RETRY_MAX_MS);
-      }
-      await sleep(delay, signal);
+      const failures = (await this.releaseOrphans()) + (await this.releaseHeld());
+      retry = failures ? Math.min(retry * 2, RETRY_MAX_MS) : RETRY_MIN_MS;
+      await sleep(failures ? retry : this.config.heldAddressCheckMs, signal);
     }
   }
 
-  /** Addresses whose Instance no longer exists (deleted while no operator led) are freed. */
-  private async releaseOrphans(): Promise<void> {
+  /** Runs one chore's step; a failure is logged and counted, and the other steps go on. */
+  private async attempt(what: string, step: () => Promise<void>): Promise<number> {
+    try {
+      await step();
+      return 0;
+    } catch (err) {
+      this.logger.warn(`${what} failed; retrying`, { error: err as Error });
+      return 1;
+    }
+  }
+
+  /**
+   * Addresses whose Instance no longer exists (deleted while no operator led) are freed. The
+   * Instance and IPAllocation views are separate watches, so a missing Instance is confirmed
+   * with the API server before its address goes: a lagging watch must not free a live one.
+   */
+  private async releaseOrphans(): Promise<number> {
     const live = new Set(this.state.instances.list().map((i) => i.metadata.uid));
-    const orphaned = this.state.allocations
+    const suspects = this.state.allocations
       .list()
       .filter((a) => !a.metadata?.labels?.[HELD_FOR_NODE_LABEL])
-      .map((a) => a.spec.instance.uid)
-      .filter((uid) => !live.has(uid));
-    for (const uid of new Set(orphaned)) await this.allocator.release(uid);
-    if (orphaned.length)
-      this.logger.info('released addresses of vanished Instances', { addresses: orphaned.length });
-  }
-
-  private async releaseHeld(): Promise<void> {
-    for (const a of this.allocator.held()) {
-      const node = a.metadata?.labels?.[HELD_FOR_NODE_LABEL] as string;
-      if (this.state.upForMs(node) < this.config.heldAddressReleaseMs) continue;
-      await this.allocator.releaseHeld(a);
-      this.logger.info('released an address held for a node that is back', {
-        node,
-        address: a.spec.ip,
-        network: a.spec.network,
+      .map((a) => a.spec.instance)
+      .filter((i) => !live.has(i.uid));
+    let failures = 0;
+    for (const i of new Map(suspects.map((x) => [x.uid, x])).values()) {
+      failures += await this.attempt('releasing the addresses of a vanished Instance', async () => {
+        if (await this.state.exists(i)) return;
+        await this.allocator.release(i.uid);
+        this.logger.info('released the addresses of a vanished Instance', { instance: i });
       });
     }
+    return failures;
   }
-}
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
+  private async releaseHeld(): Promise<number> {
+    let failures = 0;
+    for (const a of this.allocator.held()) {
+      const node = a.metadata?.labels?.[HELD_FOR_NODE_LABEL] as string;
+      if (!this.state.domainGoneFrom(node, a.spec.instance.uid)) continue;
+      failures += await this.attempt('releasing an address held for a node', async () => {
+        await this.allocator.releaseHeld(a);
+        const { ip, network } = a.spec;
+        this.logger.info('released an address held for a node: its VM is gone', {
+          node,
+          ip,
+          network,
+        });
+      });
     }
-  });
+    return failures;
+  }
 }

@@ -85,6 +85,7 @@ class Fakes {
     },
   };
   statusError: unknown;
+  readonly registry = new Registry();
 
   state = {
     instances: {
@@ -108,7 +109,10 @@ class Fakes {
     takeTombstones: (key: string) => this.tombstones.get(key) ?? [],
   } as unknown as ClusterState;
 
+  /** Addresses the allocator knows the Instance holds. */
+  held: unknown[] = [];
   allocator = {
+    allocationsOf: () => this.held,
     allocate: async () => (this.calls.push(['allocate']), this.allocation),
     release: async (uid: string) => void this.calls.push(['release', uid]),
     holdForNode: async (uid: string, node: string) =>
@@ -137,7 +141,7 @@ class Fakes {
     patcher: this.patcher,
     events: this.events,
     config: { ...configFromEnv(), maxAttempts: 3, deleteWithNodeDownAfterMs: 300_000 },
-    metrics: operatorMetrics(new Registry(), this.state),
+    metrics: operatorMetrics(this.registry, this.state),
     logger: logger('test'),
     observedActive: new Set(),
   });
@@ -252,13 +256,23 @@ describe('Scheduling', () => {
     expect(f.eventReasons()).toEqual(['Scheduled']);
   });
 
-  it('with no valid host, releases addresses a lost bind may have left and says why', async () => {
+  it('with no valid host, releases addresses a lost bind left once the server says unbound', async () => {
     f.hosts = [host('hv-a', 512)];
+    f.held = [{ spec: { ip: '10.0.0.9' } }];
     f.put(undefined);
     await f.sync();
     expect(f.named('release')).toEqual([['release', 'uid-1']]);
     expect(condition(f.status()[0]!, 'Scheduled')).toMatchObject({ reason: 'NoValidHost' });
     expect(f.claims.get('uid-1')).toBeUndefined();
+  });
+
+  it('with no valid host on a view behind another bind, frees nothing and writes nothing', async () => {
+    f.hosts = [host('hv-a', 512)];
+    f.held = [{ spec: { ip: '10.0.0.9' } }];
+    f.bound = 'hv-b';
+    f.put(undefined);
+    expect(await f.sync()).toEqual({ requeueAfterMs: 200 });
+    expect(f.calls).toEqual([]);
   });
 
   it('fails an Instance whose image needs a bigger disk than its flavor', async () => {
@@ -319,6 +333,8 @@ describe('a fault reported by the agent', () => {
     phase: 'Spawning',
     nodeName: 'hv-a',
     powerState: 'Shutdown',
+    buildStartedAt: '2026-01-01T00:00:00Z',
+    restartBackoff: { count: 2, lastRestartTime: '2026-01-01T00:00:00Z' },
     interfaces: [],
     attempts: Array.from({ length: attempts }, (_, i) => ({
       node: `hv-${i}`,
@@ -341,6 +357,9 @@ describe('a fault reported by the agent', () => {
       interfaces: null,
       fault: null,
       powerState: null,
+      // The next node's build must not inherit this attempt's clock or crash backoff.
+      buildStartedAt: null,
+      restartBackoff: null,
     });
     expect(s.attempts).toEqual([
       expect.objectContaining({ node: 'hv-a', reason: 'DomainStartFailed' }),
@@ -441,7 +460,26 @@ describe('Deleting', () => {
 });
 
 describe('on the node', () => {
-  it('only measures: no write for an Active Instance', async () => {
+  it('after a spec change the agent acts on, stamps Scheduled with the new generation only', async () => {
+    const t = new Date().toISOString();
+    const scheduled = { type: 'Scheduled', status: 'True' as const, reason: 'Bound', message: '' };
+    f.put(
+      {
+        phase: 'Active',
+        nodeName: 'hv-a',
+        observedGeneration: 1,
+        conditions: [{ ...scheduled, lastTransitionTime: t, observedGeneration: 1 }],
+      },
+      { generation: 2 },
+    );
+    await f.sync();
+    expect(f.status()).toHaveLength(1);
+    expect(condition(f.status()[0]!, 'Scheduled')).toMatchObject({ observedGeneration: 2 });
+    // Whether the runStrategy change took effect is the agent's to say.
+    expect(f.status()[0]!.observedGeneration).toBeUndefined();
+  });
+
+  it('only measures, once per Instance: creation → Active, and no write', async () => {
     const t = new Date().toISOString();
     f.put(
       {
@@ -455,6 +493,14 @@ describe('on the node', () => {
       { creationTimestamp: new Date(Date.now() - 1000).toISOString() },
     );
     await f.sync();
+    await f.sync();
     expect(f.calls).toEqual([]);
+    const metric = await f.registry
+      .getSingleMetric('kova_instance_create_to_active_seconds')
+      ?.get();
+    const count = metric?.values.find((v) =>
+      (v as { metricName?: string }).metricName?.endsWith('_count'),
+    )?.value;
+    expect(count).toBe(1);
   });
 });

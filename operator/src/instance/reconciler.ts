@@ -5,6 +5,7 @@
 // retried on a fresh view.
 import { apiStatus, type SyncResult } from '@kova/controller-kit';
 import {
+  ConditionType,
   instanceRef,
   interfacesAllocated,
   NODE_CLEANUP_FINALIZER,
@@ -60,8 +61,11 @@ export class InstanceReconciler {
       return toSyncResult(result);
     } catch (err) {
       // Deleted while we worked on a cached copy: its delete event releases what it held.
-      if (apiStatus(err) === 404) return;
-      throw err;
+      if (apiStatus(err) !== 404) throw err;
+      this.d.logger.info('not found while syncing; the Instance is likely gone', {
+        key,
+        error: err as Error,
+      });
     }
   }
 
@@ -86,14 +90,16 @@ export class InstanceReconciler {
   }
 
   private async save(ctx: SyncContext, state: OperatorState): Promise<void> {
+    // Scheduled is the operator's in every state: it follows the spec's generation.
+    if (state !== 'Deleting') ctx.status.restamp(ConditionType.Scheduled);
     if (!ctx.status.dirty && !generationBehind(ctx.inst, state)) return;
     const end = this.d.metrics.apiWriteSeconds.startTimer({ op: 'status' });
     const rv = ctx.inst.metadata.resourceVersion as string;
     try {
-      await this.d.patcher.mergeStatus(instanceRef(ctx.inst), rv, ctx.status.patch());
+      const body = ctx.status.patch(OPERATOR_STATES.has(state));
+      await this.d.patcher.mergeStatus(instanceRef(ctx.inst), rv, body);
     } catch (err) {
       await ctx.onSaveFailed?.(err);
-      if (apiStatus(err) === 409) this.d.logger.debug('stale view; retrying', { key: keyOf(ctx) });
       throw err;
     } finally {
       end();
@@ -114,4 +120,3 @@ function toSyncResult(result: Result): SyncResult | void {
   if (result.kind !== 'done') return { requeueAfterMs: result.afterMs };
 }
 
-const keyOf = ({ inst }: SyncContext) => `${inst.metadata.namespace}/${inst.metadata.name}`;

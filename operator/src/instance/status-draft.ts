@@ -54,15 +54,30 @@ export class StatusDraft {
     return this;
   }
 
+  /** Stamps the condition with this generation if it carries an older one (kubectl wait). */
+  restamp(type: string): this {
+    const c = this.condition(type);
+    const generation = this.inst.metadata.generation;
+    if (!c || c.observedGeneration === generation) return this;
+    this.conditions = this.conditions.map((x) =>
+      x.type === type ? { ...x, observedGeneration: generation } : x,
+    );
+    this.conditionsChanged = true;
+    return this;
+  }
+
   get dirty(): boolean {
     return this.changes.size > 0 || this.conditionsChanged;
   }
 
-  /** The merge patch: changed fields, null for removed ones, the whole conditions list. */
-  patch(): Record<string, unknown> {
+  /**
+   * The merge patch: changed fields, null for removed ones, the whole conditions list, and —
+   * where the operator is the one acting on the spec — the generation it acted on.
+   */
+  patch(actedOnSpec: boolean): Record<string, unknown> {
     const body: Record<string, unknown> = Object.fromEntries(this.changes);
     if (this.conditionsChanged) body.conditions = this.conditions;
-    body.observedGeneration = this.inst.metadata.generation;
+    if (actedOnSpec) body.observedGeneration = this.inst.metadata.generation;
     return body;
   }
 }

@@ -267,7 +267,9 @@ function inUse(network: string, ip: string, holder: IIPAllocation | undefined): 
   const node = holder?.metadata?.labels?.[HELD_FOR_NODE_LABEL];
   const who = i ? `Instance ${i.namespace}/${i.name}` : 'another Instance';
   const why = node
-    ? `; ${who} was deleted while hypervisor ${node} was down, and the address stays held until that node is back`
+    ? `; ${who} was deleted while hypervisor ${node} was down and its VM may still run there: ` +
+      `the address is freed when that node's agent reports the VM gone, or when an admin ` +
+      `deletes Hypervisor ${node} because the node is gone for good`
     : '';
   return {
     reason: 'FixedIPInUse',

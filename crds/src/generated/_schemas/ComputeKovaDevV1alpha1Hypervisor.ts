@@ -17,7 +17,7 @@ const schema11 = {
       "$ref": "5OL9hSD8L9xC4HHvP7Yuz9QGG4TEkO3mJCyPSAnexg4"
     },
     "status": {
-      "$ref": "YOS7QQKBqs9iohxptlfegTOnUkHbVGUzzELFXeLJgNw"
+      "$ref": "Gcu8jx01PAcV5BXQE6kIrNf5hTPSHumYPRm0YcZ3I"
     }
   },
   "required": ["spec", "apiVersion", "kind"],
@@ -694,6 +694,9 @@ const schema23 = {
     "instanceCount": {
       "$ref": "Ccz0XZyNWiwVpe2nvsmnlMV1SnfQGMXuejl0yByE"
     },
+    "domains": {
+      "$ref": "6XVoNMBY6wf3WXyxEFy5s84kaWJiSJ12H4ihzndg"
+    },
     "imagesCached": {
       "$ref": "B56LLlBSUOnDz7HdeUnJZEmyPEXwTbue4ufwE0jf8YI"
     },
@@ -1073,13 +1076,126 @@ function validate64(data, {
 }
 const schema27 = {
   "type": "array",
+  "maxItems": 10000,
+  "items": {
+    "$ref": "IXsnjPYt5qK5kiM8585oSrv0H4dIqBuAHM58URhCWY"
+  },
+  "nullable": true
+};
+const schema28 = {
+  "type": "string",
+  "maxLength": 36
+};
+function validate70(data, {
+  instancePath = "",
+  parentData,
+  parentDataProperty,
+  rootData = data
+} = {}) {
+  let vErrors = null;
+  let errors = 0;
+  if (typeof data === "string") {
+    if (func2(data) > 36) {
+      const err0 = {
+        instancePath,
+        schemaPath: "#/maxLength",
+        keyword: "maxLength",
+        params: {
+          limit: 36
+        }
+      };
+      if (vErrors === null) {
+        vErrors = [err0];
+      } else {
+        vErrors.push(err0);
+      }
+      errors++;
+    }
+  } else {
+    const err1 = {
+      instancePath,
+      schemaPath: "#/type",
+      keyword: "type",
+      params: {
+        type: "string"
+      }
+    };
+    if (vErrors === null) {
+      vErrors = [err1];
+    } else {
+      vErrors.push(err1);
+    }
+    errors++;
+  }
+  validate70.errors = vErrors;
+  return errors === 0;
+}
+function validate69(data, {
+  instancePath = "",
+  parentData,
+  parentDataProperty,
+  rootData = data
+} = {}) {
+  let vErrors = null;
+  let errors = 0;
+  if (!Array.isArray(data) && data !== null) {
+    const err0 = {
+      instancePath,
+      schemaPath: "#/type",
+      keyword: "type",
+      params: {
+        type: "array"
+      }
+    };
+    if (vErrors === null) {
+      vErrors = [err0];
+    } else {
+      vErrors.push(err0);
+    }
+    errors++;
+  }
+  if (Array.isArray(data)) {
+    if (data.length > 10000) {
+      const err1 = {
+        instancePath,
+        schemaPath: "#/maxItems",
+        keyword: "maxItems",
+        params: {
+          limit: 10000
+        }
+      };
+      if (vErrors === null) {
+        vErrors = [err1];
+      } else {
+        vErrors.push(err1);
+      }
+      errors++;
+    }
+    const len0 = data.length;
+    for (let i0 = 0; i0 < len0; i0++) {
+      if (!validate70(data[i0], {
+        instancePath: instancePath + "/" + i0,
+        parentData: data,
+        parentDataProperty: i0,
+        rootData
+      })) {
+        vErrors = vErrors === null ? validate70.errors : vErrors.concat(validate70.errors);
+        errors = vErrors.length;
+      }
+    }
+  }
+  validate69.errors = vErrors;
+  return errors === 0;
+}
+const schema29 = {
+  "type": "array",
   "maxItems": 1000,
   "items": {
     "$ref": "aEK0Eoii7GrTDqphNrO7KpmTQM7gO9nTKr1MvTHAkMU"
   },
   "nullable": true
 };
-const schema28 = {
+const schema30 = {
   "type": "object",
   "required": ["sha256"],
   "properties": {
@@ -1094,10 +1210,10 @@ const schema28 = {
     }
   }
 };
-const schema29 = {
+const schema31 = {
   "type": "string"
 };
-function validate72(data, {
+function validate76(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1121,10 +1237,10 @@ function validate72(data, {
     }
     errors++;
   }
-  validate72.errors = vErrors;
+  validate76.errors = vErrors;
   return errors === 0;
 }
-function validate70(data, {
+function validate74(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1161,13 +1277,13 @@ function validate70(data, {
       }
     }
     if (data.sha256 !== undefined) {
-      if (!validate72(data.sha256, {
+      if (!validate76(data.sha256, {
         instancePath: instancePath + "/sha256",
         parentData: data,
         parentDataProperty: "sha256",
         rootData
       })) {
-        vErrors = vErrors === null ? validate72.errors : vErrors.concat(validate72.errors);
+        vErrors = vErrors === null ? validate76.errors : vErrors.concat(validate76.errors);
         errors = vErrors.length;
       }
     }
@@ -1198,10 +1314,10 @@ function validate70(data, {
     }
     errors++;
   }
-  validate70.errors = vErrors;
+  validate74.errors = vErrors;
   return errors === 0;
 }
-function validate69(data, {
+function validate73(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1244,28 +1360,28 @@ function validate69(data, {
     }
     const len0 = data.length;
     for (let i0 = 0; i0 < len0; i0++) {
-      if (!validate70(data[i0], {
+      if (!validate74(data[i0], {
         instancePath: instancePath + "/" + i0,
         parentData: data,
         parentDataProperty: i0,
         rootData
       })) {
-        vErrors = vErrors === null ? validate70.errors : vErrors.concat(validate70.errors);
+        vErrors = vErrors === null ? validate74.errors : vErrors.concat(validate74.errors);
         errors = vErrors.length;
       }
     }
   }
-  validate69.errors = vErrors;
+  validate73.errors = vErrors;
   return errors === 0;
 }
-const schema30 = {
+const schema32 = {
   "type": "array",
   "items": {
     "$ref": "VUiKGn2v3RjNyC7Zu4miVX8RklRPSobk83hraC6PPuI"
   },
   "nullable": true
 };
-const schema31 = {
+const schema33 = {
   "type": "object",
   "required": ["type", "status", "lastTransitionTime", "reason", "message"],
   "properties": {
@@ -1289,11 +1405,11 @@ const schema31 = {
     }
   }
 };
-const schema32 = {
+const schema34 = {
   "type": "string",
   "maxLength": 316
 };
-function validate79(data, {
+function validate83(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1334,14 +1450,14 @@ function validate79(data, {
     }
     errors++;
   }
-  validate79.errors = vErrors;
+  validate83.errors = vErrors;
   return errors === 0;
 }
-const schema33 = {
+const schema35 = {
   "type": "string",
   "enum": ["True", "False", "Unknown"]
 };
-function validate81(data, {
+function validate85(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1371,7 +1487,7 @@ function validate81(data, {
       schemaPath: "#/enum",
       keyword: "enum",
       params: {
-        allowedValues: schema33.enum
+        allowedValues: schema35.enum
       }
     };
     if (vErrors === null) {
@@ -1381,16 +1497,16 @@ function validate81(data, {
     }
     errors++;
   }
-  validate81.errors = vErrors;
+  validate85.errors = vErrors;
   return errors === 0;
 }
-const schema34 = {
+const schema36 = {
   "type": "integer",
   "format": "int64",
   "minimum": 0,
   "nullable": true
 };
-function validate83(data, {
+function validate87(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1449,15 +1565,15 @@ function validate83(data, {
       errors++;
     }
   }
-  validate83.errors = vErrors;
+  validate87.errors = vErrors;
   return errors === 0;
 }
-const schema35 = {
+const schema37 = {
   "type": "string",
   "format": "date-time"
 };
 const formats10 = formats["date-time"];
-function validate85(data, {
+function validate89(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1498,14 +1614,14 @@ function validate85(data, {
     }
     errors++;
   }
-  validate85.errors = vErrors;
+  validate89.errors = vErrors;
   return errors === 0;
 }
-const schema36 = {
+const schema38 = {
   "type": "string",
   "maxLength": 1024
 };
-function validate87(data, {
+function validate91(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1546,14 +1662,14 @@ function validate87(data, {
     }
     errors++;
   }
-  validate87.errors = vErrors;
+  validate91.errors = vErrors;
   return errors === 0;
 }
-const schema37 = {
+const schema39 = {
   "type": "string",
   "maxLength": 32768
 };
-function validate89(data, {
+function validate93(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1594,10 +1710,10 @@ function validate89(data, {
     }
     errors++;
   }
-  validate89.errors = vErrors;
+  validate93.errors = vErrors;
   return errors === 0;
 }
-function validate78(data, {
+function validate82(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1687,68 +1803,68 @@ function validate78(data, {
       errors++;
     }
     if (data.type !== undefined) {
-      if (!validate79(data.type, {
+      if (!validate83(data.type, {
         instancePath: instancePath + "/type",
         parentData: data,
         parentDataProperty: "type",
-        rootData
-      })) {
-        vErrors = vErrors === null ? validate79.errors : vErrors.concat(validate79.errors);
-        errors = vErrors.length;
-      }
-    }
-    if (data.status !== undefined) {
-      if (!validate81(data.status, {
-        instancePath: instancePath + "/status",
-        parentData: data,
-        parentDataProperty: "status",
-        rootData
-      })) {
-        vErrors = vErrors === null ? validate81.errors : vErrors.concat(validate81.errors);
-        errors = vErrors.length;
-      }
-    }
-    if (data.observedGeneration !== undefined) {
-      if (!validate83(data.observedGeneration, {
-        instancePath: instancePath + "/observedGeneration",
-        parentData: data,
-        parentDataProperty: "observedGeneration",
         rootData
       })) {
         vErrors = vErrors === null ? validate83.errors : vErrors.concat(validate83.errors);
         errors = vErrors.length;
       }
     }
-    if (data.lastTransitionTime !== undefined) {
-      if (!validate85(data.lastTransitionTime, {
-        instancePath: instancePath + "/lastTransitionTime",
+    if (data.status !== undefined) {
+      if (!validate85(data.status, {
+        instancePath: instancePath + "/status",
         parentData: data,
-        parentDataProperty: "lastTransitionTime",
+        parentDataProperty: "status",
         rootData
       })) {
         vErrors = vErrors === null ? validate85.errors : vErrors.concat(validate85.errors);
         errors = vErrors.length;
       }
     }
-    if (data.reason !== undefined) {
-      if (!validate87(data.reason, {
-        instancePath: instancePath + "/reason",
+    if (data.observedGeneration !== undefined) {
+      if (!validate87(data.observedGeneration, {
+        instancePath: instancePath + "/observedGeneration",
         parentData: data,
-        parentDataProperty: "reason",
+        parentDataProperty: "observedGeneration",
         rootData
       })) {
         vErrors = vErrors === null ? validate87.errors : vErrors.concat(validate87.errors);
         errors = vErrors.length;
       }
     }
+    if (data.lastTransitionTime !== undefined) {
+      if (!validate89(data.lastTransitionTime, {
+        instancePath: instancePath + "/lastTransitionTime",
+        parentData: data,
+        parentDataProperty: "lastTransitionTime",
+        rootData
+      })) {
+        vErrors = vErrors === null ? validate89.errors : vErrors.concat(validate89.errors);
+        errors = vErrors.length;
+      }
+    }
+    if (data.reason !== undefined) {
+      if (!validate91(data.reason, {
+        instancePath: instancePath + "/reason",
+        parentData: data,
+        parentDataProperty: "reason",
+        rootData
+      })) {
+        vErrors = vErrors === null ? validate91.errors : vErrors.concat(validate91.errors);
+        errors = vErrors.length;
+      }
+    }
     if (data.message !== undefined) {
-      if (!validate89(data.message, {
+      if (!validate93(data.message, {
         instancePath: instancePath + "/message",
         parentData: data,
         parentDataProperty: "message",
         rootData
       })) {
-        vErrors = vErrors === null ? validate89.errors : vErrors.concat(validate89.errors);
+        vErrors = vErrors === null ? validate93.errors : vErrors.concat(validate93.errors);
         errors = vErrors.length;
       }
     }
@@ -1768,10 +1884,10 @@ function validate78(data, {
     }
     errors++;
   }
-  validate78.errors = vErrors;
+  validate82.errors = vErrors;
   return errors === 0;
 }
-function validate77(data, {
+function validate81(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1798,18 +1914,18 @@ function validate77(data, {
   if (Array.isArray(data)) {
     const len0 = data.length;
     for (let i0 = 0; i0 < len0; i0++) {
-      if (!validate78(data[i0], {
+      if (!validate82(data[i0], {
         instancePath: instancePath + "/" + i0,
         parentData: data,
         parentDataProperty: i0,
         rootData
       })) {
-        vErrors = vErrors === null ? validate78.errors : vErrors.concat(validate78.errors);
+        vErrors = vErrors === null ? validate82.errors : vErrors.concat(validate82.errors);
         errors = vErrors.length;
       }
     }
   }
-  validate77.errors = vErrors;
+  validate81.errors = vErrors;
   return errors === 0;
 }
 function validate54(data, {
@@ -1936,25 +2052,36 @@ function validate54(data, {
         errors = vErrors.length;
       }
     }
-    if (data.imagesCached !== undefined) {
-      if (!validate69(data.imagesCached, {
-        instancePath: instancePath + "/imagesCached",
+    if (data.domains !== undefined) {
+      if (!validate69(data.domains, {
+        instancePath: instancePath + "/domains",
         parentData: data,
-        parentDataProperty: "imagesCached",
+        parentDataProperty: "domains",
         rootData
       })) {
         vErrors = vErrors === null ? validate69.errors : vErrors.concat(validate69.errors);
         errors = vErrors.length;
       }
     }
+    if (data.imagesCached !== undefined) {
+      if (!validate73(data.imagesCached, {
+        instancePath: instancePath + "/imagesCached",
+        parentData: data,
+        parentDataProperty: "imagesCached",
+        rootData
+      })) {
+        vErrors = vErrors === null ? validate73.errors : vErrors.concat(validate73.errors);
+        errors = vErrors.length;
+      }
+    }
     if (data.conditions !== undefined) {
-      if (!validate77(data.conditions, {
+      if (!validate81(data.conditions, {
         instancePath: instancePath + "/conditions",
         parentData: data,
         parentDataProperty: "conditions",
         rootData
       })) {
-        vErrors = vErrors === null ? validate77.errors : vErrors.concat(validate77.errors);
+        vErrors = vErrors === null ? validate81.errors : vErrors.concat(validate81.errors);
         errors = vErrors.length;
       }
     }

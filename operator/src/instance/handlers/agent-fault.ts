@@ -34,8 +34,18 @@ function reschedule(ctx: SyncContext, fault: Fault): Result {
   const node = ctx.inst.status?.nodeName as string;
   const n = status.get('attempts')?.length ?? 0;
   status.set('phase', 'Scheduling');
-  for (const field of ['nodeName', 'interfaces', 'fault', 'powerState', 'domainUUID'] as const)
-    status.set(field, null);
+  // Nothing of the failed attempt carries over: the next node's build starts its own clock.
+  const attemptFields = [
+    'nodeName',
+    'interfaces',
+    'fault',
+    'powerState',
+    'domainUUID',
+    'launchedAt',
+    'buildStartedAt',
+    'restartBackoff',
+  ] as const;
+  for (const field of attemptFields) status.set(field, null);
   status.setCondition({
     type: ConditionType.Scheduled,
     status: 'False',

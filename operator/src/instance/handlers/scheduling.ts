@@ -41,7 +41,7 @@ export async function schedule(ctx: SyncContext): Promise<Result> {
 }
 
 async function decide(ctx: SyncContext, req: RequestSpec): Promise<Result> {
-  const { inst, d } = ctx;
+  const { d } = ctx;
   const started = performance.now();
   const decision = selectHost(d.state.hostStates(), req, {
     multipliers: d.config.multipliers,
@@ -51,8 +51,7 @@ async function decide(ctx: SyncContext, req: RequestSpec): Promise<Result> {
   d.metrics.schedulingSeconds.observe({ result }, (performance.now() - started) / 1000);
   if (!decision.host) {
     d.metrics.schedulingFailures.inc({ reason: 'NoValidHost' });
-    // Addresses taken by a bind that never got written (a crash between the two) go back.
-    await d.allocator.release(inst.metadata.uid);
+    if (await releaseLostBind(ctx)) return staleView(STALE_VIEW_RETRY_MS);
     return waitScheduling(ctx, { reason: 'NoValidHost', message: decision.message });
   }
   return bind(ctx, decision.host.name, req);
@@ -110,10 +109,22 @@ async function awaitOwnBind(ctx: SyncContext, since: number): Promise<Result> {
   return staleView(STALE_VIEW_RETRY_MS);
 }
 
-/** Records why the Instance waits (an Event only when the reason or message changes). */
+/**
+ * Addresses taken by a bind whose status never got written (a crash between the two) go back.
+ * Only once the API server confirms the Instance is unbound: a view behind another replica's
+ * bind must not free addresses in use. True when the view was stale.
+ */
+async function releaseLostBind({ inst, d }: SyncContext): Promise<boolean> {
+  if (!d.allocator.allocationsOf(inst.metadata.uid).length) return false;
+  if ((await d.state.boundNode(inst)) !== null) return true;
+  await d.allocator.release(inst.metadata.uid);
+  return false;
+}
+
+/** Records why the Instance waits. */
 export function waitScheduling(ctx: SyncContext, w: Waiting): Result {
-  const current = ctx.status.condition(ConditionType.Scheduled);
-  if (current?.reason !== w.reason || current.message !== w.message) {
+  // An Event when the reason changes; a count in the message moving is not news.
+  if (ctx.status.condition(ConditionType.Scheduled)?.reason !== w.reason) {
     ctx.events.push({ type: 'Warning', ...w });
   }
   ctx.status.set('phase', 'Scheduling');

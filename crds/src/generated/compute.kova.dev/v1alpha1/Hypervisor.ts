@@ -130,6 +130,10 @@ export interface IHypervisor {
      */
     "instanceCount"?: number;
     /**
+     * UUIDs of the libvirt domains defined on this node as of the last report (a kova domain's UUID is its Instance's UID). The operator frees the addresses it held for an Instance deleted while this node was down once a report made after the node came back no longer lists the Instance. Written by the node agent.
+     */
+    "domains"?: Array<string>;
+    /**
      * Images held in this node's image cache.
      */
     "imagesCached"?: Array<{
