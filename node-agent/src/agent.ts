@@ -92,18 +92,18 @@ export class NodeAgent {
   }
 
   /**
-   * Liveness: the process's own loop turns and libvirt answers. Never the API server: an API
-   * outage must not get the agent killed (a restarted agent waits in informer sync and crashed
-   * guests stay down meanwhile); readiness says it instead.
+   * Liveness: the process's own loop turns. Neither the API server nor libvirtd: an outage of
+   * either must not get the agent killed (a restarted agent waits in informer sync, and the
+   * libvirt session reconnects by itself); readiness says it instead.
    */
   isHealthy(): boolean | string {
     const stalled = Date.now() - this.lastTick;
-    if (stalled > STALL_MS) return `event loop stalled for ${Math.round(stalled / 1000)}s`;
-    return this.session.isConnected() || 'not connected to libvirt';
+    return stalled <= STALL_MS || `event loop stalled for ${Math.round(stalled / 1000)}s`;
   }
 
-  /** Readiness: informers synced and the heartbeat reaching the API server. */
+  /** Readiness: libvirt connected, informers synced and the heartbeat reaching the API server. */
   isReady(): boolean | string {
+    if (!this.session.isConnected()) return 'not connected to libvirt';
     if (!this.hasSynced()) return 'informers have not listed yet';
     const age = this.reporter?.heartbeatAgeMs() ?? Infinity;
     return age < 3 * this.config.heartbeatMs || `last heartbeat ${Math.round(age / 1000)}s ago`;
@@ -192,6 +192,8 @@ export class NodeAgent {
   async collect(): Promise<string[]> {
     try {
       const removed = (await this.gc?.collect()) ?? [];
+      // The operator frees addresses it held for this node once a report no longer lists them.
+      if (removed.length) this.reportSoon();
       const states = await this.gc?.domainStates();
       this.metrics.domains.reset();
       for (const [s, n] of states ?? []) this.metrics.domains.set({ state: stateName(s) }, n);

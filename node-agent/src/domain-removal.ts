@@ -3,14 +3,8 @@
 import type { PowerState } from '@kova/crds';
 import type { LibvirtSession } from './host/libvirt-session.js';
 import type { StatePaths } from './host/paths.js';
-import {
-  DomainState,
-  ErrorCode,
-  isLibvirtError,
-  isNoDomain,
-  type Connection,
-  type Domain,
-} from './libvirt/index.js';
+import { DomainState, isNoDomain, type Connection, type Domain } from './libvirt/index.js';
+import { tolerateInvalid } from './libvirt-call.js';
 import { removeInstanceFiles } from './steps/disks.js';
 
 /** The Instance's domain, or undefined when libvirt has none with that UUID. */
@@ -30,10 +24,7 @@ export async function undefineDomain(
   const dom = await lookupDomain(conn, uid);
   if (!dom) return;
   const { state } = await dom.getState();
-  if (state !== DomainState.SHUTOFF)
-    await stop(dom).catch((err) => {
-      if (!isLibvirtError(err, ErrorCode.OPERATION_INVALID)) throw err;
-    });
+  if (state !== DomainState.SHUTOFF) await tolerateInvalid(stop(dom));
   await dom.undefine().catch((err) => {
     if (!isNoDomain(err)) throw err;
   });

@@ -194,8 +194,12 @@ describe('build faults', () => {
     let release!: () => void;
     w.cache.hold = new Promise((r) => (release = r));
     w.api.put(instance({ phase: 'BlockDeviceMapping', buildStartedAt: new Date().toISOString() }));
-    await new AgentReconciler(w.d).sync(KEY);
+    const syncing = new AgentReconciler(w.d).sync(KEY);
+    // The undo waits for the abandoned download to end, so it never races it.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(w.api.get('vm')?.status?.fault).toBeUndefined();
     release();
+    await syncing;
     expect(w.api.get('vm')?.status?.fault).toMatchObject({
       reason: 'BuildTimedOut',
       retryable: true,
@@ -203,6 +207,36 @@ describe('build faults', () => {
     // The abandoned download finishing later does not go on to make disks.
     await new Promise((r) => setTimeout(r, 20));
     expect(w.host.calls).not.toContain(`createDisks ${UID}`);
+  });
+});
+
+describe('faults and the build clock', () => {
+  it('builds an Instance afresh when it comes back to this node after its fault was handled', async () => {
+    const w = world();
+    w.host.bridges.add('br-test');
+    w.cache.fail = new BuildFault('ImageDownloadFailed', 'download cut', true);
+    w.api.put(instance({ phase: 'BlockDeviceMapping' }));
+    const r = new AgentReconciler(w.d);
+    await r.sync(KEY);
+    expect(w.api.get('vm')?.status?.fault).toMatchObject({ reason: 'ImageDownloadFailed' });
+    // The operator reschedules it, and this node is the only one left: back in Networking.
+    w.cache.fail = undefined;
+    const back = w.api.get('vm')!;
+    w.api.put({ ...back, status: { ...instance({}).status, phase: 'Networking' } });
+    await r.sync(KEY);
+    expect(w.api.get('vm')?.status?.phase).toBe('Active');
+  });
+
+  it('a phase that starts past the build deadline with nothing left to do finishes, undoing nothing', async () => {
+    const w = world({ buildTimeoutMs: 100 });
+    built(w);
+    w.conn.addDomain(UID, DomainState.RUNNING);
+    const longAgo = new Date(Date.now() - 3_600_000).toISOString();
+    w.api.put(instance({ phase: 'Spawning', buildStartedAt: longAgo }));
+    await new AgentReconciler(w.d).sync(KEY);
+    expect(w.api.get('vm')?.status?.fault).toBeUndefined();
+    expect(w.api.get('vm')?.status?.phase).toBe('Active');
+    expect(w.host.calls.filter((c) => c.startsWith('removeInstanceFiles'))).toEqual([]);
   });
 });
 
@@ -231,6 +265,17 @@ describe('power (Active and Stopped)', () => {
       restartBackoff: { count: 1 },
     });
     expect(w.api.writes[0]).toMatchObject({ powerState: 'Shutdown' });
+  });
+
+  it('plugs the networks before restarting a domain (a rebooted node has lost its bridges)', async () => {
+    const w = world();
+    built(w);
+    w.host.bridges.clear();
+    w.conn.addDomain(UID, DomainState.SHUTOFF, ShutoffReason.CRASHED);
+    w.api.put(instance(active()));
+    await new AgentReconciler(w.d).sync(KEY);
+    expect(w.host.bridges.has('br-test')).toBe(true);
+    expect(w.conn.calls).toEqual([`create ${UID}`]);
   });
 
   it('#2 the crash-restart backoff survives an agent restart: a new reconciler does not restart at once', async () => {

@@ -39,8 +39,12 @@ export class AgentReconciler {
   private readonly handlers: Record<HandlerKey, (c: StepContext) => Promise<PhaseResult>>;
   /** Faults caught and not yet written (undo or the write failed): the next sync finishes them. */
   private readonly pending = new Map<string, PendingFault>();
-  /** Faults written whose write the informer has not shown yet; status.fault is the durable mark. */
-  private readonly written = new Set<string>();
+  /**
+   * Faults written, by the resourceVersion of the write, until the informer shows it; after
+   * that status.fault is the durable mark (and once the operator clears it, the Instance is
+   * built afresh, even when it comes back to this node).
+   */
+  private readonly written = new Map<string, string>();
   /** Syncs in progress (the agent has more than one queue), so a delete can stop a build. */
   private readonly inFlight = new Map<string, { aborted: boolean }>();
 
@@ -72,14 +76,15 @@ export class AgentReconciler {
         this.written.delete(uid);
         return;
       }
-      if (this.written.has(uid)) return;
-      const pending = this.pending.get(uid);
-      if (pending) return this.finishFault(this.context(inst, { aborted: false }), pending);
+      if (olderThan(inst, this.written.get(uid))) return;
+      this.written.delete(uid);
     }
     const flag = { aborted: false };
     this.inFlight.set(uid, flag);
     try {
-      return await this.run(this.context(inst, flag));
+      const pending = inst.metadata.deletionTimestamp ? undefined : this.pending.get(uid);
+      const c = this.context(inst, flag);
+      return await (pending ? this.finishFault(c, pending) : this.run(c));
     } finally {
       this.inFlight.delete(uid);
     }
@@ -129,7 +134,7 @@ export class AgentReconciler {
     const written = await this.status.apply(c.inst, faultStatus(p.condition, fault));
     this.pending.delete(uid);
     if (!written) return;
-    this.written.add(uid);
+    this.written.set(uid, written.metadata.resourceVersion as string);
     this.d.events.record(c.inst, 'Warning', f.reason, f.message);
   }
 
@@ -149,7 +154,7 @@ export class AgentReconciler {
   }
 
   private forget(key: string): void {
-    for (const uid of [...this.pending.keys(), ...this.written]) {
+    for (const uid of [...this.pending.keys(), ...this.written.keys()]) {
       if (!this.d.instances.list().some((i) => i.metadata.uid === uid)) {
         this.pending.delete(uid);
         this.written.delete(uid);
@@ -199,3 +204,13 @@ function handlerKey(inst: Instance): HandlerKey | undefined {
 
 const after = (ms: number | undefined): SyncResult | void =>
   ms === undefined ? undefined : { requeueAfterMs: ms };
+
+/** Whether the informer's copy predates the write at `rv` (etcd revisions grow). */
+function olderThan(inst: Instance, rv: string | undefined): boolean {
+  if (rv === undefined) return false;
+  try {
+    return BigInt(inst.metadata.resourceVersion as string) < BigInt(rv);
+  } catch {
+    return inst.metadata.resourceVersion !== rv;
+  }
+}

@@ -1,4 +1,5 @@
 // Every libvirt call the reconciler makes goes through here, timed by operation.
+import { ErrorCode, isLibvirtError } from './libvirt/index.js';
 import type { AgentMetrics } from './metrics.js';
 
 export async function lv<T>(
@@ -15,4 +16,14 @@ export async function lv<T>(
     end({ result: 'error' });
     throw err;
   }
+}
+
+/**
+ * Runs a state change that libvirt refuses with OPERATION_INVALID when the domain is already
+ * in the state asked for (stopping a stopped domain, starting a running one): that is done.
+ */
+export async function tolerateInvalid(p: Promise<unknown>): Promise<void> {
+  await p.catch((err) => {
+    if (!isLibvirtError(err, ErrorCode.OPERATION_INVALID)) throw err;
+  });
 }

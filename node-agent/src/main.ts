@@ -17,7 +17,7 @@ async function main(): Promise<void> {
     registry,
   );
   const health = new HealthServer({ port: config.healthPort, registry, logger: log });
-  health.addLivenessCheck('loop-and-libvirt', () => agent.isHealthy());
+  health.addLivenessCheck('event-loop', () => agent.isHealthy());
   health.addReadinessCheck('synced-and-heartbeat', () => agent.isReady());
   await health.start();
   await agent.start();

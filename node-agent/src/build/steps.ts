@@ -297,6 +297,7 @@ async function domainXmlOf(c: StepContext): Promise<string> {
     name: c.inst.metadata.name,
     node: c.d.config.nodeName,
     virtType: c.d.virtType,
+    arch: image.spec.architecture,
     vcpus: flavor.spec.vcpus,
     memoryMiB: flavor.spec.memoryMiB,
     disks: {

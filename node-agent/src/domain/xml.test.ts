@@ -64,6 +64,13 @@ describe('domain XML', () => {
     expect(xml).not.toContain('<!ENTITY');
   });
 
+  it("boots the Image's architecture, not always x86_64", () => {
+    expect(domainXml(spec())).toContain(`<type arch="x86_64" machine="pc">hvm</type>`);
+    expect(domainXml(spec({ arch: 'aarch64' }))).toContain(
+      `<type arch="aarch64" machine="virt">hvm</type>`,
+    );
+  });
+
   it("is not fooled by a domain whose metadata merely looks like kova's", () => {
     expect(ownerOf("<domain><metadata><instance uid='x'/></metadata></domain>")).toBeUndefined();
   });

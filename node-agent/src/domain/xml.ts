@@ -13,6 +13,8 @@ export interface DomainSpec {
   name: string;
   node: string;
   virtType: 'kvm' | 'qemu' | 'test';
+  /** The guest's architecture: the Image's, which the scheduler matched to the hypervisor. */
+  arch?: 'x86_64' | 'aarch64';
   vcpus: number;
   memoryMiB: number;
   disks: Disks;
@@ -53,7 +55,8 @@ export function domainXml(s: DomainSpec): string {
   domain.ele('memory', { unit: 'MiB' }).txt(String(s.memoryMiB));
   domain.ele('vcpu').txt(String(s.vcpus));
   const os = domain.ele('os');
-  os.ele('type', { arch: 'x86_64', machine: 'pc' }).txt('hvm');
+  const arch = s.arch ?? 'x86_64';
+  os.ele('type', { arch, machine: arch === 'aarch64' ? 'virt' : 'pc' }).txt('hvm');
   if (s.kernel) {
     os.ele('kernel').txt(s.kernel.path);
     if (s.kernel.initrd) os.ele('initrd').txt(s.kernel.initrd);

@@ -132,6 +132,28 @@ async function guarded(
   }
 }
 
+/** How long a timed-out build waits for its abandoned step before its undo may run. */
+const ABANDONED_WAIT_MS = 60_000;
+/** At most this long (a tenth of the timeout) for a phase that starts past the deadline. */
+const DEADLINE_GRACE_MS = 30_000;
+
+/**
+ * Waits (bounded) for the step a timeout abandoned, so its undo does not race it (a domain
+ * started after its disks were removed); its outcome no longer matters, but is logged.
+ */
+async function settleAbandoned(c: StepContext, work: Promise<unknown>): Promise<void> {
+  const instance = `${c.inst.metadata.namespace}/${c.inst.metadata.name}`;
+  const settled = work.then(
+    () => undefined,
+    (err: Error) =>
+      c.d.logger.warn('step abandoned after the build timeout failed', { instance, error: err }),
+  );
+  let timer: NodeJS.Timeout | undefined;
+  const waited = new Promise<void>((r) => (timer = setTimeout(r, ABANDONED_WAIT_MS)));
+  await Promise.race([settled, waited]);
+  clearTimeout(timer);
+}
+
 async function withDeadline(c: StepContext, fn: () => Promise<PhaseResult>): Promise<PhaseResult> {
   const started = Date.parse(c.inst.status?.buildStartedAt ?? '');
   if (Number.isNaN(started)) return fn();
@@ -142,8 +164,10 @@ async function withDeadline(c: StepContext, fn: () => Promise<PhaseResult>): Pro
       `the build did not finish within ${limitMs / 1000}s of the hand-off (KOVA_BUILD_TIMEOUT_SECONDS); another node may do better`,
       true,
     );
-  const leftMs = started + limitMs - Date.now();
-  if (leftMs <= 0) throw timedOut();
+  // Past the deadline the phase still gets a short grace: a build whose work is done (a guest
+  // already running when its Active write failed) finishes instead of being undone.
+  const grace = Math.min(DEADLINE_GRACE_MS, limitMs / 10);
+  const leftMs = Math.max(started + limitMs - Date.now(), grace);
   let timer: NodeJS.Timeout | undefined;
   let expired = false;
   const work = fn();
@@ -162,12 +186,6 @@ async function withDeadline(c: StepContext, fn: () => Promise<PhaseResult>): Pro
     clearTimeout(timer);
     // The abandoned step keeps running until its own end; its outcome no longer matters, but it
     // is logged rather than left as an unhandled rejection.
-    if (expired)
-      work.catch((err: Error) =>
-        c.d.logger.warn('step abandoned after the build timeout failed', {
-          instance: `${c.inst.metadata.namespace}/${c.inst.metadata.name}`,
-          error: err,
-        }),
-      );
+    if (expired) await settleAbandoned(c, work);
   }
 }

@@ -6,8 +6,8 @@ import { ConditionType, instanceRef, NODE_CLEANUP_FINALIZER } from '@kova/crds';
 import type { StepContext } from '../build/step.js';
 import { keyOf } from '../deps.js';
 import { lookupDomain, powerStateOf, removeDomain } from '../domain-removal.js';
-import { DomainState, ErrorCode, isLibvirtError } from '../libvirt/index.js';
-import { lv } from '../libvirt-call.js';
+import { DomainState } from '../libvirt/index.js';
+import { lv, tolerateInvalid } from '../libvirt-call.js';
 import { POLL_MS } from '../power/policy.js';
 import type { PhaseResult } from './result.js';
 
@@ -41,7 +41,7 @@ export class TeardownHandler {
       const asked = this.shutdownRequested.get(uid);
       const canShutDown = state === DomainState.RUNNING || state === DomainState.BLOCKED;
       if (canShutDown && asked === undefined) {
-        await lv(c.d.metrics, 'shutdown', () => dom.shutdown()).catch(invalidOk);
+        await tolerateInvalid(lv(c.d.metrics, 'shutdown', () => dom.shutdown()));
         this.shutdownRequested.set(uid, Date.now());
         return { kind: 'complete', requeueAfterMs: POLL_MS };
       }
@@ -91,8 +91,4 @@ export async function failed(c: StepContext): Promise<PhaseResult> {
       ],
     },
   };
-}
-
-function invalidOk(err: unknown): void {
-  if (!isLibvirtError(err, ErrorCode.OPERATION_INVALID)) throw err;
 }

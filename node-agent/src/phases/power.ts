@@ -7,8 +7,8 @@ import { runSteps, type StepContext } from '../build/step.js';
 import { keyOf } from '../deps.js';
 import { lookupDomain } from '../domain-removal.js';
 import { BuildFault } from '../errors.js';
-import { ErrorCode, isLibvirtError, type Domain } from '../libvirt/index.js';
-import { lv } from '../libvirt-call.js';
+import type { Domain } from '../libvirt/index.js';
+import { lv, tolerateInvalid } from '../libvirt-call.js';
 import { decidePower, type Backoff, type PowerReport, type RunStrategy } from '../power/policy.js';
 import type { StatusChange } from '../status.js';
 import type { PhaseResult } from './result.js';
@@ -98,6 +98,9 @@ export class PowerHandler {
       }),
     );
     if (backoff) c.d.metrics.restarts.inc({ reason: stopReason });
+    // After a node reboot the managed bridges and kova's guard rules are gone: plug first.
+    const interfaces = c.inst.status?.interfaces ?? [];
+    await c.d.host.plugNetworks(c.inst.metadata.uid, interfaces, (n) => c.d.networks.get(n));
     // A lifecycle event and the resync can both get here; the second finds it running already.
     await tolerateInvalid(lv(c.d.metrics, 'create', () => dom.create()));
     await waitRunning(c, dom);
@@ -180,10 +183,4 @@ function readyReason(s: InstanceStatus | undefined): string | undefined {
 function backoffOf(s: InstanceStatus | undefined): Backoff | undefined {
   const b = s?.restartBackoff;
   return b ? { count: b.count, lastRestartMs: Date.parse(b.lastRestartTime) } : undefined;
-}
-
-async function tolerateInvalid(p: Promise<void>): Promise<void> {
-  await p.catch((err) => {
-    if (!isLibvirtError(err, ErrorCode.OPERATION_INVALID)) throw err;
-  });
 }

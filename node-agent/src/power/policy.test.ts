@@ -1,6 +1,12 @@
 import { describe, expect, it } from '@jest/globals';
 import { DomainState, ShutoffReason } from '../libvirt/constants.js';
-import { CRASH_WINDOW_MS, decidePower, type PowerInput, type RunStrategy } from './policy.js';
+import {
+  CRASH_WINDOW_MS,
+  MAX_RESTART_DELAY_MS,
+  decidePower,
+  type PowerInput,
+  type RunStrategy,
+} from './policy.js';
 
 const NOW = 1_000_000;
 const input = (over: Partial<PowerInput>): PowerInput => ({
@@ -151,8 +157,17 @@ describe('crash-restart backoff', () => {
     expect(crashed(10, 1000)).toMatchObject({ kind: 'backoff', requeueAfterMs: 59_000 });
   });
 
-  it('starts a new streak once the domain stayed up for the crash window', () => {
-    expect(crashed(10, CRASH_WINDOW_MS)).toMatchObject({ kind: 'start', backoff: { count: 1 } });
+  it('starts a new streak once the domain stayed up for the crash window beyond its delay', () => {
+    const due = MAX_RESTART_DELAY_MS;
+    expect(crashed(10, CRASH_WINDOW_MS + due)).toMatchObject({
+      kind: 'start',
+      backoff: { count: 1 },
+    });
+  });
+
+  it('keeps a crash loop at the cap: the wait for a due restart does not end the streak', () => {
+    const atCap = crashed(10, MAX_RESTART_DELAY_MS + 1000);
+    expect(atCap).toMatchObject({ kind: 'start', backoff: { count: 11 } });
   });
 
   it('a start asked by a runStrategy change is no crash: no wait, streak cleared', () => {

@@ -60,6 +60,11 @@ export type PowerAction =
 
 export const CRASH_WINDOW_MS = 60_000;
 export const MAX_RESTART_DELAY_MS = 60_000;
+
+/** The wait before the restart after `streak` restarts: none for two, then 2, 4, 8… s. */
+function delayOf(streak: number): number {
+  return streak < 2 ? 0 : Math.min(1000 * 2 ** (streak - 1), MAX_RESTART_DELAY_MS);
+}
 export const POLL_MS = 1000;
 
 const RUNNING: ReadonlySet<number> = new Set([
@@ -158,9 +163,13 @@ function stopped(i: PowerInput): PowerAction {
       backoff: undefined,
       stopReason: 'halted',
     };
-  const streak =
-    i.backoff && i.now - i.backoff.lastRestartMs < CRASH_WINDOW_MS ? i.backoff.count : 0;
-  const delay = streak < 2 ? 0 : Math.min(1000 * 2 ** (streak - 1), MAX_RESTART_DELAY_MS);
+  // Time since the last restart includes our own wait before it ran: a streak ends only when
+  // the domain stayed up for the crash window beyond the delay it was due, so a crash loop at
+  // the cap stays at the cap instead of starting over.
+  const due = i.backoff ? delayOf(i.backoff.count) : 0;
+  const stayedUp = !i.backoff || i.now - i.backoff.lastRestartMs >= CRASH_WINDOW_MS + due;
+  const streak = stayedUp ? 0 : (i.backoff?.count ?? 0);
+  const delay = delayOf(streak);
   const report: PowerReport = {
     phase: 'Active',
     power,
