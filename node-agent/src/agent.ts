@@ -141,7 +141,7 @@ export class NodeAgent {
       this.paths,
       this.cache,
       () => this.instances.list(),
-      (img) => this.images.get(img)?.spec.sha256,
+      (img) => imageShas(this.images.get(img)),
       this.logger,
     );
     const reconciler = new AgentReconciler({
@@ -241,4 +241,10 @@ export class NodeAgent {
       !inst.metadata.deletionTimestamp && BUILD_PHASES.has(inst.status?.phase ?? 'Scheduling');
     (building ? this.builds : this.lifecycle).add(objectKey(inst));
   }
+}
+
+/** The checksums of an Image's files: kept by the garbage collector while Instances use it. */
+function imageShas(image: IImage | undefined): string[] {
+  const s = image?.spec;
+  return s ? [s.sha256, s.kernel?.sha256, s.initrd?.sha256].filter((x): x is string => !!x) : [];
 }

@@ -78,12 +78,13 @@ function overlay(paths: StatePaths, uid: string, baseSha: string): string {
 describe('image garbage collection', () => {
   it('#12.8 keeps bases a domain or an overlay still needs: kernel, initrd, the base of an Image whose sha256 changed or that was deleted', async () => {
     const paths = new StatePaths(mkdtempSync(join(dir, 's-')));
-    const [changedBase, deletedBase, kernel, initrd, unused] = [
+    const [changedBase, deletedBase, kernel, initrd, unused, nextKernel] = [
       cached(paths, 'qcow2'),
       cached(paths, 'qcow2'),
       cached(paths, 'bytes'),
       cached(paths, 'bytes'),
       cached(paths, 'qcow2'),
+      cached(paths, 'bytes'),
     ];
     // A running Instance booted directly; its Image has since been given a new sha256.
     const running = randomUUID();
@@ -108,19 +109,20 @@ describe('image garbage collection', () => {
     // A second Instance, between its disks and its domain, whose Image was deleted.
     const building = randomUUID();
     overlay(paths, building, deletedBase);
-    const images: Record<string, string | undefined> = { changed: sha() };
+    // The changed Image now names a kernel no domain opens yet (a build about to define one).
+    const images: Record<string, string[]> = { changed: [sha(), nextKernel] };
     const gc = new GarbageCollector(
       { ...configFromEnv(), nodeName: NODE, orphanGraceMs: HOUR, imageTtlMs: HOUR } as AgentConfig,
       session,
       paths,
       new ImageCache(paths),
       () => [instance(running, 'changed'), instance(building, 'deleted')],
-      (name) => images[name],
+      (name) => images[name] ?? [],
       log,
     );
     try {
       expect(await gc.collect()).toEqual([`image ${unused}.img`]);
-      for (const s of [changedBase, deletedBase, kernel, initrd])
+      for (const s of [changedBase, deletedBase, kernel, initrd, nextKernel])
         expect(existsSync(paths.image(s))).toBe(true);
     } finally {
       await dom.undefine();

@@ -31,7 +31,8 @@ export class GarbageCollector {
     private readonly paths: StatePaths,
     private readonly cache: ImageCache,
     private readonly instancesHere: () => readonly InstanceObject[],
-    private readonly imageShaOf: (image: string) => string | undefined,
+    /** The checksums an Image's files have: its disk, kernel and initrd. */
+    private readonly imageShasOf: (image: string) => string[],
     private readonly logger: Logger,
   ) {}
 
@@ -70,12 +71,18 @@ export class GarbageCollector {
     for (const uid of dirs) {
       if (liveNow.has(uid) || kovaDomains.has(uid) || (await this.youngerThanGrace(uid, now)))
         continue;
-      await removeDomain(
+      const gone = await removeDomain(
         { session: this.session, paths: this.paths },
         uid,
         async () => undefined,
-      ).catch(() => undefined);
-      removed.push(`files of ${uid}`);
+      ).then(
+        () => true,
+        (err: Error) => {
+          this.logger.warn('could not remove an orphaned instance directory', { uid, error: err });
+          return false;
+        },
+      );
+      if (gone) removed.push(`files of ${uid}`);
     }
     const inUse = await this.basesInUse(domainFiles);
     for (const f of await this.cache.collect(inUse, this.config.imageTtlMs, now))
@@ -104,11 +111,7 @@ export class GarbageCollector {
     }
     const referenced = new Set<string>();
     for (const f of files) for (const p of await backingChain(f)) referenced.add(resolve(p));
-    const inUse = new Set(
-      this.instancesHere()
-        .map((i) => this.imageShaOf(i.spec.image))
-        .filter((s): s is string => !!s),
-    );
+    const inUse = new Set(this.instancesHere().flatMap((i) => this.imageShasOf(i.spec.image)));
     for (const p of referenced) {
       const name = basename(p);
       if (dirname(p) === this.paths.images && /^[0-9a-f]{64}\.img$/.test(name))

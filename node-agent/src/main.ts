@@ -6,6 +6,10 @@ import { configFromEnv } from './config.js';
 
 const log = logger('kova-node-agent');
 
+// Every libvirt call runs on libuv's thread pool beside file I/O; with its default of 4 threads
+// a few slow calls (a busy libvirtd) would stall the rest. Set before any asynchronous I/O.
+process.env.UV_THREADPOOL_SIZE ??= '16';
+
 async function main(): Promise<void> {
   const config = configFromEnv();
   const registry = new Registry();

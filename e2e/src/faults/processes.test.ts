@@ -247,13 +247,14 @@ describe('libvirtd restarted while guests run', () => {
 });
 
 describe('the QEMU process of a guest killed', () => {
-  it('shows in powerState within 2 s and Always restarts it with a new process', async () => {
+  it('shows in powerState within 3 s and Always restarts it with a new process', async () => {
     const steady = await steadyGuest();
     const pid = await vms.qemuPid('kova-a', steady);
     const killedAt = Date.now();
     process.kill(pid, 'SIGKILL');
     const { ms, inst } = await powerChange('steady', killedAt);
-    expect(ms).toBeLessThan(2000);
+    // The libvirt event, not the agent's periodic resync (60 s by default), reports it.
+    expect(ms).toBeLessThan(3000);
     expect(['Shutdown', 'Crashed']).toContain(inst.status?.powerState);
     const back = await until(
       'steady running again',

@@ -69,20 +69,28 @@ export class LibvirtSession {
   private async connect(): Promise<Connection> {
     for (;;) {
       if (this.stopped) throw new Error('libvirt session closed');
+      let c: Connection | undefined;
       try {
-        const c = await (this.opts.open ?? open)(this.opts.uri);
+        c = await (this.opts.open ?? open)(this.opts.uri);
         // Drivers without a daemon (test:///default) have no keepalive and say so.
         await c.setKeepAlive(5, 3).catch((err) => {
           if (!isLibvirtError(err, ErrorCode.NO_SUPPORT)) throw err;
         });
         await c.onLifecycleEvent((e) => this.dispatch(e));
-        c.onClose((reason) => this.lost(c, reason));
+        const opened = c;
+        c.onClose((reason) => this.lost(opened, reason));
         this.replace(c);
         this.backoffMs = 200;
         this.opts.logger.info('connected to libvirt', { uri: this.opts.uri });
         this.opts.onConnected();
         return c;
       } catch (err) {
+        // A connection opened but not set up is closed, not leaked, before the next try.
+        await c
+          ?.close()
+          .catch((e: Error) =>
+            this.opts.logger.debug('could not close a half-open libvirt connection', { error: e }),
+          );
         this.opts.logger.warn('cannot reach libvirt; retrying', {
           uri: this.opts.uri,
           error: err as Error,

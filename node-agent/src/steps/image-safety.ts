@@ -18,9 +18,16 @@ interface ImageInfo {
  * only the garbage collector needs: it looks at overlays of live domains.
  */
 export async function imageInfo(path: string, shared = false): Promise<ImageInfo> {
-  const out = await run('qemu-img', ['info', '--output=json', ...(shared ? ['-U'] : []), path]);
+  const info = ['qemu-img', 'info', '--output=json', ...(shared ? ['-U'] : []), path];
+  const out = await run('prlimit', [...QEMU_IMG_LIMITS, '--', ...info]);
   return JSON.parse(out) as ImageInfo;
 }
+
+/**
+ * A crafted header can make qemu-img's parser eat memory or time; as Nova does, it runs with
+ * 1 GiB of address space and 30 s of CPU at most.
+ */
+const QEMU_IMG_LIMITS = ['--as=1073741824', '--cpu=30'];
 
 /**
  * Refuses, as a fault no other node could fix, an image whose detected format is not the one its
