@@ -119,4 +119,3 @@ function generationBehind(inst: InstanceObject, state: OperatorState): boolean {
 function toSyncResult(result: Result): SyncResult | void {
   if (result.kind !== 'done') return { requeueAfterMs: result.afterMs };
 }
-
