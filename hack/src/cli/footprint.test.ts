@@ -19,6 +19,7 @@ const BRIDGE = 'kovafptest0';
 let dir: string;
 let otherDir: string;
 let sleeper: ChildProcess;
+let userShell: ChildProcess;
 let createdChain = false;
 const ours = randomUUID();
 const theirs = randomUUID();
@@ -52,10 +53,16 @@ beforeAll(async () => {
   );
   await run('iptables', ['-w', '-A', 'KOVA-INPUT', '-i', BRIDGE, '-j', 'DROP']);
   sleeper = spawn('sleep', ['300'], { env: { KOVA_STATE_DIR: dir }, stdio: 'ignore' });
+  // A user's shell that exported the run's kubeconfig, as npm start tells them to: not the run's.
+  userShell = spawn('sleep', ['300'], {
+    env: { KUBECONFIG: join(dir, 'kubeconfig') },
+    stdio: 'ignore',
+  });
 });
 
 afterAll(async () => {
   sleeper?.kill('SIGKILL');
+  userShell?.kill('SIGKILL');
   for (const uid of [ours, theirs])
     await virsh('undefine', `kova-fp-${uid.slice(0, 8)}`).catch(() => undefined);
   await run('iptables', ['-w', '-D', 'KOVA-INPUT', '-i', BRIDGE, '-j', 'DROP']).catch(

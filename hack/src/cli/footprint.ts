@@ -193,13 +193,20 @@ async function existing(paths: string[]): Promise<string[]> {
   return out;
 }
 
-/** Processes (QEMU, etcd, an agent…) whose command line or environment names one of the dirs. */
+/**
+ * Processes (QEMU, etcd, an agent…) whose command line or environment names one of the dirs.
+ * KUBECONFIG does not count: the user's shells and kubectl carry the run's kubeconfig, as the
+ * run told them to, and are not the run's.
+ */
 async function processesUsing(dirs: string[]): Promise<string[]> {
   const found: string[] = [];
   for (const pid of await readdir('/proc')) {
     if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
     const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-    const environ = await readFile(`/proc/${pid}/environ`, 'utf8').catch(() => '');
+    const environ = (await readFile(`/proc/${pid}/environ`, 'utf8').catch(() => ''))
+      .split('\0')
+      .filter((v) => !v.startsWith('KUBECONFIG='))
+      .join('\0');
     if (dirs.some((d) => cmdline.includes(d) || environ.includes(d)))
       found.push(`${pid} ${cmdline.split('\0').filter(Boolean).slice(0, 3).join(' ')}`);
   }

@@ -1,5 +1,6 @@
 // Active and Stopped: keep the domain's power state true to runStrategy (the decision is
 // power/policy.ts; this carries it out), and respawn a domain that vanished from the node.
+import { apiStatus } from '@kova/controller-kit';
 import { ConditionType, type InstanceStatus } from '@kova/crds';
 import { respawnPlan } from '../build/plans.js';
 import { waitRunning } from '../build/steps.js';
@@ -91,12 +92,14 @@ export class PowerHandler {
     const restartBackoff = backoff
       ? { count: backoff.count, lastRestartTime: new Date(backoff.lastRestartMs).toISOString() }
       : null;
-    await c.report({ ...reported(c, report), restartBackoff }).catch((err: Error) =>
-      c.d.logger.warn('could not report the stopped domain; restarting it anyway', {
+    await c.report({ ...reported(c, report), restartBackoff }).catch((err: Error) => {
+      // A 409 is a concurrent write (a spec change): the sync after the start reports again.
+      const log = apiStatus(err) === 409 ? c.d.logger.debug : c.d.logger.warn;
+      log('could not report the stopped domain; restarting it anyway', {
         instance: keyOf(c.inst),
         error: err,
-      }),
-    );
+      });
+    });
     if (backoff) c.d.metrics.restarts.inc({ reason: stopReason });
     // After a node reboot the managed bridges and kova's guard rules are gone: plug first.
     const interfaces = c.inst.status?.interfaces ?? [];

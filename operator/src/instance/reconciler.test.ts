@@ -135,12 +135,13 @@ class Fakes {
     record: (_o: unknown, type: string, reason: string) => this.calls.push(['event', type, reason]),
   } as unknown as EventRecorder;
 
+  config = { ...configFromEnv(), maxAttempts: 3, deleteWithNodeDownAfterMs: 300_000 };
   reconciler = new InstanceReconciler({
     state: this.state,
     allocator: this.allocator,
     patcher: this.patcher,
     events: this.events,
-    config: { ...configFromEnv(), maxAttempts: 3, deleteWithNodeDownAfterMs: 300_000 },
+    config: this.config,
     metrics: operatorMetrics(this.registry, this.state),
     logger: logger('test'),
     observedActive: new Set(),
@@ -375,6 +376,13 @@ describe('a fault reported by the agent', () => {
       fault: { reason: 'DomainStartFailed', retryable: false },
     });
     expect(condition(f.status()[0]!, 'Ready')).toMatchObject({ status: 'False' });
+  });
+
+  it('with one attempt allowed, fails with the fault itself, not MaxRetriesExceeded', async () => {
+    f.config.maxAttempts = 1;
+    f.put(faulted(true));
+    await f.sync();
+    expect(f.status()[0]).toMatchObject({ phase: 'Error', fault: { reason: 'DomainStartFailed' } });
   });
 
   it('fails with MaxRetriesExceeded listing every attempt after the last one', async () => {

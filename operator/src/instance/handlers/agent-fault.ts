@@ -21,7 +21,9 @@ export async function handleAgentFault(ctx: SyncContext): Promise<Result> {
   await d.allocator.release(inst.metadata.uid);
   status.set('attempts', attempts);
   if (fault.retryable && attempts.length < d.config.maxAttempts) return reschedule(ctx, fault);
-  if (!fault.retryable) return markFailed(ctx, fault);
+  // Nothing was retried (a fault no other node could fix, or one attempt allowed): the fault
+  // itself is the reason, not "retries exceeded".
+  if (!fault.retryable || attempts.length === 1) return markFailed(ctx, fault);
   const tried = attempts.map((a) => `${a.node}: ${a.reason} (${a.message})`).join('; ');
   return markFailed(ctx, {
     reason: 'MaxRetriesExceeded',
