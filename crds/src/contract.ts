@@ -80,3 +80,43 @@ export function setCondition(
     prior && prior.status === next.status ? prior.lastTransitionTime : now.toISOString();
   return { ...next, lastTransitionTime };
 }
+
+/**
+ * A Network's life, decided by the operator alone: it picks the VNI, checks the Network against
+ * the others (an overlapping CIDR or a bridge name another Network already uses is refused; the
+ * older Network keeps working), lists the nodes with Instances on it and their tunnel endpoints,
+ * and holds the Network while any Instance holds an address on it. Agents build a Network only
+ * once `networkUsable` says so, and hand out no address before either.
+ */
+export const NETWORK_FINALIZER = 'compute.kova.dev/network-in-use';
+export const NetworkReason = {
+  Ready: 'Ready',
+  CIDROverlap: 'CIDROverlap',
+  BridgeConflict: 'BridgeConflict',
+  VNIExhausted: 'VNIExhausted',
+  InUse: 'InUse',
+} as const;
+
+type NetworkLike = {
+  metadata?: { generation?: number; deletionTimestamp?: unknown };
+  spec: { managed?: boolean };
+  status?: { vni?: number; conditions?: Condition[] };
+};
+
+/** Ready, checked for the Network's current spec, and (when managed) given its VNI. */
+export function networkUsable(net: NetworkLike): boolean {
+  const ready = net.status?.conditions?.find((c) => c.type === ConditionType.Ready);
+  return (
+    ready?.status === 'True' &&
+    (ready.observedGeneration ?? 0) >= (net.metadata?.generation ?? 0) &&
+    (net.spec.managed === false || net.status?.vni !== undefined)
+  );
+}
+
+/** Why a Network cannot be used yet, for the Instance or node fault that waits on it. */
+export function networkNotUsableMessage(name: string, net: NetworkLike): string {
+  const ready = net.status?.conditions?.find((c) => c.type === ConditionType.Ready);
+  return ready?.status === 'False'
+    ? `Network ${name} is not usable (${ready.reason}): ${ready.message}`
+    : `Network ${name} has not been checked by the operator yet`;
+}

@@ -17,7 +17,7 @@ const schema11 = {
       "$ref": "5OL9hSD8L9xC4HHvP7Yuz9QGG4TEkO3mJCyPSAnexg4"
     },
     "status": {
-      "$ref": "Gcu8jx01PAcV5BXQE6kIrNf5hTPSHumYPRm0YcZ3I"
+      "$ref": "Q7kqFaiujAVMtb56cimQH2F7Prz1EsvvJi5oY5Q228"
     }
   },
   "required": ["spec", "apiVersion", "kind"],
@@ -676,6 +676,9 @@ const schema23 = {
     "availabilityZone": {
       "$ref": "GlcYMJF0EagTzhTCQIbCB22J377Z87wRm00IC2Ss2g"
     },
+    "tunnelAddress": {
+      "$ref": "NTrfyNOujsEivzb9CaIrrzbltnoOCvmwY8ES6YcPZk"
+    },
     "libvirtVersion": {
       "$ref": "GlcYMJF0EagTzhTCQIbCB22J377Z87wRm00IC2Ss2g"
     },
@@ -831,6 +834,56 @@ function validate22(data, {
     errors++;
   }
   validate22.errors = vErrors;
+  return errors === 0;
+}
+const schema26 = {
+  "type": "string",
+  "maxLength": 15,
+  "nullable": true
+};
+function validate60(data, {
+  instancePath = "",
+  parentData,
+  parentDataProperty,
+  rootData = data
+} = {}) {
+  let vErrors = null;
+  let errors = 0;
+  if (typeof data !== "string" && data !== null) {
+    const err0 = {
+      instancePath,
+      schemaPath: "#/type",
+      keyword: "type",
+      params: {
+        type: "string"
+      }
+    };
+    if (vErrors === null) {
+      vErrors = [err0];
+    } else {
+      vErrors.push(err0);
+    }
+    errors++;
+  }
+  if (typeof data === "string") {
+    if (func2(data) > 15) {
+      const err1 = {
+        instancePath,
+        schemaPath: "#/maxLength",
+        keyword: "maxLength",
+        params: {
+          limit: 15
+        }
+      };
+      if (vErrors === null) {
+        vErrors = [err1];
+      } else {
+        vErrors.push(err1);
+      }
+      errors++;
+    }
+  }
+  validate60.errors = vErrors;
   return errors === 0;
 }
 const schema9 = {
@@ -1011,7 +1064,7 @@ function validate24(data, {
   validate24.errors = vErrors;
   return errors === 0;
 }
-const schema26 = {
+const schema27 = {
   "type": "object",
   "properties": {
     "vcpus": {
@@ -1023,7 +1076,7 @@ const schema26 = {
   },
   "nullable": true
 };
-function validate64(data, {
+function validate66(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1071,10 +1124,10 @@ function validate64(data, {
       }
     }
   }
-  validate64.errors = vErrors;
+  validate66.errors = vErrors;
   return errors === 0;
 }
-const schema27 = {
+const schema28 = {
   "type": "array",
   "maxItems": 10000,
   "items": {
@@ -1082,11 +1135,11 @@ const schema27 = {
   },
   "nullable": true
 };
-const schema28 = {
+const schema29 = {
   "type": "string",
   "maxLength": 36
 };
-function validate70(data, {
+function validate72(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1127,10 +1180,10 @@ function validate70(data, {
     }
     errors++;
   }
-  validate70.errors = vErrors;
+  validate72.errors = vErrors;
   return errors === 0;
 }
-function validate69(data, {
+function validate71(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1173,21 +1226,21 @@ function validate69(data, {
     }
     const len0 = data.length;
     for (let i0 = 0; i0 < len0; i0++) {
-      if (!validate70(data[i0], {
+      if (!validate72(data[i0], {
         instancePath: instancePath + "/" + i0,
         parentData: data,
         parentDataProperty: i0,
         rootData
       })) {
-        vErrors = vErrors === null ? validate70.errors : vErrors.concat(validate70.errors);
+        vErrors = vErrors === null ? validate72.errors : vErrors.concat(validate72.errors);
         errors = vErrors.length;
       }
     }
   }
-  validate69.errors = vErrors;
+  validate71.errors = vErrors;
   return errors === 0;
 }
-const schema29 = {
+const schema30 = {
   "type": "array",
   "maxItems": 1000,
   "items": {
@@ -1195,7 +1248,7 @@ const schema29 = {
   },
   "nullable": true
 };
-const schema30 = {
+const schema31 = {
   "type": "object",
   "required": ["sha256"],
   "properties": {
@@ -1210,10 +1263,10 @@ const schema30 = {
     }
   }
 };
-const schema31 = {
+const schema32 = {
   "type": "string"
 };
-function validate76(data, {
+function validate78(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1237,10 +1290,10 @@ function validate76(data, {
     }
     errors++;
   }
-  validate76.errors = vErrors;
+  validate78.errors = vErrors;
   return errors === 0;
 }
-function validate74(data, {
+function validate76(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1277,13 +1330,13 @@ function validate74(data, {
       }
     }
     if (data.sha256 !== undefined) {
-      if (!validate76(data.sha256, {
+      if (!validate78(data.sha256, {
         instancePath: instancePath + "/sha256",
         parentData: data,
         parentDataProperty: "sha256",
         rootData
       })) {
-        vErrors = vErrors === null ? validate76.errors : vErrors.concat(validate76.errors);
+        vErrors = vErrors === null ? validate78.errors : vErrors.concat(validate78.errors);
         errors = vErrors.length;
       }
     }
@@ -1314,10 +1367,10 @@ function validate74(data, {
     }
     errors++;
   }
-  validate74.errors = vErrors;
+  validate76.errors = vErrors;
   return errors === 0;
 }
-function validate73(data, {
+function validate75(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1360,28 +1413,28 @@ function validate73(data, {
     }
     const len0 = data.length;
     for (let i0 = 0; i0 < len0; i0++) {
-      if (!validate74(data[i0], {
+      if (!validate76(data[i0], {
         instancePath: instancePath + "/" + i0,
         parentData: data,
         parentDataProperty: i0,
         rootData
       })) {
-        vErrors = vErrors === null ? validate74.errors : vErrors.concat(validate74.errors);
+        vErrors = vErrors === null ? validate76.errors : vErrors.concat(validate76.errors);
         errors = vErrors.length;
       }
     }
   }
-  validate73.errors = vErrors;
+  validate75.errors = vErrors;
   return errors === 0;
 }
-const schema32 = {
+const schema33 = {
   "type": "array",
   "items": {
     "$ref": "VUiKGn2v3RjNyC7Zu4miVX8RklRPSobk83hraC6PPuI"
   },
   "nullable": true
 };
-const schema33 = {
+const schema34 = {
   "type": "object",
   "required": ["type", "status", "lastTransitionTime", "reason", "message"],
   "properties": {
@@ -1405,11 +1458,11 @@ const schema33 = {
     }
   }
 };
-const schema34 = {
+const schema35 = {
   "type": "string",
   "maxLength": 316
 };
-function validate83(data, {
+function validate85(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1450,14 +1503,14 @@ function validate83(data, {
     }
     errors++;
   }
-  validate83.errors = vErrors;
+  validate85.errors = vErrors;
   return errors === 0;
 }
-const schema35 = {
+const schema36 = {
   "type": "string",
   "enum": ["True", "False", "Unknown"]
 };
-function validate85(data, {
+function validate87(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1487,7 +1540,7 @@ function validate85(data, {
       schemaPath: "#/enum",
       keyword: "enum",
       params: {
-        allowedValues: schema35.enum
+        allowedValues: schema36.enum
       }
     };
     if (vErrors === null) {
@@ -1497,16 +1550,16 @@ function validate85(data, {
     }
     errors++;
   }
-  validate85.errors = vErrors;
+  validate87.errors = vErrors;
   return errors === 0;
 }
-const schema36 = {
+const schema37 = {
   "type": "integer",
   "format": "int64",
   "minimum": 0,
   "nullable": true
 };
-function validate87(data, {
+function validate89(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1565,15 +1618,15 @@ function validate87(data, {
       errors++;
     }
   }
-  validate87.errors = vErrors;
+  validate89.errors = vErrors;
   return errors === 0;
 }
-const schema37 = {
+const schema38 = {
   "type": "string",
   "format": "date-time"
 };
 const formats10 = formats["date-time"];
-function validate89(data, {
+function validate91(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1614,14 +1667,14 @@ function validate89(data, {
     }
     errors++;
   }
-  validate89.errors = vErrors;
+  validate91.errors = vErrors;
   return errors === 0;
 }
-const schema38 = {
+const schema39 = {
   "type": "string",
   "maxLength": 1024
 };
-function validate91(data, {
+function validate93(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1662,14 +1715,14 @@ function validate91(data, {
     }
     errors++;
   }
-  validate91.errors = vErrors;
+  validate93.errors = vErrors;
   return errors === 0;
 }
-const schema39 = {
+const schema40 = {
   "type": "string",
   "maxLength": 32768
 };
-function validate93(data, {
+function validate95(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1710,10 +1763,10 @@ function validate93(data, {
     }
     errors++;
   }
-  validate93.errors = vErrors;
+  validate95.errors = vErrors;
   return errors === 0;
 }
-function validate82(data, {
+function validate84(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1803,68 +1856,68 @@ function validate82(data, {
       errors++;
     }
     if (data.type !== undefined) {
-      if (!validate83(data.type, {
+      if (!validate85(data.type, {
         instancePath: instancePath + "/type",
         parentData: data,
         parentDataProperty: "type",
-        rootData
-      })) {
-        vErrors = vErrors === null ? validate83.errors : vErrors.concat(validate83.errors);
-        errors = vErrors.length;
-      }
-    }
-    if (data.status !== undefined) {
-      if (!validate85(data.status, {
-        instancePath: instancePath + "/status",
-        parentData: data,
-        parentDataProperty: "status",
         rootData
       })) {
         vErrors = vErrors === null ? validate85.errors : vErrors.concat(validate85.errors);
         errors = vErrors.length;
       }
     }
-    if (data.observedGeneration !== undefined) {
-      if (!validate87(data.observedGeneration, {
-        instancePath: instancePath + "/observedGeneration",
+    if (data.status !== undefined) {
+      if (!validate87(data.status, {
+        instancePath: instancePath + "/status",
         parentData: data,
-        parentDataProperty: "observedGeneration",
+        parentDataProperty: "status",
         rootData
       })) {
         vErrors = vErrors === null ? validate87.errors : vErrors.concat(validate87.errors);
         errors = vErrors.length;
       }
     }
-    if (data.lastTransitionTime !== undefined) {
-      if (!validate89(data.lastTransitionTime, {
-        instancePath: instancePath + "/lastTransitionTime",
+    if (data.observedGeneration !== undefined) {
+      if (!validate89(data.observedGeneration, {
+        instancePath: instancePath + "/observedGeneration",
         parentData: data,
-        parentDataProperty: "lastTransitionTime",
+        parentDataProperty: "observedGeneration",
         rootData
       })) {
         vErrors = vErrors === null ? validate89.errors : vErrors.concat(validate89.errors);
         errors = vErrors.length;
       }
     }
-    if (data.reason !== undefined) {
-      if (!validate91(data.reason, {
-        instancePath: instancePath + "/reason",
+    if (data.lastTransitionTime !== undefined) {
+      if (!validate91(data.lastTransitionTime, {
+        instancePath: instancePath + "/lastTransitionTime",
         parentData: data,
-        parentDataProperty: "reason",
+        parentDataProperty: "lastTransitionTime",
         rootData
       })) {
         vErrors = vErrors === null ? validate91.errors : vErrors.concat(validate91.errors);
         errors = vErrors.length;
       }
     }
+    if (data.reason !== undefined) {
+      if (!validate93(data.reason, {
+        instancePath: instancePath + "/reason",
+        parentData: data,
+        parentDataProperty: "reason",
+        rootData
+      })) {
+        vErrors = vErrors === null ? validate93.errors : vErrors.concat(validate93.errors);
+        errors = vErrors.length;
+      }
+    }
     if (data.message !== undefined) {
-      if (!validate93(data.message, {
+      if (!validate95(data.message, {
         instancePath: instancePath + "/message",
         parentData: data,
         parentDataProperty: "message",
         rootData
       })) {
-        vErrors = vErrors === null ? validate93.errors : vErrors.concat(validate93.errors);
+        vErrors = vErrors === null ? validate95.errors : vErrors.concat(validate95.errors);
         errors = vErrors.length;
       }
     }
@@ -1884,10 +1937,10 @@ function validate82(data, {
     }
     errors++;
   }
-  validate82.errors = vErrors;
+  validate84.errors = vErrors;
   return errors === 0;
 }
-function validate81(data, {
+function validate83(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1914,18 +1967,18 @@ function validate81(data, {
   if (Array.isArray(data)) {
     const len0 = data.length;
     for (let i0 = 0; i0 < len0; i0++) {
-      if (!validate82(data[i0], {
+      if (!validate84(data[i0], {
         instancePath: instancePath + "/" + i0,
         parentData: data,
         parentDataProperty: i0,
         rootData
       })) {
-        vErrors = vErrors === null ? validate82.errors : vErrors.concat(validate82.errors);
+        vErrors = vErrors === null ? validate84.errors : vErrors.concat(validate84.errors);
         errors = vErrors.length;
       }
     }
   }
-  validate81.errors = vErrors;
+  validate83.errors = vErrors;
   return errors === 0;
 }
 function validate54(data, {
@@ -1986,6 +2039,17 @@ function validate54(data, {
         errors = vErrors.length;
       }
     }
+    if (data.tunnelAddress !== undefined) {
+      if (!validate60(data.tunnelAddress, {
+        instancePath: instancePath + "/tunnelAddress",
+        parentData: data,
+        parentDataProperty: "tunnelAddress",
+        rootData
+      })) {
+        vErrors = vErrors === null ? validate60.errors : vErrors.concat(validate60.errors);
+        errors = vErrors.length;
+      }
+    }
     if (data.libvirtVersion !== undefined) {
       if (!validate22(data.libvirtVersion, {
         instancePath: instancePath + "/libvirtVersion",
@@ -2031,13 +2095,13 @@ function validate54(data, {
       }
     }
     if (data.summary !== undefined) {
-      if (!validate64(data.summary, {
+      if (!validate66(data.summary, {
         instancePath: instancePath + "/summary",
         parentData: data,
         parentDataProperty: "summary",
         rootData
       })) {
-        vErrors = vErrors === null ? validate64.errors : vErrors.concat(validate64.errors);
+        vErrors = vErrors === null ? validate66.errors : vErrors.concat(validate66.errors);
         errors = vErrors.length;
       }
     }
@@ -2053,35 +2117,35 @@ function validate54(data, {
       }
     }
     if (data.domains !== undefined) {
-      if (!validate69(data.domains, {
+      if (!validate71(data.domains, {
         instancePath: instancePath + "/domains",
         parentData: data,
         parentDataProperty: "domains",
         rootData
       })) {
-        vErrors = vErrors === null ? validate69.errors : vErrors.concat(validate69.errors);
+        vErrors = vErrors === null ? validate71.errors : vErrors.concat(validate71.errors);
         errors = vErrors.length;
       }
     }
     if (data.imagesCached !== undefined) {
-      if (!validate73(data.imagesCached, {
+      if (!validate75(data.imagesCached, {
         instancePath: instancePath + "/imagesCached",
         parentData: data,
         parentDataProperty: "imagesCached",
         rootData
       })) {
-        vErrors = vErrors === null ? validate73.errors : vErrors.concat(validate73.errors);
+        vErrors = vErrors === null ? validate75.errors : vErrors.concat(validate75.errors);
         errors = vErrors.length;
       }
     }
     if (data.conditions !== undefined) {
-      if (!validate81(data.conditions, {
+      if (!validate83(data.conditions, {
         instancePath: instancePath + "/conditions",
         parentData: data,
         parentDataProperty: "conditions",
         rootData
       })) {
-        vErrors = vErrors === null ? validate81.errors : vErrors.concat(validate81.errors);
+        vErrors = vErrors === null ? validate83.errors : vErrors.concat(validate83.errors);
         errors = vErrors.length;
       }
     }

@@ -71,6 +71,10 @@ export interface IHypervisor {
      */
     "availabilityZone"?: string;
     /**
+     * The node's underlay IPv4 address: where other nodes send the VXLAN traffic of the Networks it has Instances on.
+     */
+    "tunnelAddress"?: string;
+    /**
      * Version of libvirt on the node, for example 9.0.0.
      */
     "libvirtVersion"?: string;

@@ -90,6 +90,58 @@ export interface IInstance {
      */
     "domainUUID"?: string;
     /**
+     * The Flavor's sizes as they were when the Instance was bound (Nova's instance.flavor). Accounting, builds and reports use this record, so deleting or recreating the Flavor later changes nothing for this Instance.
+     */
+    "flavor"?: {
+      /**
+       * Name of the Flavor.
+       */
+      "name": string;
+      /**
+       * Number of virtual CPUs.
+       */
+      "vcpus": number;
+      /**
+       * Guest memory in MiB.
+       */
+      "memoryMiB": number;
+      /**
+       * Size of the root disk in GiB.
+       */
+      "rootDiskGiB": number;
+      /**
+       * Size of the ephemeral disk in GiB; 0 for none.
+       */
+      "ephemeralGiB"?: number;
+      /**
+       * Size of the swap disk in MiB; 0 for none.
+       */
+      "swapMiB"?: number;
+      /**
+       * The Flavor's extra specs.
+       */
+      "extraSpecs"?: {
+        [key: string]: string;
+      };
+    };
+    /**
+     * The Image as it was when the Instance was bound: the node builds (and rebuilds) the root disk from exactly this checksum and format.
+     */
+    "image"?: {
+      /**
+       * Name of the Image.
+       */
+      "name": string;
+      /**
+       * SHA-256 of the Image's source.
+       */
+      "sha256": string;
+      /**
+       * Disk format of the source, qcow2 or raw.
+       */
+      "format": string;
+    };
+    /**
      * The network interfaces with the addresses the operator allocated, in spec.networks order.
      */
     "interfaces"?: Array<{

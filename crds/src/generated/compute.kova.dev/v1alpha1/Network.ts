@@ -55,14 +55,43 @@ export interface INetwork {
      */
     "managed"?: boolean;
     /**
-     * MTU of the Instances' interfaces and of a managed bridge.
+     * MTU of the Instances' interfaces and of a managed Network's bridge and overlay on every node. The default, 1450, leaves the 50 bytes VXLAN adds inside a 1500-byte underlay; a larger value needs an underlay MTU of at least this plus 50 on every node (an agent refuses to plug otherwise).
      */
     "mtu"?: number;
+    /**
+     * When true, guests of this managed Network reach addresses outside it through their own node, masqueraded to the node's address (as KubeVirt's masquerade binding). Nothing outside can open connections to the guests, and other Networks stay unreachable either way.
+     */
+    "egress"?: boolean;
   };
   /**
    * Observed state of the Network, written by the operator.
    */
   "status"?: {
+    /**
+     * VXLAN network identifier of this managed Network's overlay, chosen by the operator once and kept for the Network's life.
+     */
+    "vni"?: number;
+    /**
+     * The nodes that have Instances on this Network and their tunnel endpoints (the Hypervisors' reported tunnelAddress): each node's agent keeps its overlay's forwarding entries to exactly these.
+     */
+    "nodes"?: Array<{
+      /**
+       * Name of the node (its Hypervisor).
+       */
+      "name": string;
+      /**
+       * Underlay address of the node's VXLAN endpoint; empty until the node reports one.
+       */
+      "tunnelAddress"?: string;
+    }>;
+    /**
+     * Number of Instances holding addresses on this Network.
+     */
+    "holders"?: number;
+    /**
+     * The metadata.generation the status reflects.
+     */
+    "observedGeneration"?: number;
     /**
      * Number of addresses currently allocated to Instances.
      */
@@ -71,6 +100,35 @@ export interface INetwork {
      * Number of addresses still free in the allocation pools.
      */
     "available"?: number;
+    /**
+     * Conditions of the object, with reasons and transition times.
+     */
+    "conditions"?: Array<{
+      /**
+       * Type of the condition, in CamelCase.
+       */
+      "type": string;
+      /**
+       * Status of the condition, one of True, False, Unknown.
+       */
+      "status": "True" | "False" | "Unknown";
+      /**
+       * The metadata.generation this condition was set against.
+       */
+      "observedGeneration"?: number;
+      /**
+       * When the condition last changed status.
+       */
+      "lastTransitionTime": string;
+      /**
+       * Machine-readable CamelCase reason for the last transition.
+       */
+      "reason": string;
+      /**
+       * Human-readable message with details about the transition.
+       */
+      "message": string;
+    }>;
   };
 }
 
