@@ -38,8 +38,16 @@ export class Applier {
     this.custom = kc.makeApiClient(CustomObjectsApi);
   }
 
-  /** Applies the fields of `obj` this manager owns (spec, labels…); creates it if absent. */
-  async apply<T extends AppliedObject>(obj: T, plural: string): Promise<T> {
+  /**
+   * Applies the fields of `obj` this manager owns (spec, labels…); creates it if absent. With
+   * `force`, fields another manager set are taken over instead of refused (for objects this
+   * manager owns by design, such as its own CRDs).
+   */
+  async apply<T extends AppliedObject>(
+    obj: T,
+    plural: string,
+    opts: { force?: boolean } = {},
+  ): Promise<T> {
     const ref = {
       apiVersion: obj.apiVersion,
       kind: obj.kind,
@@ -47,7 +55,7 @@ export class Applier {
       name: obj.metadata.name,
       namespace: obj.metadata.namespace,
     };
-    return this.patch(ref, obj, false);
+    return this.patch(ref, obj, false, opts.force ?? false);
   }
 
   /**
@@ -69,10 +77,15 @@ export class Applier {
       },
       status,
     };
-    return this.patch(ref, body, true);
+    return this.patch(ref, body, true, false);
   }
 
-  private async patch<T>(ref: ObjectRef, body: object, status: boolean): Promise<T> {
+  private async patch<T>(
+    ref: ObjectRef,
+    body: object,
+    status: boolean,
+    force: boolean,
+  ): Promise<T> {
     const [group, version] = ref.apiVersion.split('/');
     if (!group || !version)
       throw new Error(`${ref.kind} is in the core API group; apply it with kubectl`);
@@ -83,9 +96,10 @@ export class Applier {
       name: ref.name,
       body,
       fieldManager: this.fieldManager,
-      // Never take a field another manager owns: that is a conflict (409) to surface, not to
-      // paper over. Writers that share fields (Instance status) use merge patches instead.
-      force: false,
+      // Unless asked, never take a field another manager owns: that is a conflict (409) to
+      // surface, not to paper over. Writers that share fields (Instance status) use merge
+      // patches instead.
+      force,
     };
     const c = this.custom;
     if (ref.namespace) {

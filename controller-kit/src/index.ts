@@ -1,4 +1,5 @@
 export * from './apply.js';
+export * from './crds.js';
 export * from './env.js';
 export * from './errors.js';
 export * from './events.js';

@@ -16,6 +16,10 @@ const helm = (...args: string[]) =>
   execFileSync(join(dirname(kubectlPath()), 'helm'), args, { encoding: 'utf8', stdio: 'pipe' });
 const kubectl = (args: string[], input?: string) =>
   execFileSync(kubectlPath(), args, { encoding: 'utf8', stdio: 'pipe', input });
+/** The API server's version: a helm built from source renders for v1.20 unless told. */
+let serverVersion = '';
+const template = (...args: string[]) =>
+  helm('template', 'kova', chart, '--kube-version', serverVersion, ...args);
 const kinds = (yaml: string) =>
   parseAllDocuments(yaml)
     .map((d) => d.toJS() as { kind: string; metadata: { name: string } })
@@ -49,6 +53,10 @@ beforeAll(() => {
     ].join('\n'),
   );
   kubectl(['create', 'namespace', 'kova-chart-test']);
+  const version = JSON.parse(kubectl(['version', '-o', 'json'])) as {
+    serverVersion: { gitVersion: string };
+  };
+  serverVersion = version.serverVersion.gitVersion;
 });
 
 afterAll(() => {
@@ -75,7 +83,7 @@ describe('Helm chart', () => {
   });
 
   it('renders the operator, the agent, their least-privilege RBAC and the aggregated user roles by default', () => {
-    const objs = kinds(helm('template', 'kova', chart, '-n', 'kova-chart-test'));
+    const objs = kinds(template('-n', 'kova-chart-test'));
     const names = objs.map((o) => `${o.kind}/${o.metadata.name}`);
     for (const n of [
       'Deployment/kova-operator',
@@ -102,7 +110,7 @@ describe('Helm chart', () => {
   });
 
   it('honours non-default values', () => {
-    const out = helm('template', 'kova', chart, '-n', 'kova-chart-test', '-f', custom);
+    const out = template('-n', 'kova-chart-test', '-f', custom);
     expect(out).toContain('image: registry.example.com/kova/kova-operator:9.9.9');
     expect(out).toContain('replicas: 3');
     expect(out).toMatch(/name: KOVA_CPU_ALLOCATION_RATIO, value: "16"/);
@@ -112,22 +120,42 @@ describe('Helm chart', () => {
   });
 
   it('rejects values the schema forbids', () => {
-    expect(() => helm('template', 'kova', chart, '--set', 'agent.virtType=xen')).toThrow(
-      /virtType/,
+    expect(() => template('--set', 'agent.virtType=xen')).toThrow(/virtType/);
+  });
+
+  it('refuses Kubernetes older than 1.31 (selectableFields, CEL IP/CIDR functions)', () => {
+    expect(() => helm('template', 'kova', chart, '--kube-version', 'v1.30.9')).toThrow(
+      /requires kubeVersion: >=1.31/,
     );
+  });
+
+  it('lets the operator apply only its own CRDs, and only with crds.manage', () => {
+    const operatorRole = (yaml: string) =>
+      kinds(yaml).find((o) => o.kind === 'ClusterRole' && o.metadata.name === 'kova-operator') as
+        { rules: { resources: string[]; resourceNames?: string[]; verbs: string[] }[] } | undefined;
+    const crdRules = (yaml: string) =>
+      operatorRole(yaml)?.rules.filter((r) => r.resources.includes('customresourcedefinitions'));
+    const managed = crdRules(template());
+    const names = readdirSync(join(root, 'crds'))
+      .filter((f) => f.endsWith('.yaml'))
+      .map((f) => kinds(readFileSync(join(root, 'crds', f), 'utf8'))[0]?.metadata.name)
+      .sort();
+    expect(managed?.find((r) => r.verbs.includes('patch'))?.resourceNames?.sort()).toEqual(names);
+    expect(template()).toMatch(/name: KOVA_MANAGE_CRDS, value: "true"/);
+    expect(crdRules(template('--set', 'crds.manage=false'))).toEqual([]);
   });
 
   it('is accepted by the real API server in a server-side dry run', () => {
     const out = kubectl(
       ['apply', '--dry-run=server', '-n', 'kova-chart-test', '-f', '-'],
-      helm('template', 'kova', chart, '-n', 'kova-chart-test'),
+      template('-n', 'kova-chart-test'),
     );
     expect(out).toContain('deployment.apps/kova-operator created (server dry run)');
     expect(out).toContain('daemonset.apps/kova-node-agent created (server dry run)');
   });
 
   it('gives each component only what it needs, as the real API server judges it (kubectl auth can-i)', () => {
-    const rendered = kinds(helm('template', 'kova', chart, '-n', 'kova-chart-test'));
+    const rendered = kinds(template('-n', 'kova-chart-test'));
     const rbac = rendered.filter((o) =>
       ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'].includes(
         o.kind,
@@ -166,9 +194,7 @@ describe('Helm chart', () => {
   });
 
   it('#12.14 keeps userData from the built-in view role: viewers read the catalogue, not Instances; edit and kova-view read them', async () => {
-    const roles = kinds(helm('template', 'kova', chart, '-n', 'kova-chart-test')).filter(
-      (o) => o.kind === 'ClusterRole',
-    );
+    const roles = kinds(template('-n', 'kova-chart-test')).filter((o) => o.kind === 'ClusterRole');
     const bindings = Object.entries(USERS).map(([u, role]) => ({
       apiVersion: 'rbac.authorization.k8s.io/v1',
       kind: 'ClusterRoleBinding',

@@ -26,6 +26,11 @@ export interface OperatorConfig {
   leaderLeaseMs: number;
   healthPort: number;
   identity: string;
+  /**
+   * Apply kova's CRDs (shipped in the image) at start: Helm installs a chart's crds/ once and
+   * never upgrades them, so an upgraded operator would otherwise run against old schemas.
+   */
+  manageCrds: boolean;
 }
 
 const num = envNumber;
@@ -57,5 +62,6 @@ export function configFromEnv(): OperatorConfig {
     leaderLeaseMs: num('KOVA_LEADER_LEASE_SECONDS', 15) * 1000,
     healthPort: num('KOVA_HEALTH_PORT', 8080),
     identity: process.env.POD_NAME ?? process.env.HOSTNAME ?? `kova-operator-${process.pid}`,
+    manageCrds: process.env.KOVA_MANAGE_CRDS === 'true',
   };
 }

@@ -1,5 +1,12 @@
 // kova-operator: leader-elected scheduler, address allocator and Instance phase machine.
-import { HealthServer, LeaderElector, loadKubeConfig, logger } from '@kova/controller-kit';
+import {
+  ensureCrds,
+  HealthServer,
+  LeaderElector,
+  loadKubeConfig,
+  logger,
+} from '@kova/controller-kit';
+import { crdManifests } from '@kova/crds';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { configFromEnv } from './config.js';
 import { InstanceController } from './instance/controller.js';
@@ -9,6 +16,11 @@ const log = logger('kova-operator');
 async function main(): Promise<void> {
   const config = configFromEnv();
   const kc = loadKubeConfig();
+  if (config.manageCrds) {
+    // Before any informer: they must list with the schemas this release expects.
+    await ensureCrds(kc, await crdManifests(), { fieldManager: 'kova-operator', force: true });
+    log.info('CRDs applied', { fieldManager: 'kova-operator' });
+  }
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'kova_operator_' });
   const controller = new InstanceController(kc, config, log, registry);
