@@ -192,6 +192,7 @@ describe('node agent with real QEMU', () => {
       return h?.status?.capacity ? h : undefined;
     });
     expect(hv.status?.hypervisorType).toBe('qemu');
+    expect(hv.status?.hypervisorTypeProbe).toEqual({ probe: 'Configured', reason: 'KOVA_VIRT_TYPE' });
     expect(hv.status?.capacity?.vcpus).toBeGreaterThan(0);
     expect(hv.status?.qemuVersion).toMatch(/^\d+\.\d+\.\d+$/);
     const { CoordinationV1Api } = await import('@kubernetes/client-node');

@@ -27,7 +27,7 @@ import type { AgentConfig } from './config.js';
 import { GarbageCollector, stateName } from './garbage-collector.js';
 import { LibvirtSession } from './host/libvirt-session.js';
 import { StatePaths } from './host/paths.js';
-import { detectVirtType } from './host/virt-type.js';
+import { detectVirtType, type VirtTypeDecision } from './host/virt-type.js';
 import { HypervisorReporter } from './hypervisor-reporter.js';
 import { realHost, type Instance } from './deps.js';
 import { AgentReconciler } from './instance-reconciler.js';
@@ -117,8 +117,9 @@ export class NodeAgent {
     await mkdir(this.paths.instances, { recursive: true, mode: 0o755 });
     await mkdir(this.paths.images, { recursive: true, mode: 0o755 });
     await this.session.conn();
-    const { virtType, reason } = await this.virtType();
-    this.logger.info('hypervisor type', { virtType, reason, node: this.config.nodeName });
+    const decision = await this.virtType();
+    const { virtType } = decision;
+    this.logger.info('hypervisor type', { ...decision, node: this.config.nodeName });
     await Promise.all(
       [this.instances, this.flavors, this.images, this.networks].map((i) => i.start()),
     );
@@ -128,7 +129,7 @@ export class NodeAgent {
       this.config,
       applier,
       this.session,
-      virtType,
+      decision,
       this.instances,
       this.flavors,
       this.cache,
@@ -204,12 +205,13 @@ export class NodeAgent {
     }
   }
 
-  private async virtType(): Promise<{ virtType: 'kvm' | 'qemu' | 'test'; reason: string }> {
+  private async virtType(): Promise<VirtTypeDecision> {
     if (this.config.libvirtUri.startsWith('test:'))
-      return { virtType: 'test', reason: "libvirt's test driver" };
+      return { virtType: 'test', probe: 'TestDriver', reason: "libvirt's test driver" };
     if (this.config.virtType !== 'auto')
-      return { virtType: this.config.virtType, reason: 'KOVA_VIRT_TYPE' };
-    return detectVirtType();
+      return { virtType: this.config.virtType, probe: 'Configured', reason: 'KOVA_VIRT_TYPE' };
+    const conn = await this.session.conn();
+    return detectVirtType({ domainCapabilities: (type) => conn.domainCapabilities(type) });
   }
 
   /**

@@ -21,6 +21,7 @@ import { statfs } from 'node:fs/promises';
 import { arch } from 'node:os';
 import type { AgentConfig } from './config.js';
 import type { LibvirtSession } from './host/libvirt-session.js';
+import type { VirtTypeDecision } from './host/virt-type.js';
 import type { ImageCache } from './steps/image-cache.js';
 
 const LEASE_SECONDS = 40;
@@ -37,7 +38,7 @@ export class HypervisorReporter {
     private readonly config: AgentConfig,
     private readonly applier: Applier,
     private readonly session: LibvirtSession,
-    private readonly hypervisorType: 'kvm' | 'qemu' | 'test',
+    private readonly virtType: VirtTypeDecision,
     private readonly instances: { list(): readonly IInstance[] },
     private readonly flavors: { get(name: string): IFlavor | undefined },
     private readonly cache: ImageCache,
@@ -108,7 +109,8 @@ export class HypervisorReporter {
       allocated.diskGiB += flavorDiskGiB(f);
     }
     await this.applier.applyStatus(this.ref, {
-      hypervisorType: this.hypervisorType,
+      hypervisorType: this.virtType.virtType,
+      hypervisorTypeProbe: { probe: this.virtType.probe, reason: this.virtType.reason },
       architecture: arch() === 'arm64' ? 'aarch64' : 'x86_64',
       availabilityZone: zone,
       libvirtVersion: versions.libvirt,

@@ -110,6 +110,9 @@ export class FakeConnection implements Connection {
   async versions() {
     return { libvirt: '10.0.0', hypervisor: '8.2.0', type: 'QEMU' };
   }
+  async domainCapabilities(virtType: string) {
+    return `<domainCapabilities><domain>${virtType}</domain></domainCapabilities>`;
+  }
   async listAllDomains() {
     return [...this.domains.values()];
   }

@@ -29,6 +29,7 @@ void Connection::Init(Napi::Env env, Napi::Object exports) {
       InstanceMethod<&Connection::SetKeepAlive>("setKeepAlive"),
       InstanceMethod<&Connection::NodeInfo>("nodeInfo"),
       InstanceMethod<&Connection::Versions>("versions"),
+      InstanceMethod<&Connection::DomainCapabilities>("domainCapabilities"),
       InstanceMethod<&Connection::ListAllDomains>("listAllDomains"),
       InstanceMethod<&Connection::LookupByUUID>("lookupByUUID"),
       InstanceMethod<&Connection::LookupByName>("lookupByName"),
@@ -163,6 +164,28 @@ Napi::Value Connection::Versions(const Napi::CallbackInfo& info) {
         o.Set("type", v.type);
         return o;
       });
+}
+
+// What the hypervisor offers for a domain type on this host: libvirt answers from its
+// capability cache, which knows whether its QEMU user can use /dev/kvm.
+Napi::Value Connection::DomainCapabilities(const Napi::CallbackInfo& info) {
+  if (!Usable(info.Env())) return info.Env().Undefined();
+  std::string virttype = info[0].As<Napi::String>().Utf8Value();
+  ConnRef ref(conn_);
+  return PromiseWorker<std::string>::Start(
+      info.Env(),
+      [ref, virttype](std::optional<LibvirtError>& err) {
+        std::string out;
+        char* xml = virConnectGetDomainCapabilities(ref.c, nullptr, nullptr, nullptr, virttype.c_str(), 0);
+        if (!xml) {
+          err = LibvirtError::Last("virConnectGetDomainCapabilities failed");
+          return out;
+        }
+        out = xml;
+        free(xml);
+        return out;
+      },
+      [](Napi::Env env, std::string& xml) -> Napi::Value { return Napi::String::New(env, xml); });
 }
 
 Napi::Value Connection::ListAllDomains(const Napi::CallbackInfo& info) {

@@ -24,6 +24,7 @@ class Connection : public Napi::ObjectWrap<Connection> {
   Napi::Value SetKeepAlive(const Napi::CallbackInfo& info);
   Napi::Value NodeInfo(const Napi::CallbackInfo& info);
   Napi::Value Versions(const Napi::CallbackInfo& info);
+  Napi::Value DomainCapabilities(const Napi::CallbackInfo& info);
   Napi::Value ListAllDomains(const Napi::CallbackInfo& info);
   Napi::Value LookupByUUID(const Napi::CallbackInfo& info);
   Napi::Value LookupByName(const Napi::CallbackInfo& info);

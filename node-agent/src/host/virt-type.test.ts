@@ -1,15 +1,23 @@
-import { afterAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { constants, chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { biosRunsOnKvm, detectVirtType } from './virt-type.js';
+import { open, type Connection } from '../libvirt/index.js';
+import { biosRunsOnKvm, detectVirtType, libvirtOffersKvm } from './virt-type.js';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const dir = mkdtempSync(join(tmpdir(), 'kova-virt-type-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+let system: Connection;
+beforeAll(async () => {
+  system = await open('qemu:///system');
+});
+afterAll(async () => {
+  rmSync(dir, { recursive: true, force: true });
+  await system.close();
+});
 
 /** A stand-in for qemu-system-x86_64 that runs this shell script body. */
 function fakeQemu(name: string, body: string): string {
@@ -50,45 +58,114 @@ describe('biosRunsOnKvm', () => {
   });
 });
 
+/** libvirt's answer when the host offers no kvm domain (a stand-in for such a host). */
+const refusesKvm = () =>
+  Promise.reject(
+    Object.assign(new Error("invalid argument: KVM is not supported by '/usr/bin/qemu'"), {
+      code: 8,
+    }),
+  );
+/** libvirt's answer when it offers kvm (as qemu:///system does on a host with /dev/kvm). */
+const offersKvm = () =>
+  Promise.resolve('<domainCapabilities><path>/usr/bin/qemu</path><domain>kvm</domain>');
+
+describe('libvirtOffersKvm', () => {
+  it('agrees with `virsh domcapabilities --virttype kvm` on the real daemon', async () => {
+    const virsh = spawnSync(
+      'virsh',
+      ['-c', 'qemu:///system', 'domcapabilities', '--virttype', 'kvm'],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
+    const offered = await libvirtOffersKvm((t) => system.domainCapabilities(t));
+    expect(offered.kvm).toBe(virsh.status === 0 && virsh.stdout.includes('<domain>kvm</domain>'));
+    if (offered.kvm) expect(offered.why).toContain('qemu-system-x86_64');
+  }, 90_000);
+
+  it("says no, in libvirt's words, when libvirt refuses kvm", async () => {
+    const offered = await libvirtOffersKvm(refusesKvm);
+    expect(offered).toEqual({ kvm: false, why: expect.stringContaining('KVM is not supported') });
+  });
+
+  it('lets any other libvirt failure through', async () => {
+    const lost = Object.assign(new Error('connection lost'), { code: 38 });
+    await expect(libvirtOffersKvm(() => Promise.reject(lost))).rejects.toBe(lost);
+  });
+});
+
 describe('detectVirtType', () => {
   const biosOk = 'case "$*" in *debugcon*) echo "Running on KVM";; esac';
+  const kernel = join(dir, 'vmlinuz');
 
-  it('picks kvm when /dev/kvm is usable and the BIOS and a kernel run, and TCG when the BIOS fails', async () => {
+  it('picks TCG by domain capabilities alone when libvirt offers no kvm, without running QEMU', async () => {
+    const never = fakeQemu('never-run', `touch ${join(dir, 'qemu-ran')}`);
+    const probe = await detectVirtType({ domainCapabilities: refusesKvm, qemu: never, kernel });
+    expect(probe).toMatchObject({ virtType: 'qemu', probe: 'DomainCapabilities' });
+    expect(spawnSync('test', ['-e', join(dir, 'qemu-ran')]).status).toBe(1);
+  });
+
+  it('picks kvm by domain capabilities where the agent has no QEMU to boot-probe with (its image)', async () => {
+    const probe = await detectVirtType({
+      domainCapabilities: offersKvm,
+      qemu: join(dir, 'not-installed', 'qemu-system-x86_64'),
+      kernel,
+    });
+    expect(probe).toMatchObject({ virtType: 'kvm', probe: 'DomainCapabilities' });
+    expect(probe.reason).toContain('no boot probe');
+  });
+
+  it('where libvirt offers kvm and QEMU is at hand, the boot probe decides: kvm when BIOS and kernel run, TCG when the BIOS fails', async () => {
     const ok = fakeQemu(
       'kvm-ok-2',
       `${biosOk}; case "$*" in *-kernel*) echo "Linux version 6";; esac`,
     );
     const refused = fakeQemu('kvm-refused-2', 'exit 1');
-    const kernel = join(dir, 'vmlinuz');
-    expect((await detectVirtType(ok, 3000, kernel)).virtType).toBe(
-      (await kvmUsable()) ? 'kvm' : 'qemu',
-    );
-    expect((await detectVirtType(refused, 3000, kernel)).virtType).toBe('qemu');
+    const usable = await kvmUsable();
+    const okProbe = await detectVirtType({ domainCapabilities: offersKvm, qemu: ok, kernel });
+    expect(okProbe).toMatchObject({
+      virtType: 'kvm',
+      probe: usable ? 'BootProbe' : 'DomainCapabilities',
+    });
+    if (usable)
+      expect(
+        await detectVirtType({ domainCapabilities: offersKvm, qemu: refused, kernel }),
+      ).toMatchObject({ virtType: 'qemu', probe: 'BootProbe' });
   });
 
-  it('picks TCG when the BIOS runs under KVM but a Linux kernel hangs silent', async () => {
+  it('picks TCG when libvirt offers kvm and the BIOS runs under it but a Linux kernel hangs silent', async () => {
     const hangs = fakeQemu('kernel-hangs', `${biosOk}; case "$*" in *-kernel*) sleep 30;; esac`);
-    const probe = await detectVirtType(hangs, 300, join(dir, 'vmlinuz'));
-    expect(probe.virtType).toBe('qemu');
-    if (await kvmUsable()) expect(probe.reason).toContain('does not boot under KVM');
+    const probe = await detectVirtType({
+      domainCapabilities: offersKvm,
+      qemu: hangs,
+      timeoutMs: 300,
+      kernel,
+    });
+    if (await kvmUsable())
+      expect(probe).toMatchObject({
+        virtType: 'qemu',
+        probe: 'BootProbe',
+        reason: expect.stringContaining('does not boot under KVM'),
+      });
   });
 
-  it('on this machine, the accelerator it picks boots the test guest kernel', async () => {
+  it('on this machine, the accelerator it picks through libvirt boots the test guest kernel', async () => {
     const guest = execFileSync('bash', [join(repoRoot, 'hack', 'guest', 'build.sh')], {
       encoding: 'utf8',
     })
       .trim()
       .split('\n')
       .pop() as string;
-    const kernel = join(guest, 'vmlinuz');
-    const { virtType } = await detectVirtType('qemu-system-x86_64', 3000, kernel);
+    const guestKernel = join(guest, 'vmlinuz');
+    const { virtType } = await detectVirtType({
+      domainCapabilities: (t) => system.domainCapabilities(t),
+      kernel: guestKernel,
+    });
     const accel = virtType === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg'];
     const boot = spawnSync(
       'qemu-system-x86_64',
       [
         ...accel,
         ...['-display', 'none', '-nodefaults', '-no-reboot', '-m', '128', '-serial', 'stdio'],
-        ...['-kernel', kernel, '-append', 'console=ttyS0 panic=-1'],
+        ...['-kernel', guestKernel, '-append', 'console=ttyS0 panic=-1'],
       ],
       { encoding: 'utf8', timeout: 30_000 },
     );

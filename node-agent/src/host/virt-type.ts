@@ -1,28 +1,102 @@
-// Whether this node can run guests with KVM. /dev/kvm existing is not enough: nested or
-// restricted environments expose a device that cannot run a guest, refuse the host CPU's MSRs,
-// or run a BIOS but hang a Linux kernel (seen on this project's CI machines). So QEMU boots,
-// under KVM with the CPU model kova's domains use (host-passthrough), its BIOS and then — where
-// a kernel is at hand — a Linux kernel, and KVM is chosen only when both speak.
+// Whether this node's guests run with KVM. Two probes, in order:
+//  1. libvirt's domain capabilities (the agent's own connection, so it works in a pod that
+//     ships no QEMU): whether libvirt offers a kvm domain on this host at all.
+//  2. Where the agent can run QEMU itself (a qemu-system-x86_64 on its PATH and /dev/kvm
+//     readable), a boot probe: offered is not enough, since nested or restricted environments
+//     expose a /dev/kvm that refuses the host CPU's MSRs, or runs a BIOS but hangs a Linux
+//     kernel (seen on this project's CI machines). QEMU boots, under KVM with the CPU model
+//     kova's domains use (host-passthrough), its BIOS and then — where a kernel is at hand — a
+//     Linux kernel, and KVM is chosen only when both speak.
+// The result names the probe that decided, for the Hypervisor's status.
 import { spawn } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access, readdir } from 'node:fs/promises';
+import { delimiter, isAbsolute, join } from 'node:path';
+import { ErrorCode, isLibvirtError } from '../libvirt/index.js';
+
+/** Which probe decided the hypervisor type (Hypervisor status.hypervisorTypeProbe.probe). */
+export type VirtTypeProbeName = 'Configured' | 'TestDriver' | 'DomainCapabilities' | 'BootProbe';
 
 export interface VirtTypeProbe {
   virtType: 'kvm' | 'qemu';
-  /** Why, for the agent's log: which probe decided. */
+  probe: VirtTypeProbeName;
+  /** Why, in words: what the deciding probe saw. */
   reason: string;
 }
 
-export async function detectVirtType(
-  qemu = 'qemu-system-x86_64',
-  timeoutMs = 3000,
-  kernel: string | undefined | Promise<string | undefined> = probeKernel(),
-): Promise<VirtTypeProbe> {
+/** The hypervisor type the agent runs its domains with, and which probe chose it. */
+export type VirtTypeDecision =
+  | VirtTypeProbe
+  | { virtType: 'kvm' | 'qemu' | 'test'; probe: 'Configured' | 'TestDriver'; reason: string };
+
+export interface DetectOptions {
+  /** libvirt's domain capabilities for a domain type (Connection.domainCapabilities). */
+  domainCapabilities: (virtType: 'kvm') => Promise<string>;
+  qemu?: string;
+  timeoutMs?: number;
+  kernel?: string | undefined | Promise<string | undefined>;
+}
+
+export async function detectVirtType(opts: DetectOptions): Promise<VirtTypeProbe> {
+  const offered = await libvirtOffersKvm(opts.domainCapabilities);
+  if (!offered.kvm) return { virtType: 'qemu', probe: 'DomainCapabilities', reason: offered.why };
+  const qemu = await runnableQemu(opts.qemu ?? 'qemu-system-x86_64');
+  if (typeof qemu !== 'string') {
+    const reason = `${offered.why}; no boot probe: ${qemu.why}`;
+    return { virtType: 'kvm', probe: 'DomainCapabilities', reason };
+  }
+  const boot = await bootProbe(qemu, opts.timeoutMs ?? 3000, opts.kernel ?? probeKernel());
+  return { ...boot, probe: 'BootProbe', reason: `${offered.why}; ${boot.reason}` };
+}
+
+/** Whether libvirt offers a kvm domain here, and libvirt's words when it does not. */
+export async function libvirtOffersKvm(
+  domainCapabilities: DetectOptions['domainCapabilities'],
+): Promise<{ kvm: boolean; why: string }> {
+  try {
+    const xml = await domainCapabilities('kvm');
+    const path = /<path>([^<]*)<\/path>/.exec(xml)?.[1] ?? 'its QEMU';
+    return /<domain>kvm<\/domain>/.test(xml)
+      ? { kvm: true, why: `libvirt offers kvm domains (${path})` }
+      : { kvm: false, why: 'libvirt offers no kvm domain' };
+  } catch (err) {
+    const refused = [ErrorCode.INVALID_ARG, ErrorCode.CONFIG_UNSUPPORTED, ErrorCode.NO_SUPPORT];
+    if (!refused.some((code) => isLibvirtError(err, code))) throw err;
+    return { kvm: false, why: `libvirt offers no kvm domain: ${(err as Error).message}` };
+  }
+}
+
+/** The QEMU binary's path when this process can run it under KVM, else why not. */
+async function runnableQemu(qemu: string): Promise<string | { why: string }> {
+  const candidates = isAbsolute(qemu)
+    ? [qemu]
+    : (process.env.PATH ?? '').split(delimiter).map((dir) => join(dir, qemu));
+  let found: string | undefined;
+  for (const path of candidates) {
+    if (
+      await access(path, constants.X_OK).then(
+        () => true,
+        () => false,
+      )
+    ) {
+      found = path;
+      break;
+    }
+  }
+  if (!found) return { why: `${qemu} is not installed where the agent runs` };
   try {
     await access('/dev/kvm', constants.R_OK | constants.W_OK);
   } catch {
-    return { virtType: 'qemu', reason: '/dev/kvm is not usable' };
+    return { why: 'the agent cannot open /dev/kvm' };
   }
+  return found;
+}
+
+async function bootProbe(
+  qemu: string,
+  timeoutMs: number,
+  kernel: string | undefined | Promise<string | undefined>,
+): Promise<Omit<VirtTypeProbe, 'probe'>> {
   if (!(await biosRunsOnKvm(qemu, timeoutMs)))
     return { virtType: 'qemu', reason: 'the BIOS does not run under KVM' };
   const image = await kernel;

@@ -68,6 +68,11 @@ export interface Connection {
   setKeepAlive(intervalSeconds: number, count: number): Promise<void>;
   nodeInfo(): Promise<NodeInfo>;
   versions(): Promise<Versions>;
+  /**
+   * libvirt's domain capabilities XML for a domain type (kvm, qemu) with the host's default
+   * emulator; fails (INVALID_ARG, CONFIG_UNSUPPORTED) when the host does not offer that type.
+   */
+  domainCapabilities(virtType: string): Promise<string>;
   listAllDomains(flags?: number): Promise<Domain[]>;
   lookupByUUID(uuid: string): Promise<Domain>;
   lookupByName(name: string): Promise<Domain>;

@@ -17,7 +17,7 @@ const schema11 = {
       "$ref": "5OL9hSD8L9xC4HHvP7Yuz9QGG4TEkO3mJCyPSAnexg4"
     },
     "status": {
-      "$ref": "Q7kqFaiujAVMtb56cimQH2F7Prz1EsvvJi5oY5Q228"
+      "$ref": "KuoSDFzoO0sJw2d5RXyiTfi7Z3fByOTAx48SD5I015E"
     }
   },
   "required": ["spec", "apiVersion", "kind"],
@@ -670,6 +670,9 @@ const schema23 = {
     "hypervisorType": {
       "$ref": "9wyPBDAZ3kfL4FZObOUvOhVPnosuTvf6Rh6TsrOIAk0"
     },
+    "hypervisorTypeProbe": {
+      "$ref": "lCNg4oNgxiIGwRqP31Js6Df67NAMdmgEN6YkapoSU"
+    },
     "architecture": {
       "$ref": "liJcm9QtyUGoWfyU1G7fhrpn49LFKKiLa0aYlPXk"
     },
@@ -758,11 +761,172 @@ function validate55(data, {
   return errors === 0;
 }
 const schema25 = {
+  "type": "object",
+  "properties": {
+    "probe": {
+      "$ref": "bDzjPC0Cx74Lofwe5DRnWx7vzSVY6qBy9iMkVRhIg"
+    },
+    "reason": {
+      "$ref": "mRsGa3G0zEWwi43U8Q6OmYYv4l1cjQGcmOmidAmE"
+    }
+  },
+  "nullable": true
+};
+const schema26 = {
+  "type": "string",
+  "enum": ["Configured", "TestDriver", "DomainCapabilities", "BootProbe"],
+  "nullable": true
+};
+function validate58(data, {
+  instancePath = "",
+  parentData,
+  parentDataProperty,
+  rootData = data
+} = {}) {
+  let vErrors = null;
+  let errors = 0;
+  if (typeof data !== "string" && data !== null) {
+    const err0 = {
+      instancePath,
+      schemaPath: "#/type",
+      keyword: "type",
+      params: {
+        type: "string"
+      }
+    };
+    if (vErrors === null) {
+      vErrors = [err0];
+    } else {
+      vErrors.push(err0);
+    }
+    errors++;
+  }
+  if (!(data === "Configured" || data === "TestDriver" || data === "DomainCapabilities" || data === "BootProbe")) {
+    const err1 = {
+      instancePath,
+      schemaPath: "#/enum",
+      keyword: "enum",
+      params: {
+        allowedValues: schema26.enum
+      }
+    };
+    if (vErrors === null) {
+      vErrors = [err1];
+    } else {
+      vErrors.push(err1);
+    }
+    errors++;
+  }
+  validate58.errors = vErrors;
+  return errors === 0;
+}
+const schema27 = {
+  "type": "string",
+  "maxLength": 1024,
+  "nullable": true
+};
+function validate60(data, {
+  instancePath = "",
+  parentData,
+  parentDataProperty,
+  rootData = data
+} = {}) {
+  let vErrors = null;
+  let errors = 0;
+  if (typeof data !== "string" && data !== null) {
+    const err0 = {
+      instancePath,
+      schemaPath: "#/type",
+      keyword: "type",
+      params: {
+        type: "string"
+      }
+    };
+    if (vErrors === null) {
+      vErrors = [err0];
+    } else {
+      vErrors.push(err0);
+    }
+    errors++;
+  }
+  if (typeof data === "string") {
+    if (func2(data) > 1024) {
+      const err1 = {
+        instancePath,
+        schemaPath: "#/maxLength",
+        keyword: "maxLength",
+        params: {
+          limit: 1024
+        }
+      };
+      if (vErrors === null) {
+        vErrors = [err1];
+      } else {
+        vErrors.push(err1);
+      }
+      errors++;
+    }
+  }
+  validate60.errors = vErrors;
+  return errors === 0;
+}
+function validate57(data, {
+  instancePath = "",
+  parentData,
+  parentDataProperty,
+  rootData = data
+} = {}) {
+  let vErrors = null;
+  let errors = 0;
+  if (!(data && typeof data == "object" && !Array.isArray(data)) && data !== null) {
+    const err0 = {
+      instancePath,
+      schemaPath: "#/type",
+      keyword: "type",
+      params: {
+        type: "object"
+      }
+    };
+    if (vErrors === null) {
+      vErrors = [err0];
+    } else {
+      vErrors.push(err0);
+    }
+    errors++;
+  }
+  if (data && typeof data == "object" && !Array.isArray(data)) {
+    if (data.probe !== undefined) {
+      if (!validate58(data.probe, {
+        instancePath: instancePath + "/probe",
+        parentData: data,
+        parentDataProperty: "probe",
+        rootData
+      })) {
+        vErrors = vErrors === null ? validate58.errors : vErrors.concat(validate58.errors);
+        errors = vErrors.length;
+      }
+    }
+    if (data.reason !== undefined) {
+      if (!validate60(data.reason, {
+        instancePath: instancePath + "/reason",
+        parentData: data,
+        parentDataProperty: "reason",
+        rootData
+      })) {
+        vErrors = vErrors === null ? validate60.errors : vErrors.concat(validate60.errors);
+        errors = vErrors.length;
+      }
+    }
+  }
+  validate57.errors = vErrors;
+  return errors === 0;
+}
+const schema28 = {
   "type": "string",
   "enum": ["x86_64", "aarch64"],
   "nullable": true
 };
-function validate57(data, {
+function validate63(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -792,7 +956,7 @@ function validate57(data, {
       schemaPath: "#/enum",
       keyword: "enum",
       params: {
-        allowedValues: schema25.enum
+        allowedValues: schema28.enum
       }
     };
     if (vErrors === null) {
@@ -802,7 +966,7 @@ function validate57(data, {
     }
     errors++;
   }
-  validate57.errors = vErrors;
+  validate63.errors = vErrors;
   return errors === 0;
 }
 const schema7 = {
@@ -836,12 +1000,12 @@ function validate22(data, {
   validate22.errors = vErrors;
   return errors === 0;
 }
-const schema26 = {
+const schema29 = {
   "type": "string",
   "maxLength": 15,
   "nullable": true
 };
-function validate60(data, {
+function validate66(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -883,7 +1047,7 @@ function validate60(data, {
       errors++;
     }
   }
-  validate60.errors = vErrors;
+  validate66.errors = vErrors;
   return errors === 0;
 }
 const schema9 = {
@@ -1064,7 +1228,7 @@ function validate24(data, {
   validate24.errors = vErrors;
   return errors === 0;
 }
-const schema27 = {
+const schema30 = {
   "type": "object",
   "properties": {
     "vcpus": {
@@ -1076,7 +1240,7 @@ const schema27 = {
   },
   "nullable": true
 };
-function validate66(data, {
+function validate72(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1124,10 +1288,10 @@ function validate66(data, {
       }
     }
   }
-  validate66.errors = vErrors;
+  validate72.errors = vErrors;
   return errors === 0;
 }
-const schema28 = {
+const schema31 = {
   "type": "array",
   "maxItems": 10000,
   "items": {
@@ -1135,11 +1299,11 @@ const schema28 = {
   },
   "nullable": true
 };
-const schema29 = {
+const schema32 = {
   "type": "string",
   "maxLength": 36
 };
-function validate72(data, {
+function validate78(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1180,10 +1344,10 @@ function validate72(data, {
     }
     errors++;
   }
-  validate72.errors = vErrors;
+  validate78.errors = vErrors;
   return errors === 0;
 }
-function validate71(data, {
+function validate77(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1226,21 +1390,21 @@ function validate71(data, {
     }
     const len0 = data.length;
     for (let i0 = 0; i0 < len0; i0++) {
-      if (!validate72(data[i0], {
+      if (!validate78(data[i0], {
         instancePath: instancePath + "/" + i0,
         parentData: data,
         parentDataProperty: i0,
         rootData
       })) {
-        vErrors = vErrors === null ? validate72.errors : vErrors.concat(validate72.errors);
+        vErrors = vErrors === null ? validate78.errors : vErrors.concat(validate78.errors);
         errors = vErrors.length;
       }
     }
   }
-  validate71.errors = vErrors;
+  validate77.errors = vErrors;
   return errors === 0;
 }
-const schema30 = {
+const schema33 = {
   "type": "array",
   "maxItems": 1000,
   "items": {
@@ -1248,7 +1412,7 @@ const schema30 = {
   },
   "nullable": true
 };
-const schema31 = {
+const schema34 = {
   "type": "object",
   "required": ["sha256"],
   "properties": {
@@ -1263,10 +1427,10 @@ const schema31 = {
     }
   }
 };
-const schema32 = {
+const schema35 = {
   "type": "string"
 };
-function validate78(data, {
+function validate84(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1290,10 +1454,10 @@ function validate78(data, {
     }
     errors++;
   }
-  validate78.errors = vErrors;
+  validate84.errors = vErrors;
   return errors === 0;
 }
-function validate76(data, {
+function validate82(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1330,13 +1494,13 @@ function validate76(data, {
       }
     }
     if (data.sha256 !== undefined) {
-      if (!validate78(data.sha256, {
+      if (!validate84(data.sha256, {
         instancePath: instancePath + "/sha256",
         parentData: data,
         parentDataProperty: "sha256",
         rootData
       })) {
-        vErrors = vErrors === null ? validate78.errors : vErrors.concat(validate78.errors);
+        vErrors = vErrors === null ? validate84.errors : vErrors.concat(validate84.errors);
         errors = vErrors.length;
       }
     }
@@ -1367,10 +1531,10 @@ function validate76(data, {
     }
     errors++;
   }
-  validate76.errors = vErrors;
+  validate82.errors = vErrors;
   return errors === 0;
 }
-function validate75(data, {
+function validate81(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1413,28 +1577,28 @@ function validate75(data, {
     }
     const len0 = data.length;
     for (let i0 = 0; i0 < len0; i0++) {
-      if (!validate76(data[i0], {
+      if (!validate82(data[i0], {
         instancePath: instancePath + "/" + i0,
         parentData: data,
         parentDataProperty: i0,
         rootData
       })) {
-        vErrors = vErrors === null ? validate76.errors : vErrors.concat(validate76.errors);
+        vErrors = vErrors === null ? validate82.errors : vErrors.concat(validate82.errors);
         errors = vErrors.length;
       }
     }
   }
-  validate75.errors = vErrors;
+  validate81.errors = vErrors;
   return errors === 0;
 }
-const schema33 = {
+const schema36 = {
   "type": "array",
   "items": {
     "$ref": "VUiKGn2v3RjNyC7Zu4miVX8RklRPSobk83hraC6PPuI"
   },
   "nullable": true
 };
-const schema34 = {
+const schema37 = {
   "type": "object",
   "required": ["type", "status", "lastTransitionTime", "reason", "message"],
   "properties": {
@@ -1458,11 +1622,11 @@ const schema34 = {
     }
   }
 };
-const schema35 = {
+const schema38 = {
   "type": "string",
   "maxLength": 316
 };
-function validate85(data, {
+function validate91(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1503,14 +1667,14 @@ function validate85(data, {
     }
     errors++;
   }
-  validate85.errors = vErrors;
+  validate91.errors = vErrors;
   return errors === 0;
 }
-const schema36 = {
+const schema39 = {
   "type": "string",
   "enum": ["True", "False", "Unknown"]
 };
-function validate87(data, {
+function validate93(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1540,7 +1704,7 @@ function validate87(data, {
       schemaPath: "#/enum",
       keyword: "enum",
       params: {
-        allowedValues: schema36.enum
+        allowedValues: schema39.enum
       }
     };
     if (vErrors === null) {
@@ -1550,16 +1714,16 @@ function validate87(data, {
     }
     errors++;
   }
-  validate87.errors = vErrors;
+  validate93.errors = vErrors;
   return errors === 0;
 }
-const schema37 = {
+const schema40 = {
   "type": "integer",
   "format": "int64",
   "minimum": 0,
   "nullable": true
 };
-function validate89(data, {
+function validate95(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1618,15 +1782,15 @@ function validate89(data, {
       errors++;
     }
   }
-  validate89.errors = vErrors;
+  validate95.errors = vErrors;
   return errors === 0;
 }
-const schema38 = {
+const schema41 = {
   "type": "string",
   "format": "date-time"
 };
 const formats10 = formats["date-time"];
-function validate91(data, {
+function validate97(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1667,14 +1831,14 @@ function validate91(data, {
     }
     errors++;
   }
-  validate91.errors = vErrors;
+  validate97.errors = vErrors;
   return errors === 0;
 }
-const schema39 = {
+const schema42 = {
   "type": "string",
   "maxLength": 1024
 };
-function validate93(data, {
+function validate99(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1715,14 +1879,14 @@ function validate93(data, {
     }
     errors++;
   }
-  validate93.errors = vErrors;
+  validate99.errors = vErrors;
   return errors === 0;
 }
-const schema40 = {
+const schema43 = {
   "type": "string",
   "maxLength": 32768
 };
-function validate95(data, {
+function validate101(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1763,10 +1927,10 @@ function validate95(data, {
     }
     errors++;
   }
-  validate95.errors = vErrors;
+  validate101.errors = vErrors;
   return errors === 0;
 }
-function validate84(data, {
+function validate90(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1856,68 +2020,68 @@ function validate84(data, {
       errors++;
     }
     if (data.type !== undefined) {
-      if (!validate85(data.type, {
+      if (!validate91(data.type, {
         instancePath: instancePath + "/type",
         parentData: data,
         parentDataProperty: "type",
-        rootData
-      })) {
-        vErrors = vErrors === null ? validate85.errors : vErrors.concat(validate85.errors);
-        errors = vErrors.length;
-      }
-    }
-    if (data.status !== undefined) {
-      if (!validate87(data.status, {
-        instancePath: instancePath + "/status",
-        parentData: data,
-        parentDataProperty: "status",
-        rootData
-      })) {
-        vErrors = vErrors === null ? validate87.errors : vErrors.concat(validate87.errors);
-        errors = vErrors.length;
-      }
-    }
-    if (data.observedGeneration !== undefined) {
-      if (!validate89(data.observedGeneration, {
-        instancePath: instancePath + "/observedGeneration",
-        parentData: data,
-        parentDataProperty: "observedGeneration",
-        rootData
-      })) {
-        vErrors = vErrors === null ? validate89.errors : vErrors.concat(validate89.errors);
-        errors = vErrors.length;
-      }
-    }
-    if (data.lastTransitionTime !== undefined) {
-      if (!validate91(data.lastTransitionTime, {
-        instancePath: instancePath + "/lastTransitionTime",
-        parentData: data,
-        parentDataProperty: "lastTransitionTime",
         rootData
       })) {
         vErrors = vErrors === null ? validate91.errors : vErrors.concat(validate91.errors);
         errors = vErrors.length;
       }
     }
-    if (data.reason !== undefined) {
-      if (!validate93(data.reason, {
-        instancePath: instancePath + "/reason",
+    if (data.status !== undefined) {
+      if (!validate93(data.status, {
+        instancePath: instancePath + "/status",
         parentData: data,
-        parentDataProperty: "reason",
+        parentDataProperty: "status",
         rootData
       })) {
         vErrors = vErrors === null ? validate93.errors : vErrors.concat(validate93.errors);
         errors = vErrors.length;
       }
     }
+    if (data.observedGeneration !== undefined) {
+      if (!validate95(data.observedGeneration, {
+        instancePath: instancePath + "/observedGeneration",
+        parentData: data,
+        parentDataProperty: "observedGeneration",
+        rootData
+      })) {
+        vErrors = vErrors === null ? validate95.errors : vErrors.concat(validate95.errors);
+        errors = vErrors.length;
+      }
+    }
+    if (data.lastTransitionTime !== undefined) {
+      if (!validate97(data.lastTransitionTime, {
+        instancePath: instancePath + "/lastTransitionTime",
+        parentData: data,
+        parentDataProperty: "lastTransitionTime",
+        rootData
+      })) {
+        vErrors = vErrors === null ? validate97.errors : vErrors.concat(validate97.errors);
+        errors = vErrors.length;
+      }
+    }
+    if (data.reason !== undefined) {
+      if (!validate99(data.reason, {
+        instancePath: instancePath + "/reason",
+        parentData: data,
+        parentDataProperty: "reason",
+        rootData
+      })) {
+        vErrors = vErrors === null ? validate99.errors : vErrors.concat(validate99.errors);
+        errors = vErrors.length;
+      }
+    }
     if (data.message !== undefined) {
-      if (!validate95(data.message, {
+      if (!validate101(data.message, {
         instancePath: instancePath + "/message",
         parentData: data,
         parentDataProperty: "message",
         rootData
       })) {
-        vErrors = vErrors === null ? validate95.errors : vErrors.concat(validate95.errors);
+        vErrors = vErrors === null ? validate101.errors : vErrors.concat(validate101.errors);
         errors = vErrors.length;
       }
     }
@@ -1937,10 +2101,10 @@ function validate84(data, {
     }
     errors++;
   }
-  validate84.errors = vErrors;
+  validate90.errors = vErrors;
   return errors === 0;
 }
-function validate83(data, {
+function validate89(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1967,18 +2131,18 @@ function validate83(data, {
   if (Array.isArray(data)) {
     const len0 = data.length;
     for (let i0 = 0; i0 < len0; i0++) {
-      if (!validate84(data[i0], {
+      if (!validate90(data[i0], {
         instancePath: instancePath + "/" + i0,
         parentData: data,
         parentDataProperty: i0,
         rootData
       })) {
-        vErrors = vErrors === null ? validate84.errors : vErrors.concat(validate84.errors);
+        vErrors = vErrors === null ? validate90.errors : vErrors.concat(validate90.errors);
         errors = vErrors.length;
       }
     }
   }
-  validate83.errors = vErrors;
+  validate89.errors = vErrors;
   return errors === 0;
 }
 function validate54(data, {
@@ -2017,14 +2181,25 @@ function validate54(data, {
         errors = vErrors.length;
       }
     }
+    if (data.hypervisorTypeProbe !== undefined) {
+      if (!validate57(data.hypervisorTypeProbe, {
+        instancePath: instancePath + "/hypervisorTypeProbe",
+        parentData: data,
+        parentDataProperty: "hypervisorTypeProbe",
+        rootData
+      })) {
+        vErrors = vErrors === null ? validate57.errors : vErrors.concat(validate57.errors);
+        errors = vErrors.length;
+      }
+    }
     if (data.architecture !== undefined) {
-      if (!validate57(data.architecture, {
+      if (!validate63(data.architecture, {
         instancePath: instancePath + "/architecture",
         parentData: data,
         parentDataProperty: "architecture",
         rootData
       })) {
-        vErrors = vErrors === null ? validate57.errors : vErrors.concat(validate57.errors);
+        vErrors = vErrors === null ? validate63.errors : vErrors.concat(validate63.errors);
         errors = vErrors.length;
       }
     }
@@ -2040,13 +2215,13 @@ function validate54(data, {
       }
     }
     if (data.tunnelAddress !== undefined) {
-      if (!validate60(data.tunnelAddress, {
+      if (!validate66(data.tunnelAddress, {
         instancePath: instancePath + "/tunnelAddress",
         parentData: data,
         parentDataProperty: "tunnelAddress",
         rootData
       })) {
-        vErrors = vErrors === null ? validate60.errors : vErrors.concat(validate60.errors);
+        vErrors = vErrors === null ? validate66.errors : vErrors.concat(validate66.errors);
         errors = vErrors.length;
       }
     }
@@ -2095,13 +2270,13 @@ function validate54(data, {
       }
     }
     if (data.summary !== undefined) {
-      if (!validate66(data.summary, {
+      if (!validate72(data.summary, {
         instancePath: instancePath + "/summary",
         parentData: data,
         parentDataProperty: "summary",
         rootData
       })) {
-        vErrors = vErrors === null ? validate66.errors : vErrors.concat(validate66.errors);
+        vErrors = vErrors === null ? validate72.errors : vErrors.concat(validate72.errors);
         errors = vErrors.length;
       }
     }
@@ -2117,35 +2292,35 @@ function validate54(data, {
       }
     }
     if (data.domains !== undefined) {
-      if (!validate71(data.domains, {
+      if (!validate77(data.domains, {
         instancePath: instancePath + "/domains",
         parentData: data,
         parentDataProperty: "domains",
         rootData
       })) {
-        vErrors = vErrors === null ? validate71.errors : vErrors.concat(validate71.errors);
+        vErrors = vErrors === null ? validate77.errors : vErrors.concat(validate77.errors);
         errors = vErrors.length;
       }
     }
     if (data.imagesCached !== undefined) {
-      if (!validate75(data.imagesCached, {
+      if (!validate81(data.imagesCached, {
         instancePath: instancePath + "/imagesCached",
         parentData: data,
         parentDataProperty: "imagesCached",
         rootData
       })) {
-        vErrors = vErrors === null ? validate75.errors : vErrors.concat(validate75.errors);
+        vErrors = vErrors === null ? validate81.errors : vErrors.concat(validate81.errors);
         errors = vErrors.length;
       }
     }
     if (data.conditions !== undefined) {
-      if (!validate83(data.conditions, {
+      if (!validate89(data.conditions, {
         instancePath: instancePath + "/conditions",
         parentData: data,
         parentDataProperty: "conditions",
         rootData
       })) {
-        vErrors = vErrors === null ? validate83.errors : vErrors.concat(validate83.errors);
+        vErrors = vErrors === null ? validate89.errors : vErrors.concat(validate89.errors);
         errors = vErrors.length;
       }
     }

@@ -63,6 +63,19 @@ export interface IHypervisor {
      */
     "hypervisorType"?: "kvm" | "qemu" | "test";
     /**
+     * Which probe chose hypervisorType, and what it saw.
+     */
+    "hypervisorTypeProbe"?: {
+      /**
+       * Configured: the agent's virtType setting (chart value agent.virtType). TestDriver: libvirt's test driver. DomainCapabilities: libvirt's domain capabilities alone (libvirt offers no kvm domain, or the agent has no QEMU of its own to boot-probe one, as in its container image). BootProbe: libvirt offers kvm and the agent booted a BIOS and a Linux kernel under KVM itself (a /dev/kvm that hangs Linux gives qemu).
+       */
+      "probe"?: "Configured" | "TestDriver" | "DomainCapabilities" | "BootProbe";
+      /**
+       * What the deciding probe saw, in words.
+       */
+      "reason"?: string;
+    };
+    /**
      * CPU architecture of the node.
      */
     "architecture"?: "x86_64" | "aarch64";
