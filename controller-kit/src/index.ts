@@ -11,3 +11,4 @@ export * from './metrics.js';
 export * from './patch.js';
 export * from './serve.js';
 export * from './workqueue.js';
+export * from './version.js';

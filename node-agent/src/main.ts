@@ -1,5 +1,5 @@
 // kova-node-agent: the DaemonSet process that runs this node's Instances as libvirt domains.
-import { HealthServer, loadKubeConfig, logger } from '@kova/controller-kit';
+import { exitOnVersionFlag, HealthServer, loadKubeConfig, logger } from '@kova/controller-kit';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { NodeAgent } from './agent.js';
 import { configFromEnv } from './config.js';
@@ -11,6 +11,7 @@ const log = logger('kova-node-agent');
 process.env.UV_THREADPOOL_SIZE ??= '16';
 
 async function main(): Promise<void> {
+  exitOnVersionFlag('kova-node-agent', new URL('../package.json', import.meta.url));
   const config = configFromEnv();
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'kova_agent_' });

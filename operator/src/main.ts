@@ -1,6 +1,7 @@
 // kova-operator: leader-elected scheduler, address allocator and Instance phase machine.
 import {
   ensureCrds,
+  exitOnVersionFlag,
   HealthServer,
   LeaderElector,
   loadKubeConfig,
@@ -14,6 +15,7 @@ import { InstanceController } from './instance/controller.js';
 const log = logger('kova-operator');
 
 async function main(): Promise<void> {
+  exitOnVersionFlag('kova-operator', new URL('../package.json', import.meta.url));
   const config = configFromEnv();
   const kc = loadKubeConfig();
   if (config.manageCrds) {

@@ -1,0 +1,160 @@
+// The images `npm run images` builds (hack/images/build.sh): each archive is a valid OCI image
+// layout whose digests hold, whose config runs the right entrypoint as the right user, and whose
+// root filesystem really runs that entrypoint; and the Dockerfiles build the same image.
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gunzipSync } from 'node:zlib';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+interface ImageRecipe {
+  workspaces: string[];
+  packages: string[];
+  user: string;
+  entrypoint: string[];
+}
+const recipe = JSON.parse(readFileSync(join(root, 'hack', 'images', 'images.json'), 'utf8')) as {
+  registry: string;
+  images: Record<string, ImageRecipe>;
+};
+interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+}
+interface ImageConfig {
+  config: { User: string; Entrypoint: string[]; WorkingDir: string };
+  rootfs: { diff_ids: string[] };
+}
+
+const sha256 = (buf: Buffer) => `sha256:${createHash('sha256').update(buf).digest('hex')}`;
+let archives: Record<string, string> = {};
+
+beforeAll(() => {
+  const out = execFileSync('bash', [join(root, 'hack', 'images', 'build.sh')], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const paths = out.trim().split('\n');
+  archives = Object.fromEntries(
+    Object.keys(recipe.images).map((name) => [
+      name,
+      paths.find((p) => p.includes(`/${name}-`)) as string,
+    ]),
+  );
+}, 900_000);
+
+/** Unpacks an OCI archive; returns a reader of its blobs, checked against their digests. */
+function openLayout(archive: string) {
+  const dir = mkdtempSync(join(tmpdir(), 'kova-image-test-'));
+  execFileSync('tar', ['-xf', archive, '-C', dir]);
+  const blob = (d: Descriptor) => {
+    const buf = readFileSync(join(dir, 'blobs', 'sha256', d.digest.replace('sha256:', '')));
+    expect({ digest: sha256(buf), size: buf.length }).toEqual({ digest: d.digest, size: d.size });
+    return buf;
+  };
+  const index = JSON.parse(readFileSync(join(dir, 'index.json'), 'utf8')) as {
+    manifests: Descriptor[];
+  };
+  return { dir, blob, index };
+}
+
+describe.each(Object.entries(recipe.images))('image %s', (name, image) => {
+  let layout: ReturnType<typeof openLayout>;
+  let config: ImageConfig;
+  let layers: Descriptor[];
+
+  beforeAll(() => {
+    layout = openLayout(archives[name] as string);
+    const manifest = JSON.parse(
+      layout.blob(layout.index.manifests[0] as Descriptor).toString(),
+    ) as { config: Descriptor; layers: Descriptor[] };
+    config = JSON.parse(layout.blob(manifest.config).toString()) as ImageConfig;
+    layers = manifest.layers;
+  });
+  afterAll(() => rmSync(layout.dir, { recursive: true, force: true }));
+
+  it('is a valid OCI image layout, named for the chart, whose layer digests hold', () => {
+    expect(JSON.parse(readFileSync(join(layout.dir, 'oci-layout'), 'utf8'))).toEqual({
+      imageLayoutVersion: '1.0.0',
+    });
+    const chart = readFileSync(join(root, 'charts', 'kova', 'Chart.yaml'), 'utf8');
+    const appVersion = /^appVersion: "(.*)"$/m.exec(chart)?.[1];
+    expect(layout.index.manifests[0]?.annotations?.['io.containerd.image.name']).toBe(
+      `${recipe.registry}/${name}:${appVersion}`,
+    );
+    const diffIds = layers.map((l) => sha256(gunzipSync(layout.blob(l))));
+    expect(diffIds).toEqual(config.rootfs.diff_ids);
+  });
+
+  it('runs its entrypoint as its user, from /app', () => {
+    expect(config.config).toMatchObject({
+      User: image.user,
+      Entrypoint: image.entrypoint,
+      WorkingDir: '/app',
+    });
+    if (name === 'kova-operator') expect(config.config.User).not.toMatch(/^0(:|$)/);
+  });
+
+  it('starts: its root filesystem runs the entrypoint (`--version`) as that user', () => {
+    const rootfs = join(layout.dir, 'rootfs');
+    mkdirSync(rootfs);
+    for (const l of layers)
+      execFileSync('tar', [
+        '-xzf',
+        join(layout.dir, 'blobs', 'sha256', l.digest.slice(7)),
+        '-C',
+        rootfs,
+      ]);
+    const out = execFileSync(
+      '/usr/sbin/chroot',
+      [`--userspec=${image.user}`, rootfs, ...image.entrypoint, '--version'],
+      { encoding: 'utf8', env: { PATH: '/usr/local/bin:/usr/bin:/bin' }, cwd: '/' },
+    );
+    expect(out.trim()).toMatch(new RegExp(`^${name} \\d+\\.\\d+\\.\\d+$`));
+    // The host tools the agent runs (disks, config drives, bridges, firewall, prlimit).
+    if (name === 'kova-node-agent')
+      for (const tool of [
+        'qemu-img',
+        'genisoimage',
+        'ip',
+        'bridge',
+        'iptables',
+        'ip6tables',
+        'nft',
+        'prlimit',
+      ])
+        execFileSync(
+          '/usr/sbin/chroot',
+          [rootfs, tool, tool === 'ip' || tool === 'bridge' ? '-V' : '--version'],
+          {
+            env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' },
+            stdio: 'pipe',
+          },
+        );
+  });
+
+  it('is what its Dockerfile builds: the same Node.js, packages, user and entrypoint', () => {
+    const workspace = image.workspaces[image.workspaces.length - 1] as string;
+    const dockerfile = readFileSync(join(root, workspace, 'Dockerfile'), 'utf8');
+    const finalStage = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+    const nodeVersion = (
+      JSON.parse(readFileSync(join(root, 'hack', 'images', 'images.json'), 'utf8')) as {
+        node: { version: string };
+      }
+    ).node.version;
+    expect(finalStage).toContain(`FROM node:${nodeVersion}-bookworm-slim`);
+    const installed = /apt-get install -y --no-install-recommends ([^\\&\n]+)/.exec(finalStage);
+    expect(installed?.[1]?.trim().split(/\s+/)).toEqual(image.packages);
+    expect(finalStage).toContain(`USER ${image.user}`);
+    expect(finalStage).toContain(
+      `ENTRYPOINT ${JSON.stringify(image.entrypoint).replaceAll(',', ', ')}`,
+    );
+    expect(finalStage).toContain('WORKDIR /app');
+  });
+});
