@@ -2,7 +2,8 @@
 # Installs what kova's scripts need on a fresh Debian machine, skipping what is present.
 set -euo pipefail
 source "$(dirname "$0")/lib/apt.sh"
-ensure_packages curl ca-certificates procps util-linux cpio kmod make g++
+# containerd and runc: hack/src/images.test.ts imports and runs the images built here.
+ensure_packages curl ca-certificates procps util-linux cpio kmod make g++ containerd runc
 [ -d /usr/local/go/bin ] && export PATH="/usr/local/go/bin:$PATH"
 if ! command -v go >/dev/null; then
   echo "Go 1.25 or newer is needed to build the control plane (kube-apiserver, etcd); install it and retry." >&2

@@ -2,13 +2,14 @@
 // layout whose digests hold, whose config runs the right entrypoint as the right user, and whose
 // root filesystem really runs that entrypoint; and the Dockerfiles build the same image.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
+import { until } from './until.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 interface ImageRecipe {
@@ -157,4 +158,53 @@ describe.each(Object.entries(recipe.images))('image %s', (name, image) => {
     );
     expect(finalStage).toContain('WORKDIR /app');
   });
+});
+
+// What a kubelet's runtime does with the archives: containerd (Debian's) imports them and runc
+// runs them. A private containerd (own root, state and socket) that touches no other.
+describe('in containerd', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kova-containerd-'));
+  const socket = join(dir, 'containerd.sock');
+  let containerd: ChildProcess;
+  const ctr = (...args: string[]) =>
+    execFileSync('ctr', ['-a', socket, '-n', 'kova-images-test', ...args], { encoding: 'utf8' });
+
+  beforeAll(async () => {
+    const config = [
+      'version = 2',
+      `root = "${dir}/root"`,
+      `state = "${dir}/state"`,
+      `[grpc]\n  address = "${socket}"`,
+      '[plugins."io.containerd.grpc.v1.cri"]\n  disable_tcp_service = true',
+    ].join('\n');
+    writeFileSync(join(dir, 'config.toml'), config);
+    containerd = spawn('containerd', ['--config', join(dir, 'config.toml')], { stdio: 'ignore' });
+    await until(
+      'containerd answers',
+      () => existsSync(socket) && ctr('version').includes('Server'),
+    );
+  }, 60_000);
+
+  afterAll(async () => {
+    containerd.kill('SIGTERM');
+    await new Promise((r) => containerd.once('exit', r));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it.each(Object.entries(recipe.images))(
+    'imports %s with ctr and runs it as its user: `--version`',
+    (name, image) => {
+      const imported = ctr('images', 'import', archives[name] as string);
+      const ref = /unpacking (\S+) /.exec(imported)?.[1] as string;
+      expect(ref).toMatch(new RegExp(`^${recipe.registry}/${name}:`));
+      const run = (id: string, ...args: string[]) =>
+        ctr('run', '--rm', ref, `${name}-${id}`, ...args).trim();
+      expect(run('version', ...image.entrypoint, '--version')).toMatch(new RegExp(`^${name} `));
+      const node = image.entrypoint[0] as string;
+      expect(run('id', node, '-e', 'console.log(`${process.getuid()}:${process.getgid()}`)')).toBe(
+        image.user,
+      );
+    },
+    120_000,
+  );
 });
