@@ -178,7 +178,9 @@ build_image() {
     --name "$(conf 'c.registry')/$image:$version" --tag "$version" \
     --user "$(conf "c.images['$image'].user")" \
     --entrypoint "$(conf "JSON.stringify(c.images['$image'].entrypoint)")" \
-    --layer "$work/base.tar" --layer "$work/app.tar"
+    --workdir /app --env NODE_ENV=production \
+    --layer "$work/base.tar" --history "hack/images/build.sh: Debian packages and Node.js" \
+    --layer "$work/app.tar" --history "hack/images/build.sh: /app"
   det_tar "$work/layout" "$out.tmp"
   mv "$out.tmp" "$out"
   echo "$hash" >"$out.inputs"

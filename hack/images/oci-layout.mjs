@@ -3,7 +3,8 @@
 // the entrypoint as the given user, a manifest, and index.json naming the image for
 // `ctr images import` (io.containerd.image.name) and other tools (org.opencontainers.image.ref.name).
 // Usage: node oci-layout.mjs --out DIR --name REF --tag TAG --user UID:GID --entrypoint JSON
-//          --epoch SECONDS --layer TAR [--layer TAR…]
+//          --epoch SECONDS [--workdir DIR] [--env K=V…] --layer TAR --history TEXT [--layer TAR
+//          --history TEXT…]
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,11 +19,16 @@ const { values: a } = parseArgs({
     user: { type: 'string' },
     entrypoint: { type: 'string' },
     epoch: { type: 'string', default: '0' },
+    workdir: { type: 'string', default: '/' },
+    env: { type: 'string', multiple: true, default: [] },
     layer: { type: 'string', multiple: true },
+    history: { type: 'string', multiple: true },
   },
 });
-for (const k of ['out', 'name', 'tag', 'user', 'entrypoint', 'layer'])
+for (const k of ['out', 'name', 'tag', 'user', 'entrypoint', 'layer', 'history'])
   if (!a[k]) throw new Error(`oci-layout: --${k} is required`);
+if (a.history.length !== a.layer.length)
+  throw new Error('oci-layout: give one --history per --layer');
 
 const sha256 = (buf) => `sha256:${createHash('sha256').update(buf).digest('hex')}`;
 const blobs = join(a.out, 'blobs', 'sha256');
@@ -52,18 +58,12 @@ const config = blob(
     config: {
       User: a.user,
       Entrypoint: JSON.parse(a.entrypoint),
-      WorkingDir: '/app',
-      Env: [
-        'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-        'NODE_ENV=production',
-      ],
+      WorkingDir: a.workdir,
+      Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', ...a.env],
       Labels: { 'org.opencontainers.image.version': a.tag },
     },
     rootfs: { type: 'layers', diff_ids: diffIds },
-    history: a.layer.map((_, i) => ({
-      created,
-      created_by: `kova hack/images/build.sh: ${i === 0 ? 'Debian packages and Node.js' : '/app'}`,
-    })),
+    history: a.history.map((text) => ({ created, created_by: text })),
   }),
 );
 const manifest = blob(
