@@ -43,3 +43,4 @@ export async function crdManifests(): Promise<Record<string, unknown>[]> {
   return texts.flatMap((t) => parseAllDocuments(t).map((d) => d.toJS() as Record<string, unknown>));
 }
 export * from './contract.js';
+export * from './bound-record.js';

@@ -128,4 +128,25 @@ describe('image garbage collection', () => {
       await dom.undefine();
     }
   });
+
+  it('#13.5 keeps the base an Instance was bound to before its overlay exists, though its Image changed', async () => {
+    const paths = new StatePaths(mkdtempSync(join(dir, 's-')));
+    const [recorded, unused] = [cached(paths, 'qcow2'), cached(paths, 'qcow2')];
+    const bound = instance(randomUUID(), 'changed');
+    bound.status = {
+      ...bound.status,
+      image: { name: 'changed', sha256: recorded, format: 'qcow2' },
+    };
+    const gc = new GarbageCollector(
+      { ...configFromEnv(), nodeName: NODE, orphanGraceMs: HOUR, imageTtlMs: HOUR } as AgentConfig,
+      session,
+      paths,
+      new ImageCache(paths),
+      () => [bound],
+      () => [sha()],
+      log,
+    );
+    expect(await gc.collect()).toEqual([`image ${unused}.img`]);
+    expect(existsSync(paths.image(recorded))).toBe(true);
+  });
 });

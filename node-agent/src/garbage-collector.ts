@@ -4,8 +4,9 @@
 // directories without a domain or an Instance (after the same grace), and image bases nobody
 // used for a while. A base is in use while anything on the node may still open it: any
 // domain's disks (through their backing chains), kernel or initrd, any overlay in an instance
-// directory, or the current Image of an Instance here (its overlay may not exist yet). An
-// Image's checksum changing or the Image being deleted does not free a base under live disks.
+// directory, or the current or recorded Image of an Instance here (its overlay may not exist
+// yet). An Image's checksum changing or the Image being deleted does not free a base under live
+// disks.
 import type { Logger } from '@kova/controller-kit';
 import type { InstanceObject } from '@kova/crds';
 import { readdir, stat } from 'node:fs/promises';
@@ -111,7 +112,11 @@ export class GarbageCollector {
     }
     const referenced = new Set<string>();
     for (const f of files) for (const p of await backingChain(f)) referenced.add(resolve(p));
-    const inUse = new Set(this.instancesHere().flatMap((i) => this.imageShasOf(i.spec.image)));
+    // The content an Instance was bound to (status.image) too: its overlay may not exist yet.
+    const recorded = (i: InstanceObject) => (i.status?.image ? [i.status.image.sha256] : []);
+    const inUse = new Set(
+      this.instancesHere().flatMap((i) => [...this.imageShasOf(i.spec.image), ...recorded(i)]),
+    );
     for (const p of referenced) {
       const name = basename(p);
       if (dirname(p) === this.paths.images && /^[0-9a-f]{64}\.img$/.test(name))

@@ -11,6 +11,7 @@ import { Applier, apiStatus, type Logger } from '@kova/controller-kit';
 import {
   API_VERSION,
   flavorDiskGiB,
+  flavorOf,
   GROUP,
   PLURAL,
   VERSION,
@@ -102,7 +103,8 @@ export class HypervisorReporter {
     const allocated = { vcpus: 0, memoryMiB: 0, diskGiB: 0 };
     const here = this.instances.list();
     for (const inst of here) {
-      const f = this.flavors.get(inst.spec.flavor)?.spec;
+      // What it was given at binding: a Flavor deleted or recreated since changes nothing here.
+      const f = flavorOf(inst, this.flavors);
       if (!f) continue;
       allocated.vcpus += f.vcpus;
       allocated.memoryMiB += f.memoryMiB;

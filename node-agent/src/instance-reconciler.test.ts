@@ -6,7 +6,7 @@ import type { InstanceStatus } from '@kova/crds';
 import { BuildFault } from './errors.js';
 import { AgentReconciler } from './instance-reconciler.js';
 import { DomainState, ErrorCode, ShutoffReason } from './libvirt/index.js';
-import { instance, UID, world, type World } from './test-support.js';
+import { instance, NODE, UID, world, type World } from './test-support.js';
 
 const KEY = 'ns/vm';
 const root = (w: World) => w.d.paths.instanceFile(UID, 'root.qcow2');
@@ -395,6 +395,59 @@ describe('#12.7 respawning a vanished domain', () => {
     await new AgentReconciler(w.d).sync(KEY);
     expect(w.conn.calls).toEqual([`defineXML ${UID}`]);
     expect(w.api.get('vm')?.status).toMatchObject({ phase: 'Stopped', powerState: 'Shutdown' });
+  });
+});
+
+describe('#13.5 what the Instance was given at binding', () => {
+  /** A record unlike the world's Flavor nano (1 vCPU, 128 MiB, no swap) and Image blank. */
+  const given = {
+    flavor: { name: 'nano', vcpus: 2, memoryMiB: 256, rootDiskGiB: 1, swapMiB: 64 },
+    image: { name: 'blank', sha256: 'b'.repeat(64), format: 'qcow2' },
+  };
+  /**
+   * The world with its Flavor deleted, the domain XML libvirt was given kept, and the recorded
+   * content cached on this node (the Image itself now names other content).
+   */
+  const flavorGone = () => {
+    const w = world();
+    w.d.flavors = { get: () => undefined };
+    const xml: string[] = [];
+    const define = w.conn.defineXML.bind(w.conn);
+    w.conn.defineXML = async (x) => (xml.push(x), define(x));
+    w.host.files.add(w.d.paths.image(given.image.sha256));
+    return { w, xml };
+  };
+
+  it('builds the domain and disks from the record when the Flavor is gone', async () => {
+    const { w, xml } = flavorGone();
+    w.api.put(instance({ phase: 'Networking', ...given }));
+    await new AgentReconciler(w.d).sync(KEY);
+    expect(phases(w)).toEqual(['BlockDeviceMapping', 'Spawning', 'Active']);
+    expect(xml[0]).toContain('<vcpu>2</vcpu>');
+    expect(xml[0]).toContain('<memory unit="MiB">256</memory>');
+    expect(w.host.files.has(w.d.paths.instanceFile(UID, 'swap.qcow2'))).toBe(true);
+    expect(w.host.files.has(`/cache/${given.image.sha256}.img`)).toBe(true);
+  });
+
+  it('respawns a vanished domain from the record when the Flavor is gone', async () => {
+    const { w, xml } = flavorGone();
+    built(w);
+    w.host.files.add(w.d.paths.instanceFile(UID, 'swap.qcow2'));
+    w.api.put(instance(active(given)));
+    await new AgentReconciler(w.d).sync(KEY);
+    expect(w.conn.calls).toEqual([`defineXML ${UID}`, `create ${UID}`]);
+    expect(xml[0]).toContain('<memory unit="MiB">256</memory>');
+  });
+
+  it('refuses with ImageChanged, fetching nothing, when the Image now names content this node lacks', async () => {
+    const w = world();
+    w.api.put(instance({ phase: 'Networking', ...given }));
+    await new AgentReconciler(w.d).sync(KEY);
+    const fault = w.api.get('vm')?.status?.fault;
+    expect(fault).toMatchObject({ reason: 'ImageChanged', retryable: false, node: NODE });
+    expect(fault?.message).toContain(`bound to ${given.image.sha256}`);
+    expect(w.cache.calls).toEqual([]);
+    expect(w.conn.calls).toEqual([]);
   });
 });
 

@@ -11,6 +11,7 @@ import { apiStatus, Informer, type InformerOptions, type Logger } from '@kova/co
 import {
   API_VERSION,
   flavorDiskGiB,
+  flavorOf,
   GROUP,
   PLURAL,
   VERSION,
@@ -28,6 +29,7 @@ import { Claims } from './claims.js';
 import type { OperatorConfig } from './config.js';
 import type { HostState, Resources } from './scheduler/types.js';
 
+type DiskSizes = Parameters<typeof flavorDiskGiB>[0];
 type CachedHost = HostState & { unreported?: string; nodeProblem?: string };
 
 const kova = (kind: KovaKind) => ({ apiVersion: API_VERSION, kind, plural: PLURAL[kind] });
@@ -57,7 +59,7 @@ export class ClusterState {
   constructor(
     kc: KubeConfig,
     private readonly config: OperatorConfig,
-    logger?: Logger,
+    private readonly logger?: Logger,
     registry?: Registry,
   ) {
     const opts: InformerOptions = { logger, registry };
@@ -116,8 +118,16 @@ export class ClusterState {
   }
 
   flavorResources(flavor: IFlavor): Resources {
-    const s = flavor.spec;
-    return { vcpus: s.vcpus, memoryMiB: s.memoryMiB, diskGiB: flavorDiskGiB(s) };
+    return resourcesOf(flavor.spec);
+  }
+
+  /**
+   * What a bound Instance takes on its hypervisor: the sizes recorded at its binding, never the
+   * Flavor as it is now (deleted or recreated, it must not change the count).
+   */
+  boundResources(inst: InstanceObject): Resources | undefined {
+    const sizes = flavorOf(inst, this.flavors);
+    return sizes && resourcesOf(sizes);
   }
 
   /**
@@ -133,10 +143,9 @@ export class ClusterState {
       return;
     }
     const node = inst.status?.nodeName;
-    const flavor = this.flavors.get(inst.spec.flavor);
+    const resources = node ? this.boundResources(inst) : undefined;
     const claim = this.claims.get(uid);
-    if (node && flavor && !inst.metadata.deletionTimestamp) {
-      const resources = this.flavorResources(flavor);
+    if (node && resources && !inst.metadata.deletionTimestamp) {
       this.claims.set(uid, { node, resources, group: groupKey(inst) });
     } else if (!node && claim && claim.pendingSince === undefined) {
       this.claims.release(uid);
@@ -180,12 +189,15 @@ export class ClusterState {
     this.tombstones.clear();
     for (const inst of this.instances.list()) {
       const node = inst.status?.nodeName;
-      const flavor = this.flavors.get(inst.spec.flavor);
-      if (node && flavor)
-        this.claims.set(inst.metadata.uid, {
+      const resources = node ? this.boundResources(inst) : undefined;
+      if (node && resources)
+        this.claims.set(inst.metadata.uid, { node, resources, group: groupKey(inst) });
+      else if (node)
+        this.logger?.warn('a bound Instance is not counted on its hypervisor', {
+          reason: 'FlavorRecordMissing',
+          instance: `${inst.metadata.namespace}/${inst.metadata.name}`,
           node,
-          resources: this.flavorResources(flavor),
-          group: groupKey(inst),
+          message: `it has no status.flavor and Flavor ${inst.spec.flavor} is gone; recreate the Flavor with the sizes it was bound with`,
         });
       for (const a of inst.status?.attempts ?? [])
         if (a.time) this.recordFailure(a.node, Date.parse(a.time));
@@ -330,6 +342,10 @@ export class ClusterState {
 function renewTimeOf(lease: V1Lease): number {
   const t = lease.spec?.renewTime as unknown as string | undefined;
   return t ? new Date(t).getTime() : 0;
+}
+
+function resourcesOf(s: { vcpus: number; memoryMiB: number } & DiskSizes): Resources {
+  return { vcpus: s.vcpus, memoryMiB: s.memoryMiB, diskGiB: flavorDiskGiB(s) };
 }
 
 export function groupKey(inst: InstanceObject): string | undefined {

@@ -911,6 +911,52 @@ describe('hardening: the control loop against real failures', () => {
   });
 });
 
+describe('#13.5 what an Instance was given does not change under it', () => {
+  let ns: string;
+  beforeAll(async () => {
+    ns = await namespace('given');
+    // 2048 MiB schedulable (512 reserved, RAM ratio 1): after 1536 MiB, no room for 1024 more.
+    await fleet.create([
+      { name: 'hv-given', vcpus: 4, memoryMiB: 2560, diskGiB: 100, labels: { pool: 'given' } },
+    ]);
+    await create('Flavor', {
+      metadata: { name: 'given' },
+      spec: { vcpus: 2, memoryMiB: 1536, rootDiskGiB: 10, swapMiB: 512 },
+    });
+  });
+
+  it('still counts a bound Instance whose Flavor was deleted before the operator restarted', async () => {
+    await create('Instance', instance('first', { flavor: 'given' }, 'given'), ns);
+    const first = await until('first bound', async () => {
+      const i = await getInstance(ns, 'first');
+      return i?.status?.nodeName ? i : undefined;
+    });
+    expect(first.status?.nodeName).toBe('hv-given');
+    expect(first.status?.flavor).toEqual({
+      name: 'given',
+      vcpus: 2,
+      memoryMiB: 1536,
+      rootDiskGiB: 10,
+      ephemeralGiB: 0,
+      swapMiB: 512,
+    });
+    expect(first.status?.image).toEqual({ name: 'guest', sha256: 'a'.repeat(64), format: 'qcow2' });
+    await api.deleteClusterCustomObject({ ...kovaApi('flavors'), name: 'given' });
+    await stopOperator();
+    operator = await startOperator();
+    await create('Instance', instance('second', {}, 'given'), ns);
+    // Bound or refused, whichever the operator decides: bound onto hv-given is the defect.
+    const second = await until('the second to be bound or refused', async () => {
+      const i = await getInstance(ns, 'second');
+      const refused = cond(i?.status, 'Scheduled')?.reason === 'NoValidHost';
+      return i?.status?.nodeName || refused ? i : undefined;
+    });
+    expect(second.status?.nodeName).toBeUndefined();
+    expect(cond(second.status, 'Scheduled')?.message).toContain('insufficient memory');
+    expect((await getInstance(ns, 'first'))?.status?.flavor?.memoryMiB).toBe(1536);
+  });
+});
+
 /** A ValidatingAdmissionPolicy that refuses deleting one IPAllocation: an injected API failure. */
 async function denyDeletesOf(name: string): Promise<void> {
   const admission = kc.makeApiClient(AdmissionregistrationV1Api);

@@ -2,7 +2,13 @@
 // (shouldDo, read from the node, so a restarted agent resumes where it stopped), does it, checks
 // it took (verify) and can take it back (undo). A plan is the list of steps for one Instance and
 // phase, rebuilt on every sync: nothing about progress is kept in memory.
-import type { IFlavor, IImage } from '@kova/crds';
+import {
+  flavorOf,
+  imageRecord,
+  type FlavorRecord,
+  type IImage,
+  type ImageRecord,
+} from '@kova/crds';
 import type { AgentDeps, Instance } from '../deps.js';
 import { BuildFault } from '../errors.js';
 import type { StatusChange } from '../status.js';
@@ -59,12 +65,24 @@ export async function undoSteps(steps: readonly NodeStep[], c: StepContext): Pro
   for (const step of [...steps].reverse()) await step.undo(c);
 }
 
-export function refsOf(d: AgentDeps, inst: Instance): { flavor: IFlavor; image: IImage } {
-  const flavor = d.flavors.get(inst.spec.flavor);
+/**
+ * What the Instance was given at binding (status.flavor, status.image) and the Image it names,
+ * which still says where the content comes from (source, kernel, initrd). An Instance bound
+ * before the record existed falls back to its Flavor and Image as they are now.
+ */
+export function refsOf(
+  d: AgentDeps,
+  inst: Instance,
+): { flavor: FlavorRecord; image: IImage; disk: ImageRecord } {
+  const flavor = flavorOf(inst, d.flavors);
   const image = d.images.get(inst.spec.image);
   if (!flavor)
-    throw new BuildFault('FlavorNotFound', `Flavor ${inst.spec.flavor} does not exist`, false);
+    throw new BuildFault(
+      'FlavorNotFound',
+      `Flavor ${inst.spec.flavor} does not exist and the Instance has no status.flavor record`,
+      false,
+    );
   if (!image)
     throw new BuildFault('ImageNotFound', `Image ${inst.spec.image} does not exist`, false);
-  return { flavor, image };
+  return { flavor, image, disk: inst.status?.image ?? imageRecord(image) };
 }

@@ -53,7 +53,7 @@ export const imageStep: NodeStep = {
     return !(await c.d.host.exists(file(c, 'root.qcow2')));
   },
   async do(c) {
-    c.scratch.base = await c.d.cache.ensure(refsOf(c.d, c.inst).image);
+    c.scratch.base = await recordedBase(c);
   },
   async verify(c) {
     if (!c.scratch.base || !(await c.d.host.exists(c.scratch.base)))
@@ -68,12 +68,34 @@ export const imageStep: NodeStep = {
 };
 
 /**
- * The Flavor's disks. `createRoot` is false when respawning a domain that vanished: its root
- * disk holds the guest's data and a missing one is an error, never a fresh disk.
+ * The cached base of the root disk: the content the Instance was bound to (status.image), fetched
+ * from the Image's source. Once the Image names other content, the recorded content can no
+ * longer be fetched: a node that has it cached still builds, any other refuses with ImageChanged
+ * rather than build from content the Instance was not given.
+ */
+async function recordedBase(c: StepContext): Promise<string> {
+  const { image, disk } = refsOf(c.d, c.inst);
+  const cached = await c.d.host.exists(c.d.paths.image(disk.sha256));
+  if (!cached && image.spec.sha256 !== disk.sha256)
+    throw new BuildFault(
+      'ImageChanged',
+      `Image ${disk.name} now has sha256 ${image.spec.sha256}, but this Instance was bound to ${disk.sha256} (status.image), which this node has not cached; restore the Image's content, or delete and recreate the Instance to use the new one`,
+      false,
+    );
+  return c.d.cache.ensure({
+    ...image,
+    spec: { ...image.spec, sha256: disk.sha256, format: disk.format as 'qcow2' | 'raw' },
+  });
+}
+
+/**
+ * The disks of the Flavor as recorded at binding (status.flavor). `createRoot` is false when
+ * respawning a domain that vanished: its root disk holds the guest's data and a missing one is
+ * an error, never a fresh disk.
  */
 export function disksStep(opts: { createRoot: boolean }): NodeStep {
   const wanted = (c: StepContext) => {
-    const f = refsOf(c.d, c.inst).flavor.spec;
+    const f = refsOf(c.d, c.inst).flavor;
     return <InstanceFile[]>[
       'root.qcow2',
       ...((f.ephemeralGiB ?? 0) > 0 ? ['ephemeral.qcow2'] : []),
@@ -91,21 +113,15 @@ export function disksStep(opts: { createRoot: boolean }): NodeStep {
       return (await missing(c)).length > 0;
     },
     async do(c) {
-      const { flavor, image } = refsOf(c.d, c.inst);
+      const { flavor, disk } = refsOf(c.d, c.inst);
       if (!opts.createRoot && !(await c.d.host.exists(file(c, 'root.qcow2'))))
         throw new BuildFault(
           'RootDiskMissing',
           `the root disk ${file(c, 'root.qcow2')} of this Instance is gone; restore it or delete the Instance`,
           false,
         );
-      const base = c.scratch.base ?? (await c.d.cache.ensure(image));
-      await c.d.host.createDisks(
-        c.d.paths,
-        c.inst.metadata.uid,
-        base,
-        image.spec.format ?? 'qcow2',
-        flavor.spec,
-      );
+      const base = c.scratch.base ?? (await recordedBase(c));
+      await c.d.host.createDisks(c.d.paths, c.inst.metadata.uid, base, disk.format, flavor);
     },
     async verify(c) {
       const left = await missing(c);
@@ -298,12 +314,12 @@ async function domainXmlOf(c: StepContext): Promise<string> {
     node: c.d.config.nodeName,
     virtType: c.d.virtType,
     arch: image.spec.architecture,
-    vcpus: flavor.spec.vcpus,
-    memoryMiB: flavor.spec.memoryMiB,
+    vcpus: flavor.vcpus,
+    memoryMiB: flavor.memoryMiB,
     disks: {
       root: file(c, 'root.qcow2'),
-      ...((flavor.spec.ephemeralGiB ?? 0) > 0 ? { ephemeral: file(c, 'ephemeral.qcow2') } : {}),
-      ...((flavor.spec.swapMiB ?? 0) > 0 ? { swap: file(c, 'swap.qcow2') } : {}),
+      ...((flavor.ephemeralGiB ?? 0) > 0 ? { ephemeral: file(c, 'ephemeral.qcow2') } : {}),
+      ...((flavor.swapMiB ?? 0) > 0 ? { swap: file(c, 'swap.qcow2') } : {}),
     },
     configDrive: file(c, 'cidata.iso'),
     nics: nicsOf(uid, c.inst.status?.interfaces ?? [], (n) => c.d.networks.get(n)),

@@ -185,6 +185,19 @@ const condition = (s: Record<string, unknown>, type: string) =>
     (c) => c.type === type,
   );
 
+/** What a bind of `small` and `guest` records (status.flavor, status.image). */
+const RECORD = {
+  flavor: {
+    name: 'small',
+    vcpus: 1,
+    memoryMiB: 1024,
+    rootDiskGiB: 10,
+    ephemeralGiB: 0,
+    swapMiB: 0,
+  },
+  image: { name: 'guest', sha256: 'a'.repeat(64), format: 'qcow2' },
+};
+
 let f: Fakes;
 beforeEach(() => {
   f = new Fakes();
@@ -255,6 +268,13 @@ describe('Scheduling', () => {
     expect(condition(s, 'Scheduled')).toMatchObject({ status: 'True', reason: 'Bound' });
     expect(f.claims.get('uid-1')?.node).toBe('hv-a');
     expect(f.eventReasons()).toEqual(['Scheduled']);
+  });
+
+  it('records the Flavor and Image it binds with in the same write as the node', async () => {
+    f.put(undefined);
+    await f.sync();
+    expect(f.status()).toHaveLength(1);
+    expect(f.status()[0]).toMatchObject({ nodeName: 'hv-a', ...RECORD });
   });
 
   it('with no valid host, releases addresses a lost bind left once the server says unbound', async () => {
@@ -343,6 +363,7 @@ describe('a fault reported by the agent', () => {
       message: 'x',
     })),
     fault: { reason: 'DomainStartFailed', message: 'qemu died', node: 'hv-a', retryable },
+    ...RECORD,
   });
 
   it('reschedules a retryable fault: releases the claim and addresses, clears the binding', async () => {
@@ -361,6 +382,9 @@ describe('a fault reported by the agent', () => {
       // The next node's build must not inherit this attempt's clock or crash backoff.
       buildStartedAt: null,
       restartBackoff: null,
+      // The next bind records what it gives afresh.
+      flavor: null,
+      image: null,
     });
     expect(s.attempts).toEqual([
       expect.objectContaining({ node: 'hv-a', reason: 'DomainStartFailed' }),
@@ -467,6 +491,41 @@ describe('Deleting', () => {
   });
 });
 
+describe('the record of what a bound Instance was given', () => {
+  const running: InstanceStatus = { phase: 'Active', nodeName: 'hv-a', interfaces: [] };
+
+  it('fills the record of an Instance bound before records existed, once, from its Flavor and Image', async () => {
+    f.put(running);
+    await f.sync();
+    expect(f.status()).toEqual([RECORD]);
+    f.put({ ...running, ...(f.status()[0] as InstanceStatus) });
+    f.calls = [];
+    await f.sync();
+    expect(f.status()).toEqual([]);
+  });
+
+  it('never rewrites a record from a Flavor recreated with other sizes', async () => {
+    f.flavors.get('small')!.spec.memoryMiB = 4096;
+    f.put({ ...running, ...RECORD });
+    await f.sync();
+    expect(f.status()).toEqual([]);
+  });
+
+  it('fills only what still exists when the Flavor is gone', async () => {
+    f.flavors.clear();
+    f.put(running);
+    await f.sync();
+    expect(f.status()).toEqual([{ image: RECORD.image }]);
+  });
+
+  it('drops the record with the binding when the Instance fails', async () => {
+    const fault = { reason: 'ChecksumMismatch', message: 'bad', node: 'hv-a', retryable: false };
+    f.put({ phase: 'Spawning', nodeName: 'hv-a', interfaces: [], fault, ...RECORD });
+    await f.sync();
+    expect(f.status()[0]).toMatchObject({ phase: 'Error', flavor: null, image: null });
+  });
+});
+
 describe('on the node', () => {
   it('after a spec change the agent acts on, stamps Scheduled with the new generation only', async () => {
     const t = new Date().toISOString();
@@ -497,6 +556,7 @@ describe('on the node', () => {
         conditions: [
           { type: 'Ready', status: 'True', reason: 'Running', message: '', lastTransitionTime: t },
         ],
+        ...RECORD,
       },
       { creationTimestamp: new Date(Date.now() - 1000).toISOString() },
     );

@@ -13,6 +13,7 @@ import {
   type InstanceObject,
 } from '@kova/crds';
 import { handleAgentFault } from './handlers/agent-fault.js';
+import { fillMissingRecord } from './handlers/bound-record.js';
 import { finalize } from './handlers/deleting.js';
 import { failed } from './handlers/failed.js';
 import { allocateRemaining } from './handlers/networking.js';
@@ -55,6 +56,7 @@ export class InstanceReconciler {
       const inst = await this.ensureFinalizers(cached);
       const state = stateOf(inst);
       const ctx: SyncContext = { inst, status: new StatusDraft(inst), d: this.d, events: [] };
+      if (BOUND_STATES.has(state)) fillMissingRecord(ctx);
       const result = await HANDLERS[state](ctx);
       if (result.kind !== 'stale') await this.save(ctx, state);
       for (const e of ctx.events) this.d.events.record(inst, e.type, e.reason, e.message);
@@ -108,6 +110,9 @@ export class InstanceReconciler {
 }
 
 const FINALIZERS = [OPERATOR_FINALIZER, NODE_CLEANUP_FINALIZER];
+
+/** States of an Instance bound to a node, whose status holds the record of what it was given. */
+const BOUND_STATES: ReadonlySet<OperatorState> = new Set(['Networking', 'OnNode']);
 
 /** States in which the operator acts on every spec change, so it records the generation. */
 const OPERATOR_STATES: ReadonlySet<OperatorState> = new Set(['Scheduling', 'Networking', 'Failed']);

@@ -3,6 +3,7 @@
 // max_attempts), else fail with every attempt listed.
 import { ConditionType, type Fault } from '@kova/crds';
 import { done, type Result, type SyncContext } from '../sync-context.js';
+import { RECORD_FIELDS } from './bound-record.js';
 import { markFailed } from './failed.js';
 
 export async function handleAgentFault(ctx: SyncContext): Promise<Result> {
@@ -46,6 +47,8 @@ function reschedule(ctx: SyncContext, fault: Fault): Result {
     'launchedAt',
     'buildStartedAt',
     'restartBackoff',
+    // The next bind records the Flavor and Image afresh, for the node it picks.
+    ...RECORD_FIELDS,
   ] as const;
   for (const field of attemptFields) status.set(field, null);
   status.setCondition({

@@ -2,6 +2,7 @@
 // condition keeps saying what no longer holds (Scheduled, NetworkReady, Ready).
 import { ConditionType, type Fault } from '@kova/crds';
 import { done, type Result, type SyncContext } from '../sync-context.js';
+import { RECORD_FIELDS } from './bound-record.js';
 
 /** Moves the Instance to Error with `fault`; the caller has released what it held. */
 export function markFailed(ctx: SyncContext, fault: Fault): Result {
@@ -11,8 +12,8 @@ export function markFailed(ctx: SyncContext, fault: Fault): Result {
     ctx.events.push({ type: 'Warning', reason: final.reason, message: final.message });
   }
   status.set('phase', 'Error').set('fault', final);
-  for (const field of ['nodeName', 'interfaces', 'powerState', 'domainUUID', 'launchedAt'] as const)
-    status.set(field, null);
+  const held = ['nodeName', 'interfaces', 'powerState', 'domainUUID', 'launchedAt'] as const;
+  for (const field of [...held, ...RECORD_FIELDS]) status.set(field, null);
   const failed = { status: 'False' as const, reason: final.reason, message: final.message };
   status.setCondition({ type: ConditionType.Scheduled, ...failed });
   status.setCondition({

@@ -1,11 +1,13 @@
 // Scheduling: wait until everything the Instance names exists, pick a hypervisor with Nova's
 // filters and weighers, claim its capacity, allocate the addresses and bind
-// (status.nodeName), which moves the Instance to Networking.
+// (status.nodeName, with the record of the Flavor and Image it is given), which moves the
+// Instance to Networking.
 import { apiStatus } from '@kova/controller-kit';
 import { ConditionType, type Fault, type IFlavor, type IImage } from '@kova/crds';
 import { groupKey, type ClusterState } from '../../cluster-state.js';
 import { selectHost } from '../../scheduler/scheduler.js';
 import type { GroupPolicy, RequestSpec } from '../../scheduler/types.js';
+import { recordBinding } from './bound-record.js';
 import { allocateAll, networkCondition } from './networking.js';
 import { markFailed } from './failed.js';
 import {
@@ -37,10 +39,16 @@ export async function schedule(ctx: SyncContext): Promise<Result> {
   const image = d.state.images.get(inst.spec.image) as IImage;
   const tooSmall = flavorTooSmall(flavor, image);
   if (tooSmall) return markFailed(ctx, tooSmall);
-  return decide(ctx, requestSpec(d.state, ctx));
+  return decide(ctx, requestSpec(d.state, ctx), { flavor, image });
 }
 
-async function decide(ctx: SyncContext, req: RequestSpec): Promise<Result> {
+/** The Flavor and Image as the decision saw them: the bind records them. */
+interface Given {
+  flavor: IFlavor;
+  image: IImage;
+}
+
+async function decide(ctx: SyncContext, req: RequestSpec, given: Given): Promise<Result> {
   const { d } = ctx;
   const started = performance.now();
   const decision = selectHost(d.state.hostStates(), req, {
@@ -54,10 +62,15 @@ async function decide(ctx: SyncContext, req: RequestSpec): Promise<Result> {
     if (await releaseLostBind(ctx)) return staleView(STALE_VIEW_RETRY_MS);
     return waitScheduling(ctx, { reason: 'NoValidHost', message: decision.message });
   }
-  return bind(ctx, decision.host.name, req);
+  return bind(ctx, decision.host.name, req, given);
 }
 
-async function bind(ctx: SyncContext, node: string, req: RequestSpec): Promise<Result> {
+async function bind(
+  ctx: SyncContext,
+  node: string,
+  req: RequestSpec,
+  given: Given,
+): Promise<Result> {
   const { inst, d, status } = ctx;
   const uid = inst.metadata.uid;
   d.state.claims.set(uid, { node, resources: req.resources, group: req.group?.key }, Date.now());
@@ -70,6 +83,7 @@ async function bind(ctx: SyncContext, node: string, req: RequestSpec): Promise<R
     throw err;
   }
   status.set('phase', 'Networking').set('nodeName', node).set('interfaces', allocated.interfaces);
+  recordBinding(status, given.flavor, given.image);
   status.setCondition({
     type: ConditionType.Scheduled,
     status: 'True',
