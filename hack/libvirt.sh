@@ -4,7 +4,7 @@
 # and starts virtlogd and libvirtd unless they already run.
 set -euo pipefail
 source "$(dirname "$0")/lib/apt.sh"
-ensure_packages libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev qemu-system-x86 qemu-utils genisoimage iproute2 pkg-config
+ensure_packages libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev qemu-system-x86 qemu-utils genisoimage iproute2 nftables pkg-config
 # Without udev, /dev/kvm stays root-only: libvirt then finds KVM usable when it probes QEMU
 # (as root) and unusable when it checks for the QEMU user, throws its capability cache away
 # on every call and re-probes QEMU for most of a minute per domain definition.

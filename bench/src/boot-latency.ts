@@ -11,6 +11,7 @@ import { LocalKova, until } from '@kova/hack';
 import {
   buildConfigDrive,
   createDisks,
+  DEFAULT_MTU,
   domainXml,
   DomainState,
   ensureBridge,
@@ -125,11 +126,13 @@ async function rawSamples(kova: LocalKova): Promise<number[]> {
     string,
     string,
   ];
-  const net = {
-    metadata: { name: 'default' },
-    spec: { cidr: '10.77.0.0/24', gateway: '10.77.0.1', bridge: 'kova-br0' },
-  };
-  await ensureBridge(net as never);
+  await ensureBridge({
+    network: 'default',
+    bridge: 'kova-br0',
+    gateway: '10.77.0.1',
+    prefix: 24,
+    mtu: DEFAULT_MTU,
+  });
   const out: number[] = [];
   try {
     for (let i = 0; i <= samples; i++) {
@@ -166,7 +169,7 @@ async function rawSamples(kova: LocalKova): Promise<number[]> {
         memoryMiB: 128,
         disks,
         configDrive: cidata,
-        nics: [{ ...iface, bridge: 'kova-br0', tap: tapName(uid, 0), mtu: 1500 }],
+        nics: [{ ...iface, bridge: 'kova-br0', tap: tapName(uid, 0), mtu: DEFAULT_MTU }],
         consoleLog: paths.instanceFile(uid, 'console.log'),
         kernel: { path: kernel, initrd, cmdline: 'console=ttyS0 quiet panic=-1' },
       });

@@ -122,10 +122,9 @@ export class NpmStart {
     }
     if (!this.bridgeBefore) {
       if (await hasLink(BRIDGE)) left.push(`bridge ${BRIDGE}`);
-      // The agent's guard rules for the bridge (node-agent host-guard) go with it.
-      for (const tool of ['iptables', 'ip6tables'])
-        for (const line of (await run(tool, ['-w', '-S'])).stdout.split('\n'))
-          if (line.includes(` -i ${BRIDGE} `)) left.push(`${tool} ${line}`);
+      // The agent's nftables rules for the bridge go with it.
+      const rules = await run('nft', ['list', 'ruleset']);
+      if (rules.stdout.includes(`"${BRIDGE}"`)) left.push(`nftables rules naming ${BRIDGE}`);
     }
     for (const dir of [this.stateDir, this.cpDir]) if (existsSync(dir)) left.push(`dir ${dir}`);
     left.push(...(await processesNaming([this.stateDir, this.cpDir])).map((p) => `process ${p}`));

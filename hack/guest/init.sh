@@ -1,7 +1,8 @@
 #!/bin/busybox sh
 # PID 1 of kova's test guest: reads the cloud-init NoCloud config drive kova attached, takes the
-# hostname and static address it names, says so on the serial console, and answers HTTP on
-# port 80 with its instance-id, so tests can prove the guest booted with what it was given.
+# hostname and static address it names, says so (and its MTU) on the serial console, and answers
+# HTTP on port 80 with its instance-id, so tests can prove the guest booted with what it was
+# given; /cgi-bin/fetch makes it a client too.
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -35,10 +36,20 @@ ip link set "$IFACE" up
 ip addr add "$CIDR" dev "$IFACE"
 [ -n "$GW" ] && ip route add default via "$GW"
 
-mkdir -p /www
+mkdir -p /www/cgi-bin
 echo "$ID" > /www/index.html
+# /cgi-bin/fetch?ADDRESS[:PORT]: the guest itself fetches http://ADDRESS/ and answers with what it
+# got, so tests see traffic between guests and out of a Network from the guest's side.
+cat > /www/cgi-bin/fetch <<'CGI'
+#!/bin/sh
+printf 'Content-Type: text/plain\r\n\r\n'
+case "$QUERY_STRING" in *[!0-9.:]*|'') echo "bad-address"; exit 0;; esac
+wget -q -T 3 -O - "http://$QUERY_STRING/" 2>/dev/null || echo "fetch-failed"
+CGI
+chmod 755 /www/cgi-bin/fetch
 httpd -p 80 -h /www
 say "instance-id=$ID hostname=$HN ip=${CIDR%/*}"
+say "mtu=$(cat "/sys/class/net/$IFACE/mtu")"
 
 # The ACPI power button (virsh shutdown, kova's graceful stop) powers the guest off: the button
 # driver reports a press as an input event on its "Power Button" device.

@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { domainXml } from './domain/xml.js';
 import type { Instance } from './instance-reconciler.js';
 import { open } from './libvirt/index.js';
-import { tapName } from './steps/network.js';
+import { tapName } from './network/names.js';
 
 const mainJs = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'main.js');
 const NODE = 'agent-test-node';
@@ -82,8 +82,16 @@ const instanceRef = (name: string) => ({
   namespace: ns,
 });
 
-/** Creates an Instance and binds it to this node with an address, as the operator would. */
-async function createBound(name: string, ip: string, runStrategy = 'Always'): Promise<Instance> {
+/**
+ * Creates an Instance and binds it to this node with an address, as the operator would; `given`
+ * names another Flavor and adds the record the operator's bind writes (status.flavor, .image).
+ */
+async function createBound(
+  name: string,
+  ip: string,
+  runStrategy = 'Always',
+  given: { flavor?: string; record?: Record<string, unknown> } = {},
+): Promise<Instance> {
   const created = (await api.createNamespacedCustomObject({
     ...kova('instances'),
     namespace: ns,
@@ -91,7 +99,12 @@ async function createBound(name: string, ip: string, runStrategy = 'Always'): Pr
       apiVersion: API_VERSION,
       kind: 'Instance',
       metadata: { name, finalizers: [NODE_CLEANUP_FINALIZER] },
-      spec: { flavor: 'nano', image: 'blank', networks: [{ network: 'testnet' }], runStrategy },
+      spec: {
+        flavor: given.flavor ?? 'nano',
+        image: 'blank',
+        networks: [{ network: 'testnet' }],
+        runStrategy,
+      },
     },
   })) as Instance;
   const mac = `fa:16:3e:7b:00:${Number(ip.split('.')[3]).toString(16).padStart(2, '0')}`;
@@ -102,6 +115,7 @@ async function createBound(name: string, ip: string, runStrategy = 'Always'): Pr
       phase: 'Networking',
       nodeName: NODE,
       interfaces: [{ network: 'testnet', ip, mac, gateway: '10.123.0.1', prefix: 24 }],
+      ...given.record,
     },
   );
   return created;
@@ -152,10 +166,29 @@ beforeAll(async () => {
     spec: { vcpus: 1, memoryMiB: 128, rootDiskGiB: 1 },
   });
   await create('Image', { metadata: { name: 'blank' }, spec: { source: base, sha256 } });
-  await create('Network', {
+  const testnet = (await create('Network', {
     metadata: { name: 'testnet' },
     spec: { cidr: '10.123.0.0/24', gateway: '10.123.0.1', bridge: BRIDGE },
-  });
+  })) as { metadata: { resourceVersion: string } };
+  // Play the operator's Network controller: checked, Ready, given its VNI (networkUsable).
+  await new Patcher(kc, 'kova-operator').mergeStatus(
+    { apiVersion: API_VERSION, kind: 'Network', plural: PLURAL.Network, name: 'testnet' },
+    testnet.metadata.resourceVersion,
+    {
+      vni: 4242,
+      observedGeneration: 1,
+      conditions: [
+        {
+          type: 'Ready',
+          status: 'True',
+          reason: 'Ready',
+          message: 'VNI 4242 (played by the test)',
+          observedGeneration: 1,
+          lastTransitionTime: new Date().toISOString(),
+        },
+      ],
+    },
+  );
   ns = 'agent-test';
   await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: ns } } });
   await kc
@@ -192,7 +225,10 @@ describe('node agent with real QEMU', () => {
       return h?.status?.capacity ? h : undefined;
     });
     expect(hv.status?.hypervisorType).toBe('qemu');
-    expect(hv.status?.hypervisorTypeProbe).toEqual({ probe: 'Configured', reason: 'KOVA_VIRT_TYPE' });
+    expect(hv.status?.hypervisorTypeProbe).toEqual({
+      probe: 'Configured',
+      reason: 'KOVA_VIRT_TYPE',
+    });
     expect(hv.status?.capacity?.vcpus).toBeGreaterThan(0);
     expect(hv.status?.qemuVersion).toMatch(/^\d+\.\d+\.\d+$/);
     const { CoordinationV1Api } = await import('@kubernetes/client-node');
@@ -440,5 +476,42 @@ describe('node agent with real QEMU', () => {
       .catch((err) => {
         if (apiStatus(err) !== 404) throw err;
       });
+  });
+
+  it('#13.5 builds and reports from the sizes recorded at binding when the Flavor is gone', async () => {
+    const image = (await api.getClusterCustomObject({ ...kova('images'), name: 'blank' })) as {
+      spec: { sha256: string };
+    };
+    // Bound with Flavor "retired" (2 vCPUs, 192 MiB, 64 MiB swap), deleted since: none exists.
+    const flavor = { name: 'retired', vcpus: 2, memoryMiB: 192, rootDiskGiB: 1, swapMiB: 64 };
+    const record = {
+      flavor,
+      image: { name: 'blank', sha256: image.spec.sha256, format: 'qcow2' },
+    };
+    const vm = await createBound('vm-given', '10.123.0.19', 'Always', {
+      flavor: 'retired',
+      record,
+    });
+    await until('vm-given Active', async () => (await get('vm-given'))?.status?.phase === 'Active');
+    const info = virsh('dominfo', vm.metadata.uid);
+    expect(info).toMatch(/CPU\(s\):\s+2\n/);
+    expect(info).toMatch(/Max memory:\s+196608 KiB/);
+    const dir = join(stateDir, 'instances', vm.metadata.uid);
+    expect(existsSync(join(dir, 'swap.qcow2'))).toBe(true);
+    // The Hypervisor's allocated counts it with the recorded sizes, the others with nano's.
+    const here = async () =>
+      (
+        (await api.listNamespacedCustomObject({ ...kova('instances'), namespace: ns })) as {
+          items: Instance[];
+        }
+      ).items.filter((i) => i.status?.nodeName === NODE);
+    await until('allocated to count the record', async () => {
+      const expected = (await here()).reduce((n, i) => n + (i.status?.flavor?.vcpus ?? 1), 0);
+      const hv = (await api.getClusterCustomObject({
+        ...kova('hypervisors'),
+        name: NODE,
+      })) as IHypervisor;
+      return hv.status?.allocated?.vcpus === expected;
+    });
   });
 });

@@ -32,6 +32,8 @@ import { HypervisorReporter } from './hypervisor-reporter.js';
 import { realHost, type Instance } from './deps.js';
 import { AgentReconciler } from './instance-reconciler.js';
 import { agentMetrics, type AgentMetrics } from './metrics.js';
+import { NodeNetworks, networksInUse } from './network/node-networks.js';
+import { tunnelEndpoint } from './network/tunnel.js';
 import { ImageCache } from './steps/image-cache.js';
 
 const BUILD_WORKERS = 2;
@@ -54,6 +56,7 @@ export class NodeAgent {
   private readonly cache: ImageCache;
   private readonly metrics: AgentMetrics;
   private reporter: HypervisorReporter | undefined;
+  private nodeNetworks: NodeNetworks | undefined;
   private gc: GarbageCollector | undefined;
   private timers: NodeJS.Timeout[] = [];
   private reportTimer: NodeJS.Timeout | undefined;
@@ -123,10 +126,23 @@ export class NodeAgent {
     await Promise.all(
       [this.instances, this.flavors, this.images, this.networks].map((i) => i.start()),
     );
+    const tunnel = await tunnelEndpoint(
+      this.config.tunnelAddress,
+      this.kc.getCurrentCluster()?.server ?? 'https://127.0.0.1',
+    );
+    this.logger.info('tunnel endpoint', { node: this.config.nodeName, ...tunnel });
+    const nodeNetworks = new NodeNetworks({
+      nodeName: this.config.nodeName,
+      tunnel,
+      networks: this.networks,
+      inUse: () => networksInUse(this.instances.list()),
+      logger: this.logger,
+    });
+    this.nodeNetworks = nodeNetworks;
     const applier = new Applier(this.kc, AGENT_FIELD_MANAGER);
     this.reporter = new HypervisorReporter(
       this.kc,
-      this.config,
+      { ...this.config, tunnelAddress: tunnel?.address },
       applier,
       this.session,
       decision,
@@ -159,12 +175,14 @@ export class NodeAgent {
       events: new EventRecorder(this.kc, 'kova-node-agent', this.logger),
       metrics: this.metrics,
       logger: this.logger,
-      host: realHost,
+      host: realHost(nodeNetworks),
     });
     this.instances.on((inst, type) => {
       if (type !== 'delete') this.enqueue(inst);
       this.reportSoon();
+      nodeNetworks.kick();
     });
+    this.networks.on(() => nodeNetworks.kick());
     const sync = (key: string) => reconciler.sync(key);
     this.running = Promise.all([
       this.builds.run(sync, BUILD_WORKERS),
@@ -180,6 +198,7 @@ export class NodeAgent {
     clearInterval(this.tick);
     clearTimeout(this.reportTimer);
     this.reporter?.stop();
+    this.nodeNetworks?.stop();
     this.builds.shutDown();
     this.lifecycle.shutDown();
     await this.running;
@@ -230,6 +249,7 @@ export class NodeAgent {
 
   private resync(): void {
     for (const inst of this.instances.list()) this.enqueue(inst);
+    this.nodeNetworks?.kick();
   }
 
   private enqueueUid(uid: string): void {

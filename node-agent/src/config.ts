@@ -23,6 +23,8 @@ export interface AgentConfig {
   /** Cached image bases no Instance used for this long are removed. */
   imageTtlMs: number;
   healthPort: number;
+  /** The node's underlay address for VXLAN; unset: the source address of its route to the API server. */
+  tunnelAddress?: string;
 }
 
 const num = envNumber;
@@ -41,5 +43,6 @@ export function configFromEnv(): AgentConfig {
     orphanGraceMs: num('KOVA_ORPHAN_GRACE_SECONDS', 60) * 1000,
     imageTtlMs: num('KOVA_IMAGE_TTL_SECONDS', 24 * 3600) * 1000,
     healthPort: num('KOVA_HEALTH_PORT', 8081),
+    tunnelAddress: process.env.KOVA_TUNNEL_ADDRESS || undefined,
   };
 }

@@ -4,14 +4,14 @@ import type { EventRecorder, Informer, KubeObject, Logger, Patcher } from '@kova
 import type { IFlavor, IImage, INetwork, InstanceObject, Interface } from '@kova/crds';
 import { stat } from 'node:fs/promises';
 import type { AgentConfig } from './config.js';
-import { run } from './host/exec.js';
 import type { LibvirtSession } from './host/libvirt-session.js';
 import type { StatePaths } from './host/paths.js';
 import type { AgentMetrics } from './metrics.js';
 import { buildConfigDrive, type ConfigDriveInput } from './steps/config-drive.js';
 import { createDisks, removeInstanceFiles, type Disks } from './steps/disks.js';
 import type { ImageCache } from './steps/image-cache.js';
-import { plugNetworks, type Nic } from './steps/network.js';
+import { linkExists } from './network/links.js';
+import type { Nic, NodeNetworks } from './network/node-networks.js';
 
 export type Instance = InstanceObject;
 
@@ -35,22 +35,21 @@ export interface HostOps {
   bridgeExists(name: string): Promise<boolean>;
 }
 
-export const realHost: HostOps = {
-  plugNetworks,
-  createDisks,
-  removeInstanceFiles,
-  buildConfigDrive,
-  exists: (p) =>
-    stat(p).then(
-      () => true,
-      () => false,
-    ),
-  bridgeExists: (name) =>
-    run('ip', ['-o', 'link', 'show', 'dev', name]).then(
-      () => true,
-      () => false,
-    ),
-};
+/** The real host: commands and files, and the node's Networks. */
+export function realHost(networks: NodeNetworks): HostOps {
+  return {
+    plugNetworks: (uid, interfaces, networkOf) => networks.plug(uid, interfaces, networkOf),
+    createDisks,
+    removeInstanceFiles,
+    buildConfigDrive,
+    exists: (p) =>
+      stat(p).then(
+        () => true,
+        () => false,
+      ),
+    bridgeExists: linkExists,
+  };
+}
 
 type Lookup<T extends KubeObject> = Pick<Informer<T>, 'get'>;
 

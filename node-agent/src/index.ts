@@ -5,4 +5,6 @@ export * from './domain/xml.js';
 export * from './host/paths.js';
 export * from './steps/config-drive.js';
 export * from './steps/disks.js';
-export * from './steps/network.js';
+export * from './network/links.js';
+export * from './network/names.js';
+export * from './network/node-networks.js';

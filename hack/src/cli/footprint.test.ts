@@ -9,7 +9,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { findLeftovers, removeLeftovers, type RunFootprint } from './footprint.js';
+import { findLeftovers, removeLeftovers, tablesNow, type RunFootprint } from './footprint.js';
 
 const run = promisify(execFile);
 const virsh = (...args: string[]) => run('virsh', ['-c', 'qemu:///system', ...args]);
@@ -20,7 +20,8 @@ let dir: string;
 let otherDir: string;
 let sleeper: ChildProcess;
 let userShell: ChildProcess;
-let createdChain = false;
+/** kova's table, made here as an agent would unless one exists already (another run's). */
+let createdTable = false;
 const ours = randomUUID();
 const theirs = randomUUID();
 const tap = `kv${ours.replace(/-/g, '').slice(0, 12)}0`;
@@ -46,12 +47,8 @@ beforeAll(async () => {
   await defineDomain(theirs, otherDir); // same node name, another run's state dir
   await run('ip', ['tuntap', 'add', 'dev', tap, 'mode', 'tap']);
   await run('ip', ['link', 'add', 'name', BRIDGE, 'type', 'bridge']);
-  // The agent's guard rule for the bridge, in kova's chain (made here if no agent made it yet).
-  createdChain = await run('iptables', ['-w', '-N', 'KOVA-INPUT']).then(
-    () => true,
-    () => false, // an agent made it already
-  );
-  await run('iptables', ['-w', '-A', 'KOVA-INPUT', '-i', BRIDGE, '-j', 'DROP']);
+  createdTable = !(await tablesNow()).includes('inet kova');
+  if (createdTable) await run('nft', ['add', 'table', 'inet', 'kova']);
   sleeper = spawn('sleep', ['300'], { env: { KOVA_STATE_DIR: dir }, stdio: 'ignore' });
   // A user's shell that exported the run's kubeconfig, as npm start tells them to: not the run's.
   userShell = spawn('sleep', ['300'], {
@@ -65,10 +62,7 @@ afterAll(async () => {
   userShell?.kill('SIGKILL');
   for (const uid of [ours, theirs])
     await virsh('undefine', `kova-fp-${uid.slice(0, 8)}`).catch(() => undefined);
-  await run('iptables', ['-w', '-D', 'KOVA-INPUT', '-i', BRIDGE, '-j', 'DROP']).catch(
-    () => undefined,
-  );
-  if (createdChain) await run('iptables', ['-w', '-X', 'KOVA-INPUT']);
+  if (createdTable) await run('nft', ['delete', 'table', 'inet', 'kova']).catch(() => undefined);
   for (const dev of [tap, BRIDGE])
     await run('ip', ['link', 'delete', 'dev', dev]).catch(() => undefined);
   await rm(dir, { recursive: true, force: true });
@@ -81,23 +75,23 @@ const footprint = (): RunFootprint => ({
   tempDirs: [dir],
   uids: new Set(),
   bridges: [BRIDGE],
-  chains: [], // kova's chains are shared with other runs here
+  tables: createdTable ? ['inet kova'] : [],
 });
 
 describe("a run's footprint", () => {
-  it("finds this run's domain, tap, guard rule, bridge, directory and a process using it", async () => {
+  it("finds this run's domain, tap, nftables table, bridge, directory and a process using it", async () => {
     const found = await findLeftovers(footprint());
     expect(found).toEqual([
       { kind: 'domain', name: `kova-fp-${ours.slice(0, 8)}` },
       { kind: 'tap', name: tap },
-      { kind: 'rule', name: `iptables -A KOVA-INPUT -i ${BRIDGE} -j DROP` },
+      ...(createdTable ? [{ kind: 'table', name: 'inet kova' }] : []),
       { kind: 'bridge', name: BRIDGE },
       { kind: 'directory', name: dir },
       { kind: 'process', name: `${sleeper.pid} sleep 300` },
     ]);
   });
 
-  it("removes the domain, tap, rule and bridge directly and leaves another run's domain alone", async () => {
+  it("removes the domain, tap, table and bridge directly and leaves another run's domain alone", async () => {
     const fp = footprint();
     await removeLeftovers(await findLeftovers(fp));
     expect(await findLeftovers(fp)).toEqual([

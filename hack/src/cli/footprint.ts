@@ -1,9 +1,8 @@
 // What one local run of kova put on this host, found and removed without the API: its libvirt
 // domains (kova metadata naming one of its nodes, disks in one of its state dirs), their taps,
-// the bridges it created with the agent's iptables rules for them (and kova's guard chains, once
-// empty, when the run created them), its temporary directories and any process still using
-// them. Teardown
-// removes these directly only when the agent could not, and then checks that none is left.
+// the bridges it created, kova's nftables tables when the run created them, its temporary
+// directories and any process still using them. Teardown removes these directly only when the
+// agent could not, and then checks that none is left.
 import { execFile } from 'node:child_process';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
@@ -22,17 +21,17 @@ export interface RunFootprint {
   uids: Set<string>;
   /** Bridges of its Networks that did not exist before it started. */
   bridges: string[];
-  /** kova's guard chains it created (they did not exist before it started). */
-  chains: string[];
+  /** kova's nftables tables ("inet kova", "bridge kova") it created: absent before it started. */
+  tables: string[];
 }
 
 /** What the host had before a run: what the run finds then is not the run's to remove. */
 export interface HostBefore {
   bridges: Set<string>;
-  chains: Set<string>;
+  tables: Set<string>;
 }
 
-export type LeftoverKind = 'domain' | 'tap' | 'rule' | 'chain' | 'bridge' | 'directory' | 'process';
+export type LeftoverKind = 'domain' | 'tap' | 'table' | 'bridge' | 'directory' | 'process';
 
 export interface Leftover {
   kind: LeftoverKind;
@@ -45,8 +44,9 @@ export async function findLeftovers(fp: RunFootprint): Promise<Leftover[]> {
   return [
     ...domains.map((d) => ({ kind: 'domain' as const, name: d.name })),
     ...(await tapsOf(fp.uids)).map((name) => ({ kind: 'tap' as const, name })),
-    ...(await guardRulesOf(fp.bridges)).map((name) => ({ kind: 'rule' as const, name })),
-    ...(await emptyChains(fp.chains)).map((name) => ({ kind: 'chain' as const, name })),
+    ...(await tablesNow())
+      .filter((t) => fp.tables.includes(t))
+      .map((name) => ({ kind: 'table' as const, name })),
     ...(await existingBridges(fp.bridges)).map((name) => ({ kind: 'bridge' as const, name })),
     ...(await existing(fp.tempDirs)).map((name) => ({ kind: 'directory' as const, name })),
     ...(await processesUsing(fp.tempDirs)).map((name) => ({ kind: 'process' as const, name })),
@@ -70,11 +70,7 @@ export async function removeLeftovers(leftovers: Leftover[]): Promise<void> {
     if (kind === 'tap') await run('ip', ['link', 'delete', 'dev', name]).catch(ignoreGone);
   }
   for (const { kind, name } of leftovers) {
-    const [tool, ...rule] = name.split(' ');
-    if (kind === 'rule') await run(tool as string, ['-w', '-D', ...rule.slice(1)]);
-  }
-  for (const { kind, name } of leftovers) {
-    if (kind === 'chain') await removeChain(name);
+    if (kind === 'table') await run('nft', ['delete', 'table', ...name.split(' ')]);
   }
   for (const { kind, name } of leftovers) {
     if (kind === 'bridge' && (await bridgePorts(name)).length === 0)
@@ -84,10 +80,7 @@ export async function removeLeftovers(leftovers: Leftover[]): Promise<void> {
 
 /** What the host has now, so that teardown removes only what appears later. */
 export async function hostNow(): Promise<HostBefore> {
-  const chains = new Set<string>();
-  for (const chain of GUARD_CHAINS)
-    if (await run('iptables', ['-w', '-S', chain]).then(() => true, absent)) chains.add(chain);
-  return { bridges: await bridgesNow(), chains };
+  return { bridges: await bridgesNow(), tables: new Set(await tablesNow()) };
 }
 
 /** Bridges present now. */
@@ -129,50 +122,10 @@ async function tapsOf(uids: Set<string>): Promise<string[]> {
     .filter((name) => prefixes.some((p) => name.startsWith(p) && name.length <= p.length + 1));
 }
 
-/** The agent guards each managed bridge with rules in kova's chains (node-agent host-guard). */
-const GUARD_CHAINS = ['KOVA-INPUT', 'KOVA-FORWARD'];
-const GUARD_PARENT: Record<string, string> = { 'KOVA-INPUT': 'INPUT', 'KOVA-FORWARD': 'FORWARD' };
-const IPTABLES = ['iptables', 'ip6tables'];
-
-/** "<tool> <rule as iptables -S prints it>" for each rule of kova's chains naming a bridge. */
-async function guardRulesOf(bridges: string[]): Promise<string[]> {
-  const found: string[] = [];
-  for (const tool of IPTABLES)
-    for (const chain of GUARD_CHAINS)
-      for (const line of await chainRules(tool, chain))
-        if (bridges.some((b) => line.includes(` -i ${b} `))) found.push(`${tool} ${line}`);
-  return found;
-}
-
-/** The run's chains once no rule is left in them, in either family. */
-async function emptyChains(chains: string[]): Promise<string[]> {
-  const found: string[] = [];
-  for (const chain of chains) {
-    const rules = await Promise.all(IPTABLES.map((t) => chainRules(t, chain, true)));
-    if (rules.some((r) => r !== undefined) && rules.every((r) => !r?.length)) found.push(chain);
-  }
-  return found;
-}
-
-/** The rules of a chain as `-A …` lines; undefined (when asked) if the chain does not exist. */
-async function chainRules(tool: string, chain: string): Promise<string[]>;
-async function chainRules(
-  tool: string,
-  chain: string,
-  orAbsent: true,
-): Promise<string[] | undefined>;
-async function chainRules(tool: string, chain: string, orAbsent = false) {
-  const out = await run(tool, ['-w', '-S', chain]).then((r) => r.stdout, absent);
-  if (out === false) return orAbsent ? undefined : [];
-  return out.split('\n').filter((l) => l.startsWith('-A '));
-}
-
-async function removeChain(chain: string): Promise<void> {
-  for (const tool of IPTABLES) {
-    if ((await chainRules(tool, chain, true)) === undefined) continue;
-    await run(tool, ['-w', '-D', GUARD_PARENT[chain] as string, '-j', chain]).catch(noSuchRule);
-    await run(tool, ['-w', '-X', chain]);
-  }
+/** kova's nftables tables present now, as "<family> kova" (node-agent network/ruleset.ts). */
+export async function tablesNow(): Promise<string[]> {
+  const { stdout } = await run('nft', ['list', 'tables']);
+  return [...stdout.matchAll(/^table (\w+) kova$/gm)].map((m) => `${m[1]} kova`);
 }
 
 async function existingBridges(names: string[]): Promise<string[]> {
@@ -211,16 +164,6 @@ async function processesUsing(dirs: string[]): Promise<string[]> {
       found.push(`${pid} ${cmdline.split('\0').filter(Boolean).slice(0, 3).join(' ')}`);
   }
   return found;
-}
-
-/** iptables -S fails on a chain that does not exist: that is the answer, not an error. */
-function absent(err: { stderr?: string }): false {
-  if (!/No chain|does not exist|is incompatible/i.test(err.stderr ?? '')) throw err;
-  return false;
-}
-
-function noSuchRule(err: { stderr?: string }): void {
-  if (!/Bad rule|does a matching rule exist|No chain/i.test(err.stderr ?? '')) throw err;
 }
 
 function ignoreShutOff(err: { stderr?: string }): void {

@@ -13,6 +13,7 @@ import {
   bridgesNow,
   findLeftovers,
   removeLeftovers,
+  tablesNow,
   type HostBefore,
   type Leftover,
   type RunFootprint,
@@ -70,7 +71,7 @@ async function footprint(
     tempDirs: [...stateDirs, kova.cp.endpoints.dir],
     uids,
     bridges: await runBridges(api, opts),
-    chains: ['KOVA-INPUT', 'KOVA-FORWARD'].filter((c) => !opts.before.chains.has(c)),
+    tables: (await tablesNow()).filter((t) => !opts.before.tables.has(t)),
   };
 }
 

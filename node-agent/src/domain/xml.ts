@@ -3,7 +3,7 @@
 // Instance UID; kova's ownership sits in <metadata>, which the garbage collector reads back.
 import { create } from 'xmlbuilder2';
 import type { Disks } from '../steps/disks.js';
-import type { Nic } from '../steps/network.js';
+import type { Nic } from '../network/node-networks.js';
 
 export const KOVA_XMLNS = 'https://kova.dev/xmlns/instance/v1';
 

@@ -1,21 +1,24 @@
 // Guests against the real kernel: network namespaces play the guests, each behind a veth on a
 // kova bridge with the traffic filter libvirt puts on a domain's tap (a real nwfilter binding
-// in the real libvirtd), and the host guard the agent installs. Another namespace plays what
-// lies beyond the node (pods, services). Only addresses inside these namespaces are used.
+// in the real libvirtd), and kova's nftables rules the agent applies for two Networks, one with
+// egress. Another namespace plays what lies beyond the node (pods, services, the internet).
+// Only addresses inside these namespaces are used.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { logger } from '@kova/controller-kit';
 import type { INetwork } from '@kova/crds';
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer, type Server } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { trafficFilter } from '../domain/xml.js';
-import { GUARD_CHAINS, guardRules } from './host-guard.js';
-import { plugNetworks, tapName } from './network.js';
+import { tapName } from './names.js';
+import { NodeNetworks } from './node-networks.js';
 
 const BRIDGE = 'kvsect0';
+const EGRESS_BRIDGE = 'kvsect1';
 const OUTSIDE_LINK = 'kvsecto0';
 const PORT = 7000;
 const guests = {
@@ -31,14 +34,49 @@ const guests = {
     ip: '10.231.7.11',
     mac: 'fa:16:3e:e7:00:0b',
   },
+  /** On the second Network, which has egress. */
+  c: {
+    ns: `kova-sec-c-${process.pid}`,
+    uid: randomUUID(),
+    ip: '10.231.9.10',
+    mac: 'fa:16:3e:e7:00:1a',
+  },
 };
 const outside = { ns: `kova-sec-out-${process.pid}`, ip: '10.231.8.2' };
-const network: INetwork = {
-  apiVersion: 'compute.kova.dev/v1alpha1',
-  kind: 'Network',
-  metadata: { name: 'sec-test' },
-  spec: { cidr: '10.231.7.0/24', gateway: '10.231.7.1', bridge: BRIDGE },
+const ready = {
+  type: 'Ready',
+  status: 'True' as const,
+  reason: 'Ready',
+  message: '',
+  lastTransitionTime: '',
 };
+const networks: Record<string, INetwork> = {
+  'sec-test': {
+    apiVersion: 'compute.kova.dev/v1alpha1',
+    kind: 'Network',
+    metadata: { name: 'sec-test' },
+    spec: { cidr: '10.231.7.0/24', gateway: '10.231.7.1', bridge: BRIDGE },
+    status: { vni: 7001, conditions: [ready] },
+  },
+  'sec-egress': {
+    apiVersion: 'compute.kova.dev/v1alpha1',
+    kind: 'Network',
+    metadata: { name: 'sec-egress' },
+    spec: { cidr: '10.231.9.0/24', gateway: '10.231.9.1', bridge: EGRESS_BRIDGE, egress: true },
+    status: { vni: 7002, conditions: [ready] },
+  },
+};
+const networkOf = (g: keyof typeof guests) => (g === 'c' ? 'sec-egress' : 'sec-test');
+let inUse = new Set(Object.keys(networks));
+/** The node side of Networks as the agent runs it, with no tunnel: a node alone. */
+const node = new NodeNetworks({
+  nodeName: 'sec-node',
+  tunnel: undefined,
+  networks: { get: (n) => networks[n] },
+  inUse: () => inUse,
+  logger: logger('isolation-test'),
+});
+let ipForwardBefore: string;
 
 const sh = (cmd: string, ...args: string[]) =>
   execFileSync(cmd, args, { encoding: 'utf8', stdio: 'pipe' });
@@ -61,7 +99,7 @@ s.setTimeout(2000,()=>process.exit(1));s.on('connect',()=>process.exit(0));s.on(
 
 /** A TCP server on 0.0.0.0 inside a namespace that greets every connection. */
 function serveIn(ns: string): Promise<ChildProcess> {
-  const script = `require('net').createServer(s=>{s.on('error',()=>{});s.end('hello')}).listen(${PORT},'0.0.0.0',()=>console.log('ready'))`;
+  const script = `require('net').createServer(s=>{s.on('error',()=>{});s.end('hello from '+s.remoteAddress.replace('::ffff:',''))}).listen(${PORT},'0.0.0.0',()=>console.log('ready'))`;
   const proc = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', script]);
   return new Promise((resolve, reject) => {
     proc.stdout.once('data', () => resolve(proc));
@@ -104,41 +142,41 @@ function bindFilter(port: string, guest: { uid: string; ip: string; mac: string 
 
 beforeAll(async () => {
   bindingDir = mkdtempSync(join(tmpdir(), 'kova-nwfilter-'));
-  // The agent's networking step: the bridge, its gateway address and the host guard.
-  const nics = await plugNetworks(
-    guests.a.uid,
-    [
-      {
-        network: 'sec-test',
-        ip: guests.a.ip,
-        mac: guests.a.mac,
-        gateway: '10.231.7.1',
-        prefix: 24,
-      },
-    ],
-    () => network,
-  );
-  expect(nics[0]?.bridge).toBe(BRIDGE);
-  for (const g of Object.values(guests)) {
+  ipForwardBefore = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
+  for (const [key, g] of Object.entries(guests)) {
+    const net = networks[networkOf(key as keyof typeof guests)] as INetwork;
+    // The agent's networking step: the bridge, its gateway address and kova's rules.
+    const nics = await node.plug(
+      g.uid,
+      [
+        {
+          network: net.metadata?.name as string,
+          ip: g.ip,
+          mac: g.mac,
+          gateway: net.spec.gateway,
+          prefix: 24,
+        },
+      ],
+      (n) => networks[n],
+    );
     const tap = tapName(g.uid, 0);
+    expect(nics[0]).toMatchObject({ bridge: net.spec.bridge, tap, mtu: 1450 });
     namespaceWithVeth(g.ns, tap, g.ip, 24, g.mac);
-    inNsRun(g.ns, 'route', 'add', 'default', 'via', '10.231.7.1');
-    sh('ip', 'link', 'set', tap, 'master', BRIDGE, 'up');
+    inNsRun(g.ns, 'route', 'add', 'default', 'via', net.spec.gateway);
+    sh('ip', 'link', 'set', tap, 'master', net.spec.bridge, 'up');
     bindFilter(tap, g);
   }
-  // Beyond the node: routed, with forwarding on for these two links only.
+  // Beyond the node: routed, and it knows its way back only to the node (as the internet does).
   namespaceWithVeth(outside.ns, OUTSIDE_LINK, outside.ip, 24);
   sh('ip', 'addr', 'add', '10.231.8.1/24', 'dev', OUTSIDE_LINK);
   sh('ip', 'link', 'set', OUTSIDE_LINK, 'up');
   inNsRun(outside.ns, 'route', 'add', '10.231.7.0/24', 'via', '10.231.8.1');
-  for (const link of [BRIDGE, OUTSIDE_LINK])
-    sh('sysctl', '-q', '-w', `net.ipv4.conf.${link}.forwarding=1`);
-  servers.push(await serveIn(guests.b.ns), await serveIn(outside.ns));
+  servers.push(await serveIn(guests.b.ns), await serveIn(guests.c.ns), await serveIn(outside.ns));
   hostServer = createServer((s) => s.on('error', () => undefined).end('host'));
   await new Promise<void>((r) => hostServer.listen(0, '0.0.0.0', r));
 }, 60_000);
 
-afterAll(() => {
+afterAll(async () => {
   for (const s of servers) s.kill();
   hostServer?.close();
   for (const g of Object.values(guests)) {
@@ -148,18 +186,9 @@ afterAll(() => {
     quietly(() => sh('ip', 'netns', 'del', g.ns));
   }
   quietly(() => sh('ip', 'netns', 'del', outside.ns));
-  quietly(() => sh('ip', 'link', 'del', BRIDGE));
-  for (const tool of ['iptables', 'ip6tables']) {
-    for (const { chain, rule } of guardRules(BRIDGE))
-      quietly(() => sh(tool, '-w', '-D', chain, ...rule));
-    // kova's chains go too once nothing else (an agent's bridge) has rules in them.
-    for (const [parent, chain] of Object.entries(GUARD_CHAINS))
-      quietly(() => {
-        if (sh(tool, '-w', '-S', chain).trim() !== `-N ${chain}`) return;
-        sh(tool, '-w', '-D', parent, '-j', chain);
-        sh(tool, '-w', '-X', chain);
-      });
-  }
+  inUse = new Set();
+  await node.sync();
+  writeFileSync('/proc/sys/net/ipv4/ip_forward', ipForwardBefore);
   rmSync(bindingDir, { recursive: true, force: true });
 });
 
@@ -184,11 +213,48 @@ describe('guest network isolation', () => {
       s.on('data', (d) => resolve(String(d)));
       s.on('error', reject);
     });
-    expect(reply).toBe('hello');
+    expect(reply).toMatch(/^hello from /);
   });
 
-  it('#12.15 keeps a guest from opening connections beyond the node, while the outside still reaches the guest', async () => {
+  it('#12.15 keeps a guest from opening connections beyond the node, and the outside from opening connections to it', async () => {
     expect(await connects(guests.a.ns, outside.ip, PORT)).toBe(false);
-    expect(await connects(outside.ns, guests.b.ip, PORT)).toBe(true);
+    expect(await connects(outside.ns, guests.b.ip, PORT)).toBe(false);
+  });
+});
+
+describe('egress and isolation between Networks', () => {
+  it('#13.3 lets a guest of a Network with egress reach the outside, masqueraded to the node', async () => {
+    const seen = await new Promise<string>((resolve, reject) => {
+      const script = `const s=require('net').connect({host:'${outside.ip}',port:${PORT}});s.setTimeout(2000,()=>process.exit(1));s.on('data',d=>{process.stdout.write(String(d));process.exit(0)});s.on('error',()=>process.exit(1));`;
+      execFile('ip', ['netns', 'exec', guests.c.ns, process.execPath, '-e', script], (err, out) =>
+        err
+          ? reject(new Error(`guest c could not reach the outside: ${err.message}`))
+          : resolve(out),
+      );
+    });
+    expect(seen).toBe('hello from 10.231.8.1');
+  });
+
+  it('#13.3 keeps two Networks on one node from reaching each other, both ways', async () => {
+    expect(await connects(guests.a.ns, guests.c.ip, PORT)).toBe(false);
+    expect(await connects(guests.c.ns, guests.b.ip, PORT)).toBe(false);
+    expect(await connects(guests.a.ns, guests.b.ip, PORT)).toBe(true);
+  });
+
+  it('#13.3 removes the bridges and every kova rule once no Instance uses the Networks', async () => {
+    const links = () => sh('ip', '-o', 'link', 'show', 'type', 'bridge');
+    expect(links()).toContain(EGRESS_BRIDGE);
+    inUse = new Set(['sec-test']);
+    await node.sync();
+    // The egress Network's guest is still plugged: its bridge stays until the tap is gone.
+    expect(links()).toContain(EGRESS_BRIDGE);
+    expect(sh('nft', 'list', 'table', 'inet', 'kova')).not.toContain(EGRESS_BRIDGE);
+    quietly(() => sh('ip', 'link', 'del', tapName(guests.c.uid, 0)));
+    await node.sync();
+    expect(links()).not.toContain(EGRESS_BRIDGE);
+    expect(sh('nft', 'list', 'table', 'inet', 'kova')).toContain(BRIDGE);
+    inUse = new Set();
+    await node.sync();
+    expect(sh('nft', 'list', 'tables')).not.toMatch(/\bkova\b/);
   });
 });

@@ -1,0 +1,60 @@
+// The rendered ruleset, read as a reviewer would, and checked by the real nft against the real
+// kernel (nft -c, in a network namespace of the test's own, so the host's rules are untouched).
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { execFileSync } from 'node:child_process';
+import { renderRuleset, type GuardedNetwork } from './ruleset.js';
+
+const NS = `kova-ruleset-${process.pid}`;
+const nets: GuardedNetwork[] = [
+  { name: 'red', bridge: 'br-red', cidr: '10.1.0.0/24', gateway: '10.1.0.1', egress: true },
+  {
+    name: 'blue',
+    bridge: 'br-blue',
+    cidr: '10.2.0.0/24',
+    gateway: '10.2.0.1',
+    egress: false,
+    overlay: { device: 'kvx1001', gatewayMac: '02:6b:76:00:03:e9' },
+  },
+];
+const nft = (text: string, ...args: string[]) =>
+  execFileSync('ip', ['netns', 'exec', NS, 'nft', ...args, '-f', '-'], {
+    input: text,
+    encoding: 'utf8',
+  });
+
+beforeAll(() => void execFileSync('ip', ['netns', 'add', NS]));
+afterAll(() => void execFileSync('ip', ['netns', 'del', NS]));
+
+describe('kova nftables ruleset', () => {
+  it('is accepted by nft, applied twice in a row and emptied to nothing', () => {
+    const text = renderRuleset(nets);
+    nft(text);
+    nft(text);
+    const listed = execFileSync('ip', ['netns', 'exec', NS, 'nft', 'list', 'ruleset'], {
+      encoding: 'utf8',
+    });
+    expect(listed).toContain('table inet kova');
+    expect(listed).toContain('table bridge kova');
+    nft(renderRuleset([]));
+    expect(
+      execFileSync('ip', ['netns', 'exec', NS, 'nft', 'list', 'ruleset'], { encoding: 'utf8' }),
+    ).toBe('');
+  });
+
+  it('masquerades only the Network with egress, and only towards what is not a guest Network', () => {
+    const text = renderRuleset(nets);
+    expect(text).toContain(
+      'ip saddr 10.1.0.0/24 ip daddr != 10.1.0.0/24 oifname != @guest_bridges masquerade',
+    );
+    expect(text).not.toContain('ip saddr 10.2.0.0/24');
+    expect(text).toContain('iifname @egress_bridges oifname != @guest_bridges accept');
+  });
+
+  it('keeps the distributed gateway off the overlay: its frames and ARP about it stay on the node', () => {
+    const text = renderRuleset(nets);
+    expect(text).toContain('oifname "kvx1001" ether saddr 02:6b:76:00:03:e9 drop');
+    expect(text).toContain('oifname "kvx1001" arp daddr ip 10.2.0.1 drop');
+    expect(text).toContain('iifname "kvx1001" arp daddr ip 10.2.0.1 drop');
+    expect(text).not.toContain('10.1.0.1 drop');
+  });
+});

@@ -1,0 +1,94 @@
+// kova's nftables ruleset on a node, rendered whole from the managed Networks the node has
+// Instances on, and applied in one `nft -f` transaction (firewall.ts): a Network that is gone
+// from the list is gone from the rules, and nothing of kova's outlives the last Network.
+//
+// table inet kova — guests against the node and between Networks:
+//   input:   a guest reaches nothing on the node (the gateway address is the node's, and every
+//            service on 0.0.0.0 with it) except replies to connections the node opened.
+//   forward: bridged traffic within a Network passes (br_netfilter shows it here as bridge to
+//            the same bridge); replies pass; a Network with egress may open connections to
+//            anything that is not a guest Network; nothing else is routed into or out of a
+//            Network, so two Networks never reach each other through a node.
+//   postrouting: egress is masqueraded to the node's address (KubeVirt's masquerade binding).
+// table bridge kova — the distributed gateway: every node's bridge carries the gateway address
+//   with the same MAC, so no frame from a gateway and no ARP about the gateway may cross the
+//   overlay; each guest is answered by the gateway of the node it runs on.
+
+export interface GuardedNetwork {
+  name: string;
+  bridge: string;
+  cidr: string;
+  gateway: string;
+  egress: boolean;
+  /** The VXLAN device and the gateway MAC, when the Network spans nodes from here. */
+  overlay?: { device: string; gatewayMac: string };
+}
+
+export const TABLE = 'kova';
+
+const q = (name: string) => `"${name}"`;
+const set = (name: string, members: string[]) =>
+  `  set ${name} {\n    type ifname\n${members.length ? `    elements = { ${members.map(q).join(', ')} }\n` : ''}  }`;
+const chain = (name: string, hook: string, rules: string[], type = 'filter', prio = 'filter') =>
+  `  chain ${name} {\n    type ${type} hook ${hook} priority ${prio}; policy accept;\n${rules.map((r) => `    ${r}\n`).join('')}  }`;
+const table = (family: string, body: string[]) =>
+  `table ${family} ${TABLE} {\n${body.join('\n')}\n}\n`;
+
+/** Deletes both tables (declaring them first makes the delete succeed when they are absent). */
+const reset = ['inet', 'bridge']
+  .map((f) => `table ${f} ${TABLE}\ndelete table ${f} ${TABLE}\n`)
+  .join('');
+
+export function renderRuleset(nets: GuardedNetwork[]): string {
+  if (nets.length === 0) return reset;
+  return reset + inetTable(nets) + bridgeTable(nets);
+}
+
+function inetTable(nets: GuardedNetwork[]): string {
+  const bridges = nets.map((n) => n.bridge);
+  const egress = nets.filter((n) => n.egress);
+  return table('inet', [
+    set('guest_bridges', bridges),
+    set(
+      'egress_bridges',
+      egress.map((n) => n.bridge),
+    ),
+    chain('input', 'input', [
+      'iifname @guest_bridges ct state established,related accept',
+      'iifname @guest_bridges drop',
+    ]),
+    chain('forward', 'forward', [
+      ...bridges.map((b) => `iifname ${q(b)} oifname ${q(b)} accept`),
+      'oifname @guest_bridges ct state established,related accept',
+      'iifname @egress_bridges oifname != @guest_bridges accept',
+      'iifname @guest_bridges drop',
+      'oifname @guest_bridges drop',
+    ]),
+    chain(
+      'postrouting',
+      'postrouting',
+      egress.map(
+        (n) => `ip saddr ${n.cidr} ip daddr != ${n.cidr} oifname != @guest_bridges masquerade`,
+      ),
+      'nat',
+      'srcnat',
+    ),
+  ]);
+}
+
+function bridgeTable(nets: GuardedNetwork[]): string {
+  const overlays = nets.flatMap((n) => (n.overlay ? [{ ...n.overlay, gateway: n.gateway }] : []));
+  const fromGateway = (dir: string) =>
+    overlays.map((o) => `${dir} ${q(o.device)} ether saddr ${o.gatewayMac} drop`);
+  const aboutGateway = (dir: string) =>
+    overlays.map((o) => `${dir} ${q(o.device)} arp daddr ip ${o.gateway} drop`);
+  return table('bridge', [
+    chain('input', 'input', [...fromGateway('iifname'), ...aboutGateway('iifname')]),
+    chain('forward', 'forward', [
+      ...fromGateway('iifname'),
+      ...aboutGateway('iifname'),
+      ...aboutGateway('oifname'),
+    ]),
+    chain('output', 'output', fromGateway('oifname')),
+  ]);
+}
