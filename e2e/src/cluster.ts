@@ -1,12 +1,14 @@
-// Where an e2e suite runs kova. By default a LocalKova on this machine (control plane,
-// operator and the asked-for agents on the real libvirtd). With KOVA_E2E_KUBECONFIG set, the
+// Where an e2e suite runs kova. By default a LocalKova on this machine: control plane,
+// operator, and either one agent on the real libvirtd or, with `labNodes`, a node lab whose
+// nodes are really apart (each its own namespaces, libvirtd, agent and state dir; see
+// hack/lab/README.md): `onNode` then runs inside that node. With KOVA_E2E_KUBECONFIG set, the
 // suite runs against that cluster instead, kova installed there (e.g. by e2e/kind/run.sh), and
 // reaches its hypervisor nodes through KOVA_E2E_NODE_EXEC, a command prefix in which `{node}`
 // names the node (`docker exec {node}` on kind).
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
-import { apiStatus, loadKubeConfig, logger } from '@kova/controller-kit';
+import { apiStatus, loadKubeConfig, logger, type Logger } from '@kova/controller-kit';
 import { GROUP, VERSION, type IHypervisor, type IInstance } from '@kova/crds';
-import { applyFile, LocalKova, until, type AgentSpec } from '@kova/hack';
+import { applyFile, LocalKova, NodeLab, until } from '@kova/hack';
 import { execFile } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,8 +35,11 @@ export interface Cluster {
 export interface ClusterOptions {
   /** Names the suite's namespace. */
   suite: string;
-  /** Agents of the local stack (ignored against a given cluster, whose nodes are its own). */
-  agents?: AgentSpec[];
+  /**
+   * The local stack's hypervisors as lab nodes of these names instead of one agent on this
+   * machine (ignored against a given cluster, whose nodes are its own).
+   */
+  labNodes?: string[];
   agentEnv?: Record<string, string>;
   operatorEnv?: Record<string, string>;
   /** Command prefix of the local stack's agents (see offline.ts). */
@@ -51,7 +56,11 @@ export async function startLocalCluster(opts: ClusterOptions): Promise<LocalClus
   return prepare(await localCluster(opts));
 }
 
-export type LocalCluster = Cluster & { kova: LocalKova };
+export type LocalCluster = Cluster & {
+  kova: LocalKova;
+  /** The node lab, when the suite asked for `labNodes`. */
+  lab?: NodeLab;
+};
 
 async function prepare<C extends Cluster>(cluster: C): Promise<C> {
   await createNamespace(cluster);
@@ -60,34 +69,66 @@ async function prepare<C extends Cluster>(cluster: C): Promise<C> {
 }
 
 async function localCluster(opts: ClusterOptions): Promise<LocalCluster> {
+  const log = logger(`e2e-${opts.suite}`);
   const kova = await LocalKova.start({
-    log: logger(`e2e-${opts.suite}`),
-    agents: opts.agents,
+    log,
+    agents: opts.labNodes ? [] : undefined,
     agentEnv: opts.agentEnv,
     operatorEnv: opts.operatorEnv,
     agentPrefix: opts.agentPrefix,
   });
   const namespace = `e2e-${opts.suite}`;
   const api = loadKubeConfig(kova.kubeconfigPath).makeApiClient(CustomObjectsApi);
-  return {
+  const base = {
     kova,
     kubeconfigPath: kova.kubeconfigPath,
     namespace,
     api,
+    libvirtUri: 'qemu:///system',
+    apply: async (path: string) =>
+      void (await applyFile(path, { kubeconfigPath: kova.kubeconfigPath, namespace })),
+  };
+  if (opts.labNodes) {
+    const lab = await startLab(kova, opts, log);
+    return {
+      ...base,
+      lab,
+      nodes: lab.nodes.map((n) => n.name),
+      stateDirOf: (node) => lab.node(node).stateDir,
+      onNode: async (node, argv) => (await lab.exec(node, argv)).stdout,
+      // A node's guests, bridges and rules live in its namespaces: stopping the lab ends them.
+      stop: () =>
+        deleteInstances(api, namespace).finally(() => lab.stop().finally(() => kova.stop())),
+    };
+  }
+  return {
+    ...base,
     get nodes() {
       return kova.nodes;
     },
-    libvirtUri: 'qemu:///system',
     stateDirOf: (node) => kova.stateDirOf(node),
     onNode: async (_node, [cmd, ...args]) => (await run(cmd as string, args)).stdout,
-    apply: async (path) =>
-      void (await applyFile(path, { kubeconfigPath: kova.kubeconfigPath, namespace })),
     stop: async () => {
       await deleteInstances(api, namespace).finally(() => kova.stop());
-      // Every agent here plugs the same host bridge; the last one gone takes it along.
+      // The host's agent plugged the host's bridge; it stays after the agent is gone.
       await run('ip', ['link', 'delete', 'dev', 'kova-br0']).catch(() => undefined);
     },
   };
+}
+
+/** The lab's agents get the suite's agent settings and, as LocalKova's, the KVM probe kernel. */
+async function startLab(kova: LocalKova, opts: ClusterOptions, log: Logger): Promise<NodeLab> {
+  try {
+    return await NodeLab.start({
+      log,
+      kubeconfigPath: kova.kubeconfigPath,
+      nodes: opts.labNodes,
+      agentEnv: { KOVA_KVM_PROBE_KERNEL: join(kova.guestDir, 'vmlinuz'), ...opts.agentEnv },
+    });
+  } catch (err) {
+    await kova.stop();
+    throw err;
+  }
 }
 
 async function givenCluster(kubeconfigPath: string, opts: ClusterOptions): Promise<Cluster> {

@@ -52,10 +52,14 @@ export class ImageServer {
     res.writeHead(404).end();
   });
 
-  constructor(private readonly cluster: Cluster) {}
+  /** `host`: an address of this machine the agents reach, e.g. the node lab's gateway. */
+  constructor(
+    private readonly cluster: Cluster,
+    private readonly host = '127.0.0.1',
+  ) {}
 
   async start(): Promise<void> {
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
+    await new Promise<void>((r) => this.server.listen(0, this.host, r));
   }
 
   async stop(): Promise<void> {
@@ -88,7 +92,7 @@ export class ImageServer {
         metadata: { name },
         spec: {
           ...guest.spec,
-          source: `http://127.0.0.1:${port}/${name}`,
+          source: `http://${this.host}:${port}/${name}`,
           format: 'raw',
           sha256: opts.sha256 ?? image.sha256,
         },

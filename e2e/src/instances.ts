@@ -117,12 +117,19 @@ export class Instances {
     return /<kova:instance [^>]*\bnode="([^"]*)"/.exec(xml)?.[1];
   }
 
-  /** The pid of the Instance's QEMU process on `node` (libvirt's pid file). */
+  /** The pid of the Instance's QEMU process as `node` sees it (libvirt's pid file there). */
   async qemuPid(node: string, inst: Instance): Promise<number> {
     const name = (
       await this.c.onNode(node, ['virsh', '-c', this.c.libvirtUri, 'domname', inst.metadata.uid])
     ).trim();
     return Number((await this.c.onNode(node, ['cat', `/run/libvirt/qemu/${name}.pid`])).trim());
+  }
+
+  /** kill -9 of the Instance's QEMU process, on its node; returns the pid it had. */
+  async killQemu(node: string, inst: Instance): Promise<number> {
+    const pid = await this.qemuPid(node, inst);
+    await this.c.onNode(node, ['kill', '-KILL', String(pid)]);
+    return pid;
   }
 
   async hasFiles(node: string, inst: Instance): Promise<boolean> {

@@ -7,6 +7,7 @@
 // switch port down).
 import type { Logger } from '@kova/controller-kit';
 import { execFile, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { chmod, cp, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -66,6 +67,8 @@ interface NodeProcs {
   unshareExited: Promise<void>;
   agent?: ChildProcess;
   agentExited?: Promise<void>;
+  /** Set when we kill the agent on purpose: that exit is no crash. */
+  agentKilled?: boolean;
 }
 
 /** What a lab records on disk so that the next start can clean up after an owner killed -9. */
@@ -175,6 +178,46 @@ export class NodeLab {
     const n = this.node(node);
     if (n.running) throw new Error(`lab node ${node} is running; kill it first`);
     await this.startNode(n.name, this.nodes.indexOf(n));
+  }
+
+  /**
+   * kill -9 of the node's agent alone (and its supervisor): no chance to clean up, while its
+   * libvirtd and guests run on. startAgent(node) starts a new one on the same state dir.
+   */
+  async killAgent(node: string): Promise<void> {
+    const n = this.node(node);
+    const p = this.procs.get(node);
+    if (!n.running || !p?.agent || p.agent.exitCode !== null || p.agent.signalCode !== null)
+      throw new Error(`the agent of lab node ${node} is not running`);
+    p.agentKilled = true;
+    // Its own process group: the supervisor, nsenter and the agent inside the node.
+    process.kill(-(p.agent.pid as number), 'SIGKILL');
+    await p.agentExited;
+    this.opts.log.info('lab node agent killed', { node });
+  }
+
+  /** Starts the node's agent again after killAgent(). */
+  async startAgent(node: string): Promise<void> {
+    const n = this.node(node);
+    const p = this.procs.get(node);
+    if (!n.running || !p) throw new Error(`lab node ${node} is not running`);
+    if (p.agent && p.agent.exitCode === null && p.agent.signalCode === null)
+      throw new Error(`the agent of lab node ${node} is running`);
+    await this.launchAgent(n, p);
+  }
+
+  /**
+   * Restarts the node's libvirtd as an admin would (SIGTERM, then start it again): its guests
+   * run on, and its agent must reconnect by itself.
+   */
+  async restartLibvirtd(node: string): Promise<void> {
+    const n = this.node(node);
+    if (!n.running) throw new Error(`lab node ${node} is not running`);
+    const old = n.pids.libvirtd;
+    process.kill(old, 'SIGTERM');
+    await until(`libvirtd of lab node ${node} to exit`, () => !existsSync(`/proc/${old}`));
+    await this.startDaemon(n, 'libvirtd');
+    this.opts.log.info('lab node libvirtd restarted', { node, libvirtd: n.pids.libvirtd });
   }
 
   /** Cuts the node's underlay link: it reaches neither the other nodes nor the control plane. */
@@ -349,13 +392,7 @@ export class NodeLab {
     await this.connectUnderlay(node);
     await this.startDaemons(node);
     await this.record();
-    this.startAgent(node, procs);
-    node.pids.agent = await until(`the agent of lab node ${name}`, async () => {
-      const found = (await processesIn(init)).find((p) =>
-        p.cmdline.includes(join('node-agent', 'dist', 'main.js')),
-      );
-      return found?.hostPid;
-    });
+    await this.launchAgent(node, procs);
     this.opts.log.info('lab node started', {
       node: name,
       underlayIp: node.underlayIp,
@@ -384,10 +421,9 @@ export class NodeLab {
     await inNode(['link', 'set', NODE_LINK, 'up']);
   }
 
-  /** virtlogd and libvirtd with pid files in the node's own /run/libvirt, never /run's. */
   private async startDaemons(n: LabNode): Promise<void> {
-    await this.exec(n.name, ['virtlogd', '-d', '-p', '/run/libvirt/virtlogd.pid']);
-    await this.exec(n.name, ['libvirtd', '-d', '-p', '/run/libvirt/libvirtd.pid']);
+    await this.startDaemon(n, 'virtlogd');
+    await this.startDaemon(n, 'libvirtd');
     await until(
       `libvirtd of lab node ${n.name} to answer`,
       () =>
@@ -398,16 +434,30 @@ export class NodeLab {
       30_000,
       200,
     );
-    const nodeRoot = `/proc/${n.pids.init}/root`;
-    for (const d of ['virtlogd', 'libvirtd'] as const) {
-      const nsPid = Number(await readFile(`${nodeRoot}/run/libvirt/${d}.pid`, 'utf8'));
-      const found = (await processesIn(n.pids.init)).find((p) => p.nsPid === nsPid);
-      if (!found) throw new Error(`${d} of lab node ${n.name} (pid ${nsPid} there) is not running`);
-      n.pids[d] = found.hostPid;
-    }
   }
 
-  private startAgent(n: LabNode, procs: NodeProcs): void {
+  /** A daemon with its pid file in the node's own /run/libvirt, never /run's; records its pid. */
+  private async startDaemon(n: LabNode, d: 'virtlogd' | 'libvirtd'): Promise<void> {
+    const pidFile = `/run/libvirt/${d}.pid`;
+    await this.exec(n.name, [d, '-d', '-p', pidFile]);
+    const nsPid = Number(await readFile(`/proc/${n.pids.init}/root${pidFile}`, 'utf8'));
+    const found = (await processesIn(n.pids.init)).find((p) => p.nsPid === nsPid);
+    if (!found) throw new Error(`${d} of lab node ${n.name} (pid ${nsPid} there) is not running`);
+    n.pids[d] = found.hostPid;
+  }
+
+  /** Starts the node's agent and records its host pid. */
+  private async launchAgent(n: LabNode, procs: NodeProcs): Promise<void> {
+    this.spawnAgent(n, procs);
+    n.pids.agent = await until(`the agent of lab node ${n.name}`, async () => {
+      const found = (await processesIn(n.pids.init)).find((p) =>
+        p.cmdline.includes(join('node-agent', 'dist', 'main.js')),
+      );
+      return found?.hostPid;
+    });
+  }
+
+  private spawnAgent(n: LabNode, procs: NodeProcs): void {
     // supervise.sh stops it when its stdin closes and when we die; inside, the agent dies when
     // nsenter does (pdeathsig), and with the node's pid namespace in any case.
     const agent = spawn(
@@ -432,6 +482,8 @@ export class NodeLab {
           KOVA_STATE_DIR: n.stateDir,
           KOVA_LIBVIRT_URI: 'qemu:///system',
           KOVA_HEALTH_PORT: '0',
+          // The node's underlay address: the endpoint other nodes' tunnels reach it at.
+          KOVA_TUNNEL_ADDRESS: n.underlayIp,
           ...this.opts.agentEnv,
         },
         stdio: ['pipe', 'pipe', 'pipe'],
@@ -442,8 +494,9 @@ export class NodeLab {
     agent.stdout?.on('data', (d: Buffer) => process.stdout.write(d));
     agent.stderr?.on('data', (d: Buffer) => process.stderr.write(d));
     procs.agent = agent;
+    procs.agentKilled = false;
     procs.agentExited = exitOf(agent).then(() => {
-      if (n.running && !this.stopped)
+      if (n.running && !this.stopped && !procs.agentKilled)
         this.opts.log.error('lab node agent exited', { node: n.name, code: agent.exitCode });
     });
   }
