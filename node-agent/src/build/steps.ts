@@ -7,7 +7,8 @@ import { lookupDomain, undefineDomain } from '../domain-removal.js';
 import { BuildFault } from '../errors.js';
 import { DomainState, ShutoffReason, type Domain } from '../libvirt/index.js';
 import { lv } from '../libvirt-call.js';
-import { tapName, type Nic } from '../steps/network.js';
+import { tapName } from '../network/names.js';
+import { DEFAULT_MTU, type Nic } from '../network/node-networks.js';
 import { refsOf, type NodeStep, type StepContext } from './step.js';
 
 /** How long a started domain may take to reach RUNNING. */
@@ -300,7 +301,12 @@ export function nicsOf(
     const net = networkOf(iface.network);
     if (!net)
       throw new BuildFault('NetworkNotFound', `Network ${iface.network} does not exist`, false);
-    return { ...iface, bridge: net.spec.bridge, tap: tapName(uid, i), mtu: net.spec.mtu ?? 1500 };
+    return {
+      ...iface,
+      bridge: net.spec.bridge,
+      tap: tapName(uid, i),
+      mtu: net.spec.mtu ?? DEFAULT_MTU,
+    };
   });
 }
 
