@@ -115,6 +115,7 @@ export class HypervisorReporter {
       hypervisorTypeProbe: { probe: this.virtType.probe, reason: this.virtType.reason },
       architecture: arch() === 'arm64' ? 'aarch64' : 'x86_64',
       availabilityZone: zone,
+      tunnelAddress: this.config.tunnelAddress,
       libvirtVersion: versions.libvirt,
       qemuVersion: versions.type === 'QEMU' ? versions.hypervisor : '',
       capacity,
