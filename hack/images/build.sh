@@ -189,5 +189,8 @@ build_image() {
 }
 
 mkdir -p "$cache"
+# One build at a time per cache (engineers and test runs share it): builds use fixed work dirs.
+exec 9>"$cache/.build.lock"
+flock 9
 for image in "${images[@]}"; do build_image "$image"; done
 for image in "${images[@]}"; do echo "$cache/$image-$version.oci.tar"; done
