@@ -174,17 +174,18 @@ build_image() {
   app_tree "$image" "$work/app-root/app" "$work/rootfs"
   det_tar "$work/rootfs" "$work/base.tar"
   det_tar "$work/app-root" "$work/app.tar"
+  # stdout lists only the archives: the manifest digest goes to the log.
   node "$here/oci-layout.mjs" --out "$work/layout" --epoch "$epoch" \
     --name "$(conf 'c.registry')/$image:$version" --tag "$version" \
     --user "$(conf "c.images['$image'].user")" \
     --entrypoint "$(conf "JSON.stringify(c.images['$image'].entrypoint)")" \
     --workdir /app --env NODE_ENV=production \
     --layer "$work/base.tar" --history "hack/images/build.sh: Debian packages and Node.js" \
-    --layer "$work/app.tar" --history "hack/images/build.sh: /app"
+    --layer "$work/app.tar" --history "hack/images/build.sh: /app" >"$work/digest"
   det_tar "$work/layout" "$out.tmp"
   mv "$out.tmp" "$out"
   echo "$hash" >"$out.inputs"
-  log "$image: $(du -h --apparent-size "$out" | cut -f1) archive, $(du -sh --apparent-size "$work/rootfs" | cut -f1) base + $(du -sh --apparent-size "$work/app-root" | cut -f1) app unpacked"
+  log "$image: manifest $(cat "$work/digest"), $(du -h --apparent-size "$out" | cut -f1) archive, $(du -sh --apparent-size "$work/rootfs" | cut -f1) base + $(du -sh --apparent-size "$work/app-root" | cut -f1) app unpacked"
   rm -rf "$work"
 }
 
