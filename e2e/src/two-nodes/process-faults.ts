@@ -36,7 +36,10 @@ async function powerChange(name: string, since: number): Promise<{ ms: number; i
   return { ms: Date.now() - since, inst: inst as Instance };
 }
 
-/** Instances counted by phase, node, failing conditions and fault, for a failure message. */
+/**
+ * Instances counted by phase, node, failing conditions, fault and failed attempts (node:reason),
+ * for a failure message.
+ */
 function summary(list: Instance[]): Record<string, number> {
   const out: Record<string, number> = {};
   for (const i of list) {
@@ -44,7 +47,8 @@ function summary(list: Instance[]): Record<string, number> {
       ?.filter((x) => x.status === 'False')
       .map((x) => `${x.type}:${x.reason}`)
       .join(',');
-    const k = `${i.status?.phase}/${i.status?.nodeName}/${c}/${i.status?.fault?.reason}`;
+    const tried = i.status?.attempts?.map((a) => `${a.node}:${a.reason}`).join(',');
+    const k = `${i.status?.phase}/${i.status?.nodeName}/${c}/${i.status?.fault?.reason}/${tried}`;
     out[k] = (out[k] ?? 0) + 1;
   }
   return out;
