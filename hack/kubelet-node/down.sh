@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Undoes up.sh: stops the pods, the kubelet and containerd, and removes what a kubelet leaves
+# behind (its mounts, the kubepods cgroups, the CNI bridge, containerd's state, the Node).
+# Usage: down.sh DIR KUBECONFIG NODE_NAME
+set -uo pipefail
+dir=$1 kubeconfig=$2 node=$3
+bin="${KOVA_CACHE:-$HOME/.cache/kova}/bin"
+stop() {
+  local pid
+  pid=$(cat "$1" 2>/dev/null) || return 0
+  kill "$pid" 2>/dev/null || return 0
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null
+}
+stop "$dir/kubelet.pid"
+if [ -S "$dir/containerd.sock" ]; then
+  ctr() { command ctr -a "$dir/containerd.sock" -n k8s.io "$@"; }
+  for task in $(ctr tasks ls -q 2>/dev/null); do ctr tasks kill -s SIGKILL "$task" >/dev/null 2>&1; done
+  sleep 1
+  for task in $(ctr tasks ls -q 2>/dev/null); do ctr tasks delete -f "$task" >/dev/null 2>&1; done
+  for c in $(ctr containers ls -q 2>/dev/null); do ctr containers delete "$c" >/dev/null 2>&1; done
+fi
+stop "$dir/containerd.pid"
+# Innermost first: pod volumes and sandbox namespaces under the kubelet's and containerd's dirs.
+findmnt -rn -o TARGET | grep "^$dir/" | sort -r | xargs -r -n1 umount -l
+for h in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods /sys/fs/cgroup/unified/kubepods; do
+  [ -d "$h" ] && find "$h" -depth -type d -exec rmdir {} \; 2>/dev/null
+done
+ip link delete kova-kube0 2>/dev/null
+rm -rf "$dir"
+"$bin/kubectl" --kubeconfig="$kubeconfig" delete node "$node" --ignore-not-found >/dev/null 2>&1
+true

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Joins this machine to a control plane as a real kubelet node: Debian's containerd, runc and
+# CNI plugins, a kubelet built from the pinned Kubernetes modules, kova's images (and a pause
+# image built here: no registry is reachable) imported into containerd. Everything lives in DIR;
+# down.sh undoes it. Settings and pitfalls measured on this machine: shared/notes/real-node.md.
+# Usage: up.sh DIR KUBECONFIG NODE_NAME
+set -euo pipefail
+dir=$1 kubeconfig=$2 node=$3
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+source "$root/hack/lib/apt.sh"
+ensure_packages containerd runc containernetworking-plugins gcc
+bin=$(bash "$root/hack/control-plane/build.sh" kubelet kubectl)
+cache="${KOVA_CACHE_DIR:-$HOME/.cache/kova}/images"
+images=$(nice -n 10 bash "$root/hack/images/build.sh")
+log() { echo "kubelet-node: $*" >&2; }
+
+# The only pod-network range and bridge this node uses (one node at a time on this machine).
+POD_CIDR=10.244.250.0/24 BRIDGE=kova-kube0
+PAUSE_IMAGE=localhost/kova-pause:1
+mkdir -p "$dir"/{containerd,cni,kubelet,logs}
+
+pause_image() {
+  local out="$cache/kova-pause.oci.tar" work="$dir/pause"
+  [ "$out" -nt "$here/pause.c" ] && { echo "$out"; return; }
+  mkdir -p "$work/rootfs"
+  gcc -static -Os -o "$work/rootfs/pause" "$here/pause.c"
+  strip "$work/rootfs/pause"
+  tar -C "$work/rootfs" --owner=0 --group=0 --numeric-owner --mtime=@0 -cf "$work/pause.tar" pause
+  node "$root/hack/images/oci-layout.mjs" --out "$work/layout" --name "$PAUSE_IMAGE" --tag 1 \
+    --user 65535:65535 --entrypoint '["/pause"]' --layer "$work/pause.tar" \
+    --history "hack/kubelet-node/pause.c, static" >/dev/null
+  tar -C "$work/layout" --owner=0 --group=0 --numeric-owner --mtime=@0 --sort=name -cf "$out" .
+  echo "$out"
+}
+
+cat >"$dir/containerd/config.toml" <<EOF
+version = 2
+root = "$dir/containerd/root"
+state = "$dir/containerd/state"
+[grpc]
+  address = "$dir/containerd.sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$PAUSE_IMAGE"
+  # Pod sandboxes ask for a negative oom_score_adj, which this machine forbids.
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$dir/cni"
+EOF
+
+cat >"$dir/cni/10-kova.conflist" <<EOF
+{
+  "cniVersion": "0.4.0",
+  "name": "kova-pods",
+  "plugins": [
+    {
+      "type": "bridge", "bridge": "$BRIDGE", "isGateway": true, "ipMasq": false,
+      "ipam": { "type": "host-local", "ranges": [[{ "subnet": "$POD_CIDR" }]],
+                "routes": [{ "dst": "0.0.0.0/0" }], "dataDir": "$dir/cni/ipam" }
+    },
+    { "type": "portmap", "capabilities": { "portMappings": true } }
+  ]
+}
+EOF
+
+cat >"$dir/kubelet/config.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+# This machine has cgroup v1 and no systemd.
+failCgroupV1: false
+cgroupDriver: cgroupfs
+containerRuntimeEndpoint: unix://$dir/containerd.sock
+failSwapOn: false
+# The kubelet's own API listens on loopback only (kubectl logs and exec, which reach it at the
+# Node's address, do not work; read the logs in podLogsDir on this machine instead).
+address: 127.0.0.1
+podLogsDir: $dir/logs/pods
+readOnlyPort: 0
+healthzPort: 0
+authentication: { anonymous: { enabled: true }, webhook: { enabled: false } }
+authorization: { mode: AlwaysAllow }
+# A developer machine's disk is shared: never evict test pods for it.
+evictionHard: { memory.available: "1Mi", nodefs.available: "1%", imagefs.available: "1%" }
+imageGCHighThresholdPercent: 100
+EOF
+
+containerd --config "$dir/containerd/config.toml" >"$dir/logs/containerd.log" 2>&1 &
+echo $! >"$dir/containerd.pid"
+ctr() { command ctr -a "$dir/containerd.sock" -n k8s.io "$@"; }
+for _ in $(seq 100); do ctr version >/dev/null 2>&1 && break; sleep 0.1; done
+for archive in $(pause_image) $images; do ctr images import "$archive" >/dev/null; done
+log "images in containerd: $(ctr images ls -q | grep -v '^sha256:' | tr '\n' ' ')"
+
+"$bin/kubelet" --config="$dir/kubelet/config.yaml" --kubeconfig="$kubeconfig" \
+  --hostname-override="$node" --root-dir="$dir/kubelet/root" --cert-dir="$dir/kubelet/pki" \
+  --node-labels=compute.kova.dev/hypervisor=true >"$dir/logs/kubelet.log" 2>&1 &
+echo $! >"$dir/kubelet.pid"
+# `kubectl wait` fails at once while the Node does not exist yet.
+for _ in $(seq 120); do
+  "$bin/kubectl" --kubeconfig="$kubeconfig" wait --for=condition=Ready "node/$node" --timeout=1s \
+    >/dev/null 2>&1 && break
+  kill -0 "$(cat "$dir/kubelet.pid")" || { log "kubelet exited: see $dir/logs/kubelet.log"; exit 1; }
+  sleep 1
+done
+"$bin/kubectl" --kubeconfig="$kubeconfig" wait --for=condition=Ready "node/$node" --timeout=1s >/dev/null
+log "node $node is Ready"
