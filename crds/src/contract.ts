@@ -94,6 +94,8 @@ export const NetworkReason = {
   CIDROverlap: 'CIDROverlap',
   BridgeConflict: 'BridgeConflict',
   VNIExhausted: 'VNIExhausted',
+  /** Another, older Network has this Network's VNI recorded (restored or edited by hand). */
+  VNIConflict: 'VNIConflict',
   InUse: 'InUse',
 } as const;
 

@@ -189,6 +189,9 @@ describe('Helm chart', () => {
       expect(`${verb} ${resource}: ${operator(verb, resource)}`).toBe(`${verb} ${resource}: no`);
     }
     expect(operator('create', 'ipallocations.compute.kova.dev')).toBe('yes');
+    expect(operator('patch', 'networks.compute.kova.dev')).toBe('yes');
+    expect(operator('patch', 'networks.compute.kova.dev/status')).toBe('yes');
+    expect(operator('create', 'events')).toBe('yes');
     expect(operator('patch', 'instances.compute.kova.dev/status')).toBe('yes');
     expect(operator('update', 'leases.coordination.k8s.io')).toBe('yes');
   });

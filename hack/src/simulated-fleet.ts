@@ -19,6 +19,8 @@ export interface SimulatedHost {
   zone?: string;
   arch?: 'x86_64' | 'aarch64';
   labels?: Record<string, string>;
+  /** The underlay address its agent reports for VXLAN (Hypervisor status.tunnelAddress). */
+  tunnelAddress?: string;
 }
 
 async function inBatches<T>(
@@ -133,6 +135,7 @@ export class SimulatedFleet {
       architecture: h.arch ?? 'x86_64',
       availabilityZone: h.zone ?? '',
       capacity: { vcpus: h.vcpus, memoryMiB: h.memoryMiB, diskGiB: h.diskGiB },
+      ...(h.tunnelAddress ? { tunnelAddress: h.tunnelAddress } : {}),
     };
     this.statuses.set(h.name, status);
     await this.applier.applyStatus(this.hypervisorRef(h.name), status);
@@ -143,6 +146,17 @@ export class SimulatedFleet {
   /** Reports the domains defined on the host, as an agent does after its garbage collection. */
   async reportDomains(name: string, uids: string[]): Promise<void> {
     const status = { ...this.statuses.get(name), domains: uids };
+    await this.applier.applyStatus(this.hypervisorRef(name), status);
+  }
+
+  /** Reports the host's tunnel endpoint (undefined: none), as an agent does once it has one. */
+  async reportTunnelAddress(name: string, tunnelAddress: string | undefined): Promise<void> {
+    const { tunnelAddress: _old, ...rest } = (this.statuses.get(name) ?? {}) as Record<
+      string,
+      unknown
+    >;
+    const status = tunnelAddress ? { ...rest, tunnelAddress } : rest;
+    this.statuses.set(name, status);
     await this.applier.applyStatus(this.hypervisorRef(name), status);
   }
 

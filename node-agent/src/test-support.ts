@@ -311,8 +311,23 @@ export function world(config: Partial<AgentConfig> = {}): World {
   const network = {
     apiVersion: 'compute.kova.dev/v1alpha1',
     kind: 'Network',
-    metadata: { name: 'net' },
+    metadata: { name: 'net', generation: 1 },
     spec: { cidr: '10.0.0.0/24', gateway: '10.0.0.1', bridge: 'br-test' },
+    // As the operator's Network controller leaves it: checked, Ready, given its VNI.
+    status: {
+      vni: 4242,
+      observedGeneration: 1,
+      conditions: [
+        {
+          type: 'Ready',
+          status: 'True',
+          reason: 'Ready',
+          message: 'VNI 4242',
+          observedGeneration: 1,
+          lastTransitionTime: '2026-11-24T10:00:00Z',
+        },
+      ],
+    },
   } as INetwork;
   const d: AgentDeps = {
     config: {

@@ -22,6 +22,17 @@ export interface OperatorConfig {
   /** Whether a hypervisor needs a Ready, schedulable Node of its name (false for simulations). */
   requireNode: boolean;
   workers: number;
+  /** The range managed Networks' VXLAN identifiers are picked from (lowest free first). */
+  vniMin: number;
+  vniMax: number;
+  /**
+   * A Network's status follows changes of its nodes and their tunnel endpoints (what agents
+   * build overlays from) this soon, and changes of its address counts (allocated, available,
+   * holders: what people read) this lazily; a burst of bindings is one status write per delay,
+   * never one per binding. A Network being deleted follows its holders at the short delay.
+   */
+  networkNodesDelayMs: number;
+  networkCountsDelayMs: number;
   /** Leader election: a crashed leader's successor waits at most this long. */
   leaderLeaseMs: number;
   healthPort: number;
@@ -59,6 +70,10 @@ export function configFromEnv(): OperatorConfig {
     heldAddressCheckMs: num('KOVA_HELD_ADDRESS_CHECK_SECONDS', 30) * 1000,
     requireNode: (process.env.KOVA_REQUIRE_NODE ?? 'true') !== 'false',
     workers: num('KOVA_WORKERS', 16),
+    vniMin: num('KOVA_VNI_MIN', 1000),
+    vniMax: num('KOVA_VNI_MAX', 16_777_215),
+    networkNodesDelayMs: num('KOVA_NETWORK_NODES_DELAY_MS', 500),
+    networkCountsDelayMs: num('KOVA_NETWORK_COUNTS_DELAY_MS', 5000),
     leaderLeaseMs: num('KOVA_LEADER_LEASE_SECONDS', 15) * 1000,
     healthPort: num('KOVA_HEALTH_PORT', 8080),
     identity: process.env.POD_NAME ?? process.env.HOSTNAME ?? `kova-operator-${process.pid}`,

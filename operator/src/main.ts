@@ -1,4 +1,5 @@
-// kova-operator: leader-elected scheduler, address allocator and Instance phase machine.
+// kova-operator: leader-elected scheduler, address allocator, Instance phase machine and
+// Network lifecycle (conflicts, VNIs, usage, deletion).
 import {
   ensureCrds,
   exitOnVersionFlag,
@@ -10,7 +11,7 @@ import {
 import { crdManifests } from '@kova/crds';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { configFromEnv } from './config.js';
-import { InstanceController } from './instance/controller.js';
+import { Operator } from './operator.js';
 
 const log = logger('kova-operator');
 
@@ -25,7 +26,7 @@ async function main(): Promise<void> {
   }
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'kova_operator_' });
-  const controller = new InstanceController(kc, config, log, registry);
+  const controller = new Operator(kc, config, log, registry);
   const health = new HealthServer({ port: config.healthPort, registry, logger: log });
   health.addReadinessCheck(
     'informers-synced',

@@ -36,7 +36,7 @@ import { ClusterState } from './cluster-state.js';
 import { configFromEnv, type OperatorConfig } from './config.js';
 import { AddressAllocator } from './ipam/allocator.js';
 import type { ReconcilerDeps } from './instance/sync-context.js';
-import { InstanceController } from './instance/controller.js';
+import { Operator } from './operator.js';
 
 const execFileAsync = promisify(execFile);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -45,7 +45,7 @@ let cp: LocalControlPlane;
 let kc: KubeConfig;
 let api: CustomObjectsApi;
 let fleet: SimulatedFleet;
-let operator: { controller: InstanceController; abort: AbortController };
+let operator: { controller: Operator; abort: AbortController };
 
 async function startOperator(
   over: Partial<OperatorConfig> = {},
@@ -58,13 +58,7 @@ async function startOperator(
     heldAddressCheckMs: 500,
     ...over,
   };
-  const controller = new InstanceController(
-    kc,
-    config,
-    logger('operator-test'),
-    new Registry(),
-    overrides,
-  );
+  const controller = new Operator(kc, config, logger('operator-test'), new Registry(), overrides);
   await controller.startInformers();
   const abort = new AbortController();
   void controller.lead(abort.signal);

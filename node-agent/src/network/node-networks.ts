@@ -42,6 +42,7 @@ const REFUSED: ReadonlySet<string> = new Set([
   NetworkReason.CIDROverlap,
   NetworkReason.BridgeConflict,
   NetworkReason.VNIExhausted,
+  NetworkReason.VNIConflict,
 ]);
 
 export class NodeNetworks {
@@ -70,7 +71,7 @@ export class NodeNetworks {
         const mtu = net.spec.mtu ?? DEFAULT_MTU;
         nics.push({ ...iface, bridge: net.spec.bridge, tap: tapName(uid, i), mtu });
       }
-      await this.applyRules([...plugged.values()], false);
+      await this.applyRules([...plugged.values()]);
       return nics;
     });
   }
@@ -101,7 +102,7 @@ export class NodeNetworks {
             error,
           }),
         );
-      await this.applyRules(wanted, true);
+      await this.applyRules(wanted);
       await this.removeUnused(new Set(wanted.map((n) => n.metadata?.name as string)));
     });
   }
@@ -188,12 +189,16 @@ export class NodeNetworks {
     }
   }
 
-  /** kova's nftables tables, rewritten in one transaction when they would change (or always). */
-  private async applyRules(nets: INetwork[], always: boolean): Promise<void> {
+  /**
+   * kova's nftables tables, rewritten in one transaction when they would change or are gone (a
+   * node reboot, a flushed ruleset). Never needlessly: libvirt's nwfilter edits the ruleset too
+   * (ebtables) while domains start, and fails when another transaction lands in between.
+   */
+  private async applyRules(nets: INetwork[]): Promise<void> {
     const guarded = nets.map((n) => this.guarded(n));
     const text = renderRuleset(guarded);
-    if (!always && text === this.appliedRules) return;
     try {
+      if (text === this.appliedRules && (await this.tablesPresent(guarded.length > 0))) return;
       if (guarded.some((n) => n.egress)) await writeFile('/proc/sys/net/ipv4/ip_forward', '1');
       await run('nft', ['-f', '-'], { input: text });
       this.appliedRules = text;
@@ -205,6 +210,12 @@ export class NodeNetworks {
         { cause: err },
       );
     }
+  }
+
+  /** Whether kova's tables are there as last applied (a read: it changes nothing). */
+  private async tablesPresent(wanted: boolean): Promise<boolean> {
+    const tables = await run('nft', ['list', 'tables']);
+    return /^table inet kova$/m.test(tables) === wanted;
   }
 
   private guarded(net: INetwork): GuardedNetwork {

@@ -4,7 +4,13 @@
 // one pass and only the waits that such a change can end are woken.
 import type { KubeConfig } from '@kubernetes/client-node';
 import { EventRecorder, objectKey, Patcher, WorkQueue, type Logger } from '@kova/controller-kit';
-import { interfacesAllocated, OPERATOR_FIELD_MANAGER, type InstanceObject } from '@kova/crds';
+import {
+  interfacesAllocated,
+  networkUsable,
+  OPERATOR_FIELD_MANAGER,
+  type INetwork,
+  type InstanceObject,
+} from '@kova/crds';
 import type { Registry } from 'prom-client';
 import { ClusterState } from '../cluster-state.js';
 import type { OperatorConfig } from '../config.js';
@@ -24,11 +30,13 @@ export class InstanceController {
   /** One queue per leadership term: a term's end shuts its queue down, the next starts afresh. */
   private queue: WorkQueue | undefined;
   private readonly reconciler: InstanceReconciler;
-  private readonly allocator: AddressAllocator;
+  readonly allocator: AddressAllocator;
   private readonly housekeeping: Housekeeping;
   private readonly kicks = new Set<Wake>();
   private kickTimer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
+  /** Per Network, what a waiting Instance cares about: whether it hands out addresses. */
+  private readonly networkViews = new Map<string, string>();
 
   constructor(
     kc: KubeConfig,
@@ -57,7 +65,7 @@ export class InstanceController {
     s.onHostUp(() => this.kick('capacity'));
     const capacity = [s.hypervisors, s.flavors, s.images, s.serverGroups, s.nodes];
     for (const informer of capacity) informer?.on(() => this.kick('capacity'));
-    s.networks.on(() => this.kickAll());
+    s.networks.on((net, type) => this.onNetwork(net, type));
     s.allocations.on((_, type) => type === 'delete' && this.kickAll());
   }
 
@@ -102,6 +110,20 @@ export class InstanceController {
   private onInstance(inst: InstanceObject, type: string): void {
     this.queue?.add(objectKey(inst));
     if (type === 'delete') this.kickAll();
+  }
+
+  /**
+   * A Network that appears, goes, changes its spec or becomes usable (or not) wakes the waiting
+   * Instances; its status following usage (allocated, nodes) does not.
+   */
+  private onNetwork(net: INetwork, type: string): void {
+    const name = net.metadata?.name as string;
+    const m = net.metadata;
+    const view = JSON.stringify([m?.generation, !!m?.deletionTimestamp, networkUsable(net)]);
+    const before = this.networkViews.get(name);
+    if (type === 'delete') this.networkViews.delete(name);
+    else this.networkViews.set(name, view);
+    if (type !== 'update' || before !== view) this.kickAll();
   }
 
   private kickAll(): void {

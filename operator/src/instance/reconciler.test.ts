@@ -40,6 +40,15 @@ function host(name: string, memoryMiB = 4096): HostState {
   };
 }
 
+const READY_NETWORK = {
+  type: 'Ready',
+  status: 'True' as const,
+  reason: 'Ready',
+  message: 'VNI 1000',
+  observedGeneration: 1,
+  lastTransitionTime: '2026-11-24T10:00:00Z',
+};
+
 class Fakes {
   calls: Call[] = [];
   instances = new Map<string, InstanceObject>();
@@ -66,7 +75,9 @@ class Fakes {
       'net1',
       {
         spec: { cidr: '10.0.0.0/24', gateway: '10.0.0.1', bridge: 'br1' },
-        metadata: { name: 'net1' },
+        metadata: { name: 'net1', generation: 1 },
+        // Checked by the operator's Network controller: addresses may be handed out.
+        status: { vni: 1000, conditions: [READY_NETWORK] },
       } as INetwork,
     ],
   ]);
@@ -244,6 +255,28 @@ describe('Scheduling', () => {
     });
     expect(f.eventReasons()).toEqual(['FlavorNotFound']);
     expect(f.named('allocate')).toEqual([]);
+  });
+
+  it('waits, claiming nothing, for a Network the operator has refused or not checked yet', async () => {
+    const net = f.networks.get('net1') as INetwork;
+    const refused = {
+      ...READY_NETWORK,
+      status: 'False' as const,
+      reason: 'CIDROverlap',
+      message: 'cidr 10.0.0.0/24 overlaps Network older (10.0.0.0/16)',
+    };
+    f.networks.set('net1', { ...net, status: { conditions: [refused] } });
+    f.put(undefined);
+    expect(await f.sync()).toEqual({ requeueAfterMs: 30_000 });
+    expect(condition(f.status()[0]!, 'Scheduled')).toMatchObject({
+      status: 'False',
+      reason: 'NetworkNotReady',
+      message:
+        'Network net1 is not usable (CIDROverlap): cidr 10.0.0.0/24 overlaps Network older (10.0.0.0/16)',
+    });
+    expect(f.eventReasons()).toEqual(['NetworkNotReady']);
+    expect(f.named('allocate')).toEqual([]);
+    expect(f.claims.get('uid-1')).toBeUndefined();
   });
 
   it('writes nothing and records no Event when a wait has not changed', async () => {

@@ -2,31 +2,37 @@
 // reconciler (never by a handler) and only when something changed. Saved as a JSON merge patch
 // carrying the resourceVersion the sync read, so a decision made on a stale view is refused
 // (409) and retried on a fresh one; no field ownership is forced from another writer.
-import { setCondition, type Condition, type InstanceObject, type InstanceStatus } from '@kova/crds';
+// The same draft serves every kind whose status has conditions (Instances, Networks).
+import { setCondition, type Condition, type InstanceStatus } from '@kova/crds';
 
-type StatusField = Exclude<keyof InstanceStatus, 'conditions' | 'observedGeneration'>;
+/** A status with conditions and an observed generation, as every kova status has. */
+export interface StatusShape {
+  conditions?: Condition[];
+  observedGeneration?: number;
+}
+type StatusField<S> = Exclude<keyof S, 'conditions' | 'observedGeneration'>;
 type ConditionChange = Omit<Condition, 'lastTransitionTime' | 'observedGeneration'>;
 
-export class StatusDraft {
-  private readonly changes = new Map<StatusField, unknown>();
+export class StatusDraft<S extends StatusShape = InstanceStatus> {
+  private readonly changes = new Map<StatusField<S>, unknown>();
   private conditions: Condition[];
   private conditionsChanged = false;
 
-  constructor(private readonly inst: InstanceObject) {
+  constructor(private readonly inst: { metadata: { generation?: number }; status?: S }) {
     this.conditions = [...(inst.status?.conditions ?? [])];
   }
 
-  get phase(): InstanceStatus['phase'] {
-    return this.get('phase');
+  get phase(): S extends InstanceStatus ? InstanceStatus['phase'] : never {
+    return this.get('phase' as StatusField<S>) as never;
   }
 
-  get<K extends StatusField>(field: K): InstanceStatus[K] {
-    if (this.changes.has(field)) return (this.changes.get(field) ?? undefined) as InstanceStatus[K];
-    return this.inst.status?.[field];
+  get<K extends StatusField<S>>(field: K): S[K] {
+    if (this.changes.has(field)) return (this.changes.get(field) ?? undefined) as S[K];
+    return this.inst.status?.[field] as S[K];
   }
 
   /** Sets a field; null removes it. Setting the value it already has changes nothing. */
-  set<K extends StatusField>(field: K, value: InstanceStatus[K] | null): this {
+  set<K extends StatusField<S>>(field: K, value: S[K] | null): this {
     const current = this.inst.status?.[field];
     if (JSON.stringify(current ?? null) === JSON.stringify(value ?? null))
       this.changes.delete(field);

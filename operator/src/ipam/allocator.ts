@@ -12,6 +12,8 @@ import {
   API_VERSION,
   INSTANCE_UID_LABEL,
   NETWORK_LABEL,
+  networkNotUsableMessage,
+  networkUsable,
   PLURAL,
   GROUP,
   VERSION,
@@ -51,6 +53,8 @@ export class AddressAllocator {
   private readonly byInstance = new Map<string, Map<string, IIPAllocation[]>>();
   private readonly byName = new Map<string, IIPAllocation>();
   private readonly cursor = new Map<string, number>();
+  /** Allocations under way per network, checked usable and not yet answered (deletion waits). */
+  private readonly inFlight = new Map<string, number>();
 
   constructor(
     kc: KubeConfig,
@@ -59,6 +63,11 @@ export class AddressAllocator {
   ) {
     this.custom = kc.makeApiClient(CustomObjectsApi);
     allocations.on((a, type) => (type === 'delete' ? this.forget(a) : this.remember(a)));
+  }
+
+  /** Addresses on the network being created right now: not in any view yet. */
+  creating(network: string): number {
+    return this.inFlight.get(network) ?? 0;
   }
 
   allocationsOf(uid: string): IIPAllocation[] {
@@ -80,9 +89,18 @@ export class AddressAllocator {
     }
     const mine = await this.heldBy(inst.metadata.uid, req.network);
     if (mine) return { interface: toInterface(net, mine.spec.ip) };
-    const result = req.fixedIP
-      ? await this.allocateFixed(inst, net, req.fixedIP)
-      : await this.allocateNext(inst, net);
+    // What an Instance holds stays; a new address only on a Network the operator has checked.
+    const notUsable = networkWait(req.network, net);
+    if (notUsable) return notUsable;
+    // From the check on, until the address is in the view, the Network's deletion waits.
+    this.inFlight.set(req.network, this.creating(req.network) + 1);
+    const result = await (
+      req.fixedIP ? this.allocateFixed(inst, net, req.fixedIP) : this.allocateNext(inst, net)
+    ).finally(() => {
+      const left = this.creating(req.network) - 1;
+      if (left > 0) this.inFlight.set(req.network, left);
+      else this.inFlight.delete(req.network);
+    });
     // A concurrent allocation for the same Instance (two terms, two replicas) may also have won.
     const kept = await this.heldBy(inst.metadata.uid, req.network);
     return kept && 'interface' in result ? { interface: toInterface(net, kept.spec.ip) } : result;
@@ -260,6 +278,24 @@ export class AddressAllocator {
     else mine?.delete(a.spec.network);
     if (mine?.size === 0) this.byInstance.delete(a.spec.instance.uid);
   }
+}
+
+/**
+ * Why no new address can be handed out on the Network yet (undefined: it can): it is being
+ * deleted, or the operator has not found it usable (refused, no VNI yet, not checked yet).
+ * The Instance waits; a change of the Network wakes it.
+ */
+export function networkWait(
+  name: string,
+  net: INetwork,
+): { reason: string; message: string } | undefined {
+  if (net.metadata?.deletionTimestamp)
+    return {
+      reason: 'NetworkNotReady',
+      message: `Network ${name} is being deleted; it hands out no new addresses`,
+    };
+  if (networkUsable(net)) return undefined;
+  return { reason: 'NetworkNotReady', message: networkNotUsableMessage(name, net) };
 }
 
 function inUse(network: string, ip: string, holder: IIPAllocation | undefined): Allocation {

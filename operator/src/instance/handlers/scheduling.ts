@@ -3,11 +3,12 @@
 // (status.nodeName, with the record of the Flavor and Image it is given), which moves the
 // Instance to Networking.
 import { apiStatus } from '@kova/controller-kit';
-import { ConditionType, type Fault, type IFlavor, type IImage } from '@kova/crds';
+import { ConditionType, type Fault, type IFlavor, type IImage, type INetwork } from '@kova/crds';
 import { groupKey, type ClusterState } from '../../cluster-state.js';
 import { selectHost } from '../../scheduler/scheduler.js';
 import type { GroupPolicy, RequestSpec } from '../../scheduler/types.js';
 import { recordBinding } from './bound-record.js';
+import { networkWait } from '../../ipam/allocator.js';
 import { allocateAll, networkCondition } from './networking.js';
 import { markFailed } from './failed.js';
 import {
@@ -153,6 +154,11 @@ function prerequisites(s: ClusterState, { inst }: SyncContext): Waiting | undefi
     return notFound('Image', inst.spec.image, 'create it or fix spec.image');
   const missing = inst.spec.networks.find((n) => !s.networks.get(n.network));
   if (missing) return notFound('Network', missing.network, 'create it or fix spec.networks');
+  // No capacity is claimed for an Instance whose Network hands out no address yet.
+  for (const { network } of inst.spec.networks) {
+    const wait = networkWait(network, s.networks.get(network) as INetwork);
+    if (wait) return wait;
+  }
   const group = inst.spec.serverGroup;
   if (group && !s.serverGroups.get(group, inst.metadata.namespace))
     return notFound(
