@@ -44,7 +44,12 @@ cat > /www/cgi-bin/fetch <<'CGI'
 #!/bin/sh
 printf 'Content-Type: text/plain\r\n\r\n'
 case "$QUERY_STRING" in *[!0-9.:]*|'') echo "bad-address"; exit 0;; esac
-wget -q -T 3 -O - "http://$QUERY_STRING/" 2>/dev/null || echo "fetch-failed"
+host=${QUERY_STRING%%:*}
+port=80
+case "$QUERY_STRING" in *:*) port=${QUERY_STRING##*:} ;; esac
+# nc, not wget: busybox's static wget crashes in glibc's resolver; nc takes the address as is.
+body=$(printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 "$host" "$port" 2>/dev/null | awk 'b { print } /^\r?$/ { b = 1 }')
+if [ -n "$body" ]; then echo "$body"; else echo "fetch-failed"; fi
 CGI
 chmod 755 /www/cgi-bin/fetch
 httpd -p 80 -h /www

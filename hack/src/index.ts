@@ -5,3 +5,4 @@ export * from './local-kova.js';
 export * from './until.js';
 export * from './cli/settings.js';
 export * from './lab.js';
+export * from './lab-outside.js';

@@ -104,6 +104,12 @@ export class NodeLab {
     return `${this.subnet}.1`;
   }
 
+  /** The process holding the switch's network namespace: what joins the underlay joins it. */
+  get switchPid(): number {
+    if (!this.switchProc?.pid) throw new Error('the lab switch is not running');
+    return this.switchProc.pid;
+  }
+
   /** The root namespace's end of the link to the switch. */
   get rootLink(): string {
     return `kvlab${this.slot}`;
