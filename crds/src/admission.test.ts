@@ -279,6 +279,20 @@ const cases: Case[] = [
     message: 'cidr cannot be changed',
   },
   {
+    name: 'Network bridge changed after creation',
+    before: () => network(),
+    manifest: () => network({ bridge: 'br-other' }),
+    field: 'spec.bridge',
+    message: 'bridge cannot be changed',
+  },
+  {
+    name: 'Network MTU changed after creation',
+    before: () => network(),
+    manifest: () => network({ mtu: 1400 }),
+    field: 'spec.mtu',
+    message: 'mtu cannot be changed',
+  },
+  {
     name: 'ServerGroup with an unknown policy',
     manifest: () => serverGroup({ policy: 'spread' }),
     field: 'spec.policy',
@@ -448,7 +462,7 @@ describe('valid manifests', () => {
     const f = await create(flavor());
     expect(f.spec).toMatchObject({ ephemeralGiB: 0, swapMiB: 0 });
     const n = await create(network());
-    expect(n.spec).toMatchObject({ managed: true, mtu: 1500 });
+    expect(n.spec).toMatchObject({ managed: true, mtu: 1450, egress: false });
     const img = await create(image());
     expect(img.spec).toMatchObject({ format: 'qcow2', architecture: 'x86_64', minDiskGiB: 0 });
   });

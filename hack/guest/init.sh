@@ -38,17 +38,22 @@ ip addr add "$CIDR" dev "$IFACE"
 
 mkdir -p /www/cgi-bin
 echo "$ID" > /www/index.html
-# /cgi-bin/fetch?ADDRESS[:PORT]: the guest itself fetches http://ADDRESS/ and answers with what it
-# got, so tests see traffic between guests and out of a Network from the guest's side.
+head -c 3000 /dev/zero | tr '\0' 'k' > /www/big
+# /cgi-bin/fetch?ADDRESS[:PORT][/PATH]: the guest itself fetches it over HTTP and answers with what
+# it got, so tests see traffic between guests and out of a Network from the guest's side; /big
+# is 3000 bytes, more than one full-size frame.
 cat > /www/cgi-bin/fetch <<'CGI'
 #!/bin/sh
 printf 'Content-Type: text/plain\r\n\r\n'
-case "$QUERY_STRING" in *[!0-9.:]*|'') echo "bad-address"; exit 0;; esac
-host=${QUERY_STRING%%:*}
+case "$QUERY_STRING" in *[!0-9a-z.:/]*|'') echo "bad-address"; exit 0;; esac
+addr=${QUERY_STRING%%/*}
+path=/
+case "$QUERY_STRING" in */*) path=/${QUERY_STRING#*/} ;; esac
+host=${addr%%:*}
 port=80
-case "$QUERY_STRING" in *:*) port=${QUERY_STRING##*:} ;; esac
+case "$addr" in *:*) port=${addr##*:} ;; esac
 # nc, not wget: busybox's static wget crashes in glibc's resolver; nc takes the address as is.
-body=$(printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 "$host" "$port" 2>/dev/null | awk 'b { print } /^\r?$/ { b = 1 }')
+body=$(printf 'GET %s HTTP/1.0\r\n\r\n' "$path" | nc -w 3 "$host" "$port" 2>/dev/null | awk 'b { print } /^\r?$/ { b = 1 }')
 if [ -n "$body" ]; then echo "$body"; else echo "fetch-failed"; fi
 CGI
 chmod 755 /www/cgi-bin/fetch

@@ -48,8 +48,20 @@ const patchStatus = (node: string | undefined, inst: string) =>
 
 beforeAll(async () => {
   kubectl(['create', 'namespace', NS]);
+  // The chart states the Kubernetes it needs; render it for the API server at hand.
+  const { serverVersion } = JSON.parse(kubectl(['version', '-o', 'json'])) as {
+    serverVersion: { gitVersion: string };
+  };
   const rendered = parseAllDocuments(
-    helm('template', 'kova', join(root, 'charts', 'kova'), '-n', NS),
+    helm(
+      'template',
+      'kova',
+      join(root, 'charts', 'kova'),
+      '-n',
+      NS,
+      '--kube-version',
+      serverVersion.gitVersion,
+    ),
   )
     .map((d) => d.toJS() as { kind: string })
     .filter(Boolean);

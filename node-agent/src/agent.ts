@@ -33,6 +33,7 @@ import { realHost, type Instance } from './deps.js';
 import { AgentReconciler } from './instance-reconciler.js';
 import { agentMetrics, type AgentMetrics } from './metrics.js';
 import { NodeNetworks, networksInUse } from './network/node-networks.js';
+import { removeLegacyGuard } from './network/legacy-guard.js';
 import { tunnelEndpoint } from './network/tunnel.js';
 import { ImageCache } from './steps/image-cache.js';
 
@@ -131,6 +132,9 @@ export class NodeAgent {
       this.kc.getCurrentCluster()?.server ?? 'https://127.0.0.1',
     );
     this.logger.info('tunnel endpoint', { node: this.config.nodeName, ...tunnel });
+    await removeLegacyGuard(this.logger).catch((error: Error) =>
+      this.logger.warn('could not remove the iptables guard of an older kova agent', { error }),
+    );
     const nodeNetworks = new NodeNetworks({
       nodeName: this.config.nodeName,
       tunnel,

@@ -349,7 +349,7 @@ describe('#12.7 respawning a vanished domain', () => {
     w.api.put(instance(active()));
     await new AgentReconciler(w.d).sync(KEY);
     expect(w.conn.calls).toEqual([`defineXML ${UID}`, `create ${UID}`]);
-    expect(w.host.calls).toEqual([]);
+    expect(w.host.calls).toEqual([`plugNetworks ${UID}`]); // its bridge, no disk made or removed
     expect(w.api.get('vm')?.status).toMatchObject({ phase: 'Active', powerState: 'Running' });
     expect(phases(w)).not.toContain('Spawning');
   });

@@ -103,7 +103,7 @@ function operatorBurst(): void {
         const all = await until(
           'all 50 Active',
           async () => {
-            seen = await vms.list();
+            seen = (await vms.list()).filter((i) => names.includes(i.metadata.name));
             return seen.filter((i) => i.status?.phase === 'Active').length === BURST && seen;
           },
           // 50 guests booting under TCG on two cores: ~150 s alone, more beside other work.

@@ -99,7 +99,25 @@ export function spanningNetworks(): void {
       ]);
       expect(await floodsTo(A, vni)).toEqual([underlay(B)]);
       expect(await floodsTo(B, vni)).toEqual([underlay(A)]);
+      // More than one full-size frame each way: the guests' MTU leaves room for VXLAN.
+      expect(await fetchFrom(e1, `${ipOf(e2)}/big`)).toBe('k'.repeat(3000));
+      expect(await fetchFrom(e2, `${ipOf(e1)}/big`)).toBe('k'.repeat(3000));
       for (const inst of [e1, e2]) expect(await guestMtu(inst)).toBe('1450');
+    });
+
+    it('#13.2 answers for the gateway on each node alone: no node learns the gateway MAC from the overlay', async () => {
+      const { cluster } = two();
+      const [bridge] = JSON.parse(await cluster.onNode(A, ['ip', '-j', 'link', 'show', 'kv-east']));
+      const gatewayMac = (bridge as { address: string }).address;
+      expect(await cluster.onNode(B, ['ip', '-j', 'link', 'show', 'kv-east'])).toContain(
+        gatewayMac,
+      );
+      // Both guests used their gateway (egress above and below): its MAC stays off the tunnel.
+      for (const inst of [e1, e2]) await fetchFrom(inst, `${outside.ip}:${OUTSIDE_PORT}`);
+      for (const node of [A, B]) {
+        const fdb = await cluster.onNode(node, ['bridge', '-j', 'fdb', 'show', 'dev', `kvx${vni}`]);
+        expect(JSON.parse(fdb).map((e: { mac: string }) => e.mac)).not.toContain(gatewayMac);
+      }
     });
 
     it("#13.3 lets a Network with egress reach outside, masqueraded by each guest's own node; a Network without egress stays in", async () => {
@@ -125,7 +143,7 @@ export function spanningNetworks(): void {
       );
       await until(
         "the Network's bridge and VXLAN device gone from B",
-        async () => !/kv-east|kvx/.test(await links(B)),
+        async () => !new RegExp(`\\b(kv-east|kvx${vni})\\b`).test(await links(B)),
         30_000,
         250,
       );

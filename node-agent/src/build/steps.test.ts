@@ -33,10 +33,10 @@ async function lifecycle(step: NodeStep, c: StepContext) {
 }
 
 describe('node steps', () => {
-  it('plugNetworksStep plugs while a bridge is missing and verifies the bridge', async () => {
+  it('plugNetworksStep plugs on every build, bridges there or not, and verifies the bridge', async () => {
     const w = world();
     const c = ctx(w);
-    expect(await lifecycle(plugNetworksStep, c)).toEqual({ before: true, after: false });
+    expect(await lifecycle(plugNetworksStep, c)).toEqual({ before: true, after: true });
     expect(w.host.calls).toEqual([`plugNetworks ${UID}`]);
     w.host.plugNetworks = async () => [];
     w.host.bridges.clear();

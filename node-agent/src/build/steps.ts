@@ -24,10 +24,11 @@ const networksOf = (c: StepContext) =>
 
 export const plugNetworksStep: NodeStep = {
   name: 'networking',
+  // Every build, even with the bridges there: plugging marks the Networks in use on this node
+  // until the domain holds their bridges, or a sync that saw a bridge unused (its last guest
+  // just gone) could remove it under this build. Cheap, and idempotent.
   async shouldDo(c) {
-    for (const net of networksOf(c))
-      if (!net || !(await c.d.host.bridgeExists(net.spec.bridge))) return true;
-    return false;
+    return networksOf(c).length > 0;
   },
   async do(c) {
     await c.d.host.plugNetworks(c.inst.metadata.uid, c.inst.status?.interfaces ?? [], (n) =>

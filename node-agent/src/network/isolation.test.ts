@@ -74,6 +74,7 @@ const node = new NodeNetworks({
   tunnel: undefined,
   networks: { get: (n) => networks[n] },
   inUse: () => inUse,
+  plugGraceMs: 0,
   logger: logger('isolation-test'),
 });
 let ipForwardBefore: string;
@@ -241,20 +242,23 @@ describe('egress and isolation between Networks', () => {
     expect(await connects(guests.a.ns, guests.b.ip, PORT)).toBe(true);
   });
 
-  it('#13.3 removes the bridges and every kova rule once no Instance uses the Networks', async () => {
-    const links = () => sh('ip', '-o', 'link', 'show', 'type', 'bridge');
-    expect(links()).toContain(EGRESS_BRIDGE);
+  it('#13.3 keeps guarding a guest whose Network left the node, and removes bridges and rules once no guest is left', async () => {
+    const bridges = () => sh('ip', '-o', 'link', 'show', 'type', 'bridge');
     inUse = new Set(['sec-test']);
     await node.sync();
-    // The egress Network's guest is still plugged: its bridge stays until the tap is gone.
-    expect(links()).toContain(EGRESS_BRIDGE);
-    expect(sh('nft', 'list', 'table', 'inet', 'kova')).not.toContain(EGRESS_BRIDGE);
-    quietly(() => sh('ip', 'link', 'del', tapName(guests.c.uid, 0)));
-    await node.sync();
-    expect(links()).not.toContain(EGRESS_BRIDGE);
-    expect(sh('nft', 'list', 'table', 'inet', 'kova')).toContain(BRIDGE);
+    // The egress Network's guest is still plugged: its bridge stays, guarded, without egress.
+    expect(bridges()).toContain(EGRESS_BRIDGE);
+    const rules = sh('nft', 'list', 'table', 'inet', 'kova');
+    expect(rules).toContain(`"${EGRESS_BRIDGE}"`);
+    expect(rules).not.toContain('10.231.9.0/24');
+    const { port } = hostServer.address() as AddressInfo;
+    expect(await connects(guests.c.ns, '10.231.9.1', port)).toBe(false);
+    expect(await connects(guests.c.ns, outside.ip, PORT)).toBe(false);
+    for (const g of Object.values(guests))
+      quietly(() => sh('ip', 'link', 'del', tapName(g.uid, 0)));
     inUse = new Set();
     await node.sync();
+    expect(bridges()).not.toMatch(/kvsect/);
     expect(sh('nft', 'list', 'tables')).not.toMatch(/\bkova\b/);
   });
 });

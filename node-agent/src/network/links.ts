@@ -3,6 +3,7 @@
 // entry per other node that has Instances on the Network. Each function makes the link match
 // what is asked and does nothing when it already does, so a sync can call them every time.
 import { writeFile } from 'node:fs/promises';
+import { BuildFault } from '../errors.js';
 import { run } from '../host/exec.js';
 import { bridgeAlias, gatewayMac, networkOfAlias, vxlanName, VXLAN_PORT } from './names.js';
 
@@ -44,14 +45,18 @@ const noIpv6 = (dev: string) =>
 
 export async function ensureBridge(l: NetworkLinks): Promise<void> {
   let br = await link(l.bridge);
+  // Never take over a link kova did not make for this Network (eth0, docker0, cni0, …).
+  if (br && (br.linkinfo?.info_kind !== 'bridge' || br.ifalias !== bridgeAlias(l.network)))
+    throw new BuildFault(
+      'BridgeInUse',
+      `link ${l.bridge} already exists on this node and is not the bridge kova made for Network ${l.network}; set another spec.bridge, or delete the link if it is a leftover (ip link delete ${l.bridge})`,
+      false,
+    );
   if (!br) {
-    await run('ip', ['link', 'add', 'name', l.bridge, 'type', 'bridge']).catch(async (err) => {
-      if (!(await linkExists(l.bridge))) throw err; // another plug made it meanwhile
-    });
+    await run('ip', ['link', 'add', 'name', l.bridge, 'type', 'bridge']);
+    await run('ip', ['link', 'set', 'dev', l.bridge, 'alias', bridgeAlias(l.network)]);
     br = await link(l.bridge);
   }
-  if (br?.ifalias !== bridgeAlias(l.network))
-    await run('ip', ['link', 'set', 'dev', l.bridge, 'alias', bridgeAlias(l.network)]);
   await noIpv6(l.bridge);
   if (l.vni !== undefined && br?.address !== gatewayMac(l.vni))
     await run('ip', ['link', 'set', 'dev', l.bridge, 'address', gatewayMac(l.vni)]);

@@ -33,11 +33,18 @@ export interface NodeNetworksOptions {
   networks: Pick<Informer<INetwork>, 'get'>;
   /** Names of the Networks the Instances bound to this node have addresses on. */
   inUse: () => Set<string>;
+  /** How long a Network plugged for a build stays wanted without an Instance showing it. */
+  plugGraceMs?: number;
   logger: Logger;
 }
 
 export const DEFAULT_MTU = 1450;
 const SYNC_DELAY_MS = 200;
+/**
+ * A Network plugged for a build stays wanted this long even if no Instance here shows it yet:
+ * the domain that uses its bridge starts later in the build.
+ */
+const DEFAULT_PLUG_GRACE_MS = 15 * 60_000;
 const REFUSED: ReadonlySet<string> = new Set([
   NetworkReason.CIDROverlap,
   NetworkReason.BridgeConflict,
@@ -49,6 +56,8 @@ export class NodeNetworks {
   /** Host network changes run one at a time: two plugs would both find a link missing. */
   private serial: Promise<unknown> = Promise.resolve();
   private appliedRules: string | undefined;
+  /** When each Network was last plugged for a build. */
+  private readonly plugged = new Map<string, number>();
   private syncTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: NodeNetworksOptions) {}
@@ -67,6 +76,7 @@ export class NodeNetworks {
         if (!net)
           throw new BuildFault('NetworkNotFound', `Network ${iface.network} does not exist`, false);
         await this.bringUp(net);
+        this.plugged.set(iface.network, Date.now());
         if (net.spec.managed !== false) plugged.set(net.metadata?.name, net);
         const mtu = net.spec.mtu ?? DEFAULT_MTU;
         nics.push({ ...iface, bridge: net.spec.bridge, tap: tapName(uid, i), mtu });
@@ -102,8 +112,8 @@ export class NodeNetworks {
             error,
           }),
         );
-      await this.applyRules(wanted);
       await this.removeUnused(new Set(wanted.map((n) => n.metadata?.name as string)));
+      await this.applyRules(wanted);
     });
   }
 
@@ -113,9 +123,12 @@ export class NodeNetworks {
     return next;
   }
 
-  /** The managed, usable Networks this node's Instances are on. */
+  /** The managed, usable Networks this node's Instances are on (or were plugged for a build). */
   private wanted(): INetwork[] {
-    return [...this.o.inUse()]
+    const now = Date.now();
+    const grace = this.o.plugGraceMs ?? DEFAULT_PLUG_GRACE_MS;
+    for (const [name, at] of this.plugged) if (now - at >= grace) this.plugged.delete(name);
+    return [...new Set([...this.o.inUse(), ...this.plugged.keys()])]
       .map((name) => this.o.networks.get(name))
       .filter((n): n is INetwork => !!n && n.spec.managed !== false && !refusal(n));
   }
@@ -133,6 +146,7 @@ export class NodeNetworks {
     }
     const links = this.linksOf(net);
     await ensureBridge(links).catch((err: Error) => {
+      if (err instanceof BuildFault) throw err;
       throw new BuildFault(
         'BridgeCreateFailed',
         `could not set up bridge ${bridge}: ${err.message}`,
@@ -195,9 +209,9 @@ export class NodeNetworks {
    * (ebtables) while domains start, and fails when another transaction lands in between.
    */
   private async applyRules(nets: INetwork[]): Promise<void> {
-    const guarded = nets.map((n) => this.guarded(n));
-    const text = renderRuleset(guarded);
     try {
+      const guarded = [...nets.map((n) => this.guarded(n)), ...(await this.orphanBridges(nets))];
+      const text = renderRuleset(guarded);
       if (text === this.appliedRules && (await this.tablesPresent(guarded.length > 0))) return;
       if (guarded.some((n) => n.egress)) await writeFile('/proc/sys/net/ipv4/ip_forward', '1');
       await run('nft', ['-f', '-'], { input: text });
@@ -210,6 +224,18 @@ export class NodeNetworks {
         { cause: err },
       );
     }
+  }
+
+  /**
+   * Bridges kova made that are not among `nets` but still exist (only one with guests survives
+   * a sync): they keep the guard and isolation whatever became of their Network (refused,
+   * renamed, deleted, its Instances rebound elsewhere); only egress goes.
+   */
+  private async orphanBridges(nets: INetwork[]): Promise<GuardedNetwork[]> {
+    const covered = new Set(nets.map((n) => n.spec.bridge));
+    return [...(await ownedBridges())]
+      .filter(([, bridge]) => !covered.has(bridge))
+      .map(([name, bridge]) => ({ name, bridge, cidr: '', gateway: '', egress: false }));
   }
 
   /** Whether kova's tables are there as last applied (a read: it changes nothing). */

@@ -48,6 +48,12 @@ describe('kova nftables ruleset', () => {
     );
     expect(text).not.toContain('ip saddr 10.2.0.0/24');
     expect(text).toContain('iifname @egress_bridges oifname != @guest_bridges accept');
+    // Before the egress accept: no VXLAN injection into other segments, no cloud metadata.
+    const accept = text.indexOf('iifname @egress_bridges oifname != @guest_bridges accept');
+    expect(text.indexOf('iifname @guest_bridges udp dport 4789 drop')).toBeLessThan(accept);
+    expect(text.indexOf('iifname @guest_bridges ip daddr 169.254.0.0/16 drop')).toBeLessThan(
+      accept,
+    );
   });
 
   it('keeps the distributed gateway off the overlay: its frames and ARP about it stay on the node', () => {

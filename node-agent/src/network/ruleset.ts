@@ -7,12 +7,16 @@
 //            service on 0.0.0.0 with it) except replies to connections the node opened.
 //   forward: bridged traffic within a Network passes (br_netfilter shows it here as bridge to
 //            the same bridge); replies pass; a Network with egress may open connections to
-//            anything that is not a guest Network; nothing else is routed into or out of a
-//            Network, so two Networks never reach each other through a node.
+//            anything that is not a guest Network, the nodes' VXLAN port or a link-local address;
+//            nothing else is routed into or out of a Network, so two Networks never reach each
+//            other through a node. A bridge kova made that still has guests but no Network here
+//            any more (refused, renamed, its Instance rebound) keeps the guard and isolation.
 //   postrouting: egress is masqueraded to the node's address (KubeVirt's masquerade binding).
 // table bridge kova — the distributed gateway: every node's bridge carries the gateway address
 //   with the same MAC, so no frame from a gateway and no ARP about the gateway may cross the
 //   overlay; each guest is answered by the gateway of the node it runs on.
+
+import { VXLAN_PORT } from './names.js';
 
 export interface GuardedNetwork {
   name: string;
@@ -60,6 +64,10 @@ function inetTable(nets: GuardedNetwork[]): string {
     chain('forward', 'forward', [
       ...bridges.map((b) => `iifname ${q(b)} oifname ${q(b)} accept`),
       'oifname @guest_bridges ct state established,related accept',
+      // Never, even with egress: the nodes' VXLAN port (a guest would inject frames into other
+      // Networks' segments) and link-local addresses (cloud metadata: the node's credentials).
+      `iifname @guest_bridges udp dport ${VXLAN_PORT} drop`,
+      'iifname @guest_bridges ip daddr 169.254.0.0/16 drop',
       'iifname @egress_bridges oifname != @guest_bridges accept',
       'iifname @guest_bridges drop',
       'oifname @guest_bridges drop',
