@@ -23,6 +23,7 @@ import { domainXml } from './domain/xml.js';
 import type { Instance } from './instance-reconciler.js';
 import { open } from './libvirt/index.js';
 import { tapName } from './network/names.js';
+import { usableNetworkStatus } from './test-support.js';
 
 const mainJs = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'main.js');
 const NODE = 'agent-test-node';
@@ -174,20 +175,7 @@ beforeAll(async () => {
   await new Patcher(kc, 'kova-operator').mergeStatus(
     { apiVersion: API_VERSION, kind: 'Network', plural: PLURAL.Network, name: 'testnet' },
     testnet.metadata.resourceVersion,
-    {
-      vni: 4242,
-      observedGeneration: 1,
-      conditions: [
-        {
-          type: 'Ready',
-          status: 'True',
-          reason: 'Ready',
-          message: 'VNI 4242 (played by the test)',
-          observedGeneration: 1,
-          lastTransitionTime: new Date().toISOString(),
-        },
-      ],
-    },
+    usableNetworkStatus(4242),
   );
   ns = 'agent-test';
   await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: ns } } });

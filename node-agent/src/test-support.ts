@@ -313,21 +313,7 @@ export function world(config: Partial<AgentConfig> = {}): World {
     kind: 'Network',
     metadata: { name: 'net', generation: 1 },
     spec: { cidr: '10.0.0.0/24', gateway: '10.0.0.1', bridge: 'br-test' },
-    // As the operator's Network controller leaves it: checked, Ready, given its VNI.
-    status: {
-      vni: 4242,
-      observedGeneration: 1,
-      conditions: [
-        {
-          type: 'Ready',
-          status: 'True',
-          reason: 'Ready',
-          message: 'VNI 4242',
-          observedGeneration: 1,
-          lastTransitionTime: '2026-11-24T10:00:00Z',
-        },
-      ],
-    },
+    status: usableNetworkStatus(4242),
   } as INetwork;
   const d: AgentDeps = {
     config: {
@@ -424,4 +410,22 @@ export function instance(
       ...status,
     },
   } as Instance;
+}
+
+/** A Network's status as the operator's Network controller leaves it: checked, Ready, its VNI. */
+export function usableNetworkStatus(vni: number) {
+  return {
+    vni,
+    observedGeneration: 1,
+    conditions: [
+      {
+        type: 'Ready',
+        status: 'True' as const,
+        reason: 'Ready',
+        message: `VNI ${vni}`,
+        observedGeneration: 1,
+        lastTransitionTime: '2026-11-24T10:00:00Z',
+      },
+    ],
+  };
 }

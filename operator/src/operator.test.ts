@@ -12,7 +12,7 @@ import {
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import https from 'node:https';
-import { apiStatus, Patcher, logger, loadKubeConfig } from '@kova/controller-kit';
+import { apiStatus, Patcher, loadKubeConfig } from '@kova/controller-kit';
 import {
   API_VERSION,
   GROUP,
@@ -30,13 +30,12 @@ import {
   type SimulatedHost,
   until,
 } from '@kova/hack';
-import { Registry } from 'prom-client';
 import type { InstanceObject as Instance } from '@kova/crds';
 import { ClusterState } from './cluster-state.js';
 import { configFromEnv, type OperatorConfig } from './config.js';
 import { AddressAllocator } from './ipam/allocator.js';
 import type { ReconcilerDeps } from './instance/sync-context.js';
-import { Operator } from './operator.js';
+import { runOperator, stopOperator, type RunningOperator } from './test-support.js';
 
 const execFileAsync = promisify(execFile);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -45,12 +44,12 @@ let cp: LocalControlPlane;
 let kc: KubeConfig;
 let api: CustomObjectsApi;
 let fleet: SimulatedFleet;
-let operator: { controller: Operator; abort: AbortController };
+let operator: RunningOperator;
 
-async function startOperator(
+function startOperator(
   over: Partial<OperatorConfig> = {},
   overrides: Partial<Pick<ReconcilerDeps, 'patcher'>> = {},
-): Promise<typeof operator> {
+): Promise<RunningOperator> {
   const config = {
     ...configFromEnv(),
     heartbeatTimeoutMs: 3000,
@@ -58,16 +57,7 @@ async function startOperator(
     heldAddressCheckMs: 500,
     ...over,
   };
-  const controller = new Operator(kc, config, logger('operator-test'), new Registry(), overrides);
-  await controller.startInformers();
-  const abort = new AbortController();
-  void controller.lead(abort.signal);
-  return { controller, abort };
-}
-
-async function stopOperator(): Promise<void> {
-  operator.abort.abort();
-  await operator.controller.stop();
+  return runOperator(kc, config, 'operator-test', overrides);
 }
 
 const kovaApi = (plural: string) => ({ group: GROUP, version: VERSION, plural });
@@ -225,7 +215,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await stopOperator();
+  await stopOperator(operator);
   await fleet.stop();
   await cp.stop();
 });
@@ -709,7 +699,7 @@ describe('hardening: the control loop against real failures', () => {
   });
 
   it('#12.3 keeps the claim of a bind whose reply was lost after the API server applied it', async () => {
-    await stopOperator();
+    await stopOperator(operator);
     let lose = true;
     const real = new Patcher(kc, 'kova-operator');
     const lossy = Object.assign(Object.create(real) as Patcher, {
@@ -735,7 +725,7 @@ describe('hardening: the control loop against real failures', () => {
     });
     expect(waiting.status?.nodeName).toBeUndefined();
     expect(cond(waiting.status, 'Scheduled')?.message).toContain('insufficient');
-    await stopOperator();
+    await stopOperator(operator);
     operator = await startOperator();
   });
 
@@ -880,7 +870,7 @@ describe('hardening: the control loop against real failures', () => {
   });
 
   it('#12.1 schedules even when releasing an orphaned address fails on taking over', async () => {
-    await stopOperator();
+    await stopOperator(operator);
     const orphan = {
       metadata: { name: 'net1.10-100-15-250', labels: { 'compute.kova.dev/instance-uid': 'gone' } },
       spec: {
@@ -936,7 +926,7 @@ describe('#13.5 what an Instance was given does not change under it', () => {
     });
     expect(first.status?.image).toEqual({ name: 'guest', sha256: 'a'.repeat(64), format: 'qcow2' });
     await api.deleteClusterCustomObject({ ...kovaApi('flavors'), name: 'given' });
-    await stopOperator();
+    await stopOperator(operator);
     operator = await startOperator();
     await create('Instance', instance('second', {}, 'given'), ns);
     // Bound or refused, whichever the operator decides: bound onto hv-given is the defect.

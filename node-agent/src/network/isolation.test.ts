@@ -14,6 +14,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { trafficFilter } from '../domain/xml.js';
+import { usableNetworkStatus } from '../test-support.js';
 import { tapName } from './names.js';
 import { NodeNetworks } from './node-networks.js';
 
@@ -43,27 +44,20 @@ const guests = {
   },
 };
 const outside = { ns: `kova-sec-out-${process.pid}`, ip: '10.231.8.2' };
-const ready = {
-  type: 'Ready',
-  status: 'True' as const,
-  reason: 'Ready',
-  message: '',
-  lastTransitionTime: '',
-};
 const networks: Record<string, INetwork> = {
   'sec-test': {
     apiVersion: 'compute.kova.dev/v1alpha1',
     kind: 'Network',
     metadata: { name: 'sec-test' },
     spec: { cidr: '10.231.7.0/24', gateway: '10.231.7.1', bridge: BRIDGE },
-    status: { vni: 7001, conditions: [ready] },
+    status: usableNetworkStatus(7001),
   },
   'sec-egress': {
     apiVersion: 'compute.kova.dev/v1alpha1',
     kind: 'Network',
     metadata: { name: 'sec-egress' },
     spec: { cidr: '10.231.9.0/24', gateway: '10.231.9.1', bridge: EGRESS_BRIDGE, egress: true },
-    status: { vni: 7002, conditions: [ready] },
+    status: usableNetworkStatus(7002),
   },
 };
 const networkOf = (g: keyof typeof guests) => (g === 'c' ? 'sec-egress' : 'sec-test');
@@ -74,7 +68,6 @@ const node = new NodeNetworks({
   tunnel: undefined,
   networks: { get: (n) => networks[n] },
   inUse: () => inUse,
-  plugGraceMs: 0,
   logger: logger('isolation-test'),
 });
 let ipForwardBefore: string;

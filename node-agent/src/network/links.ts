@@ -46,14 +46,14 @@ const noIpv6 = (dev: string) =>
 export async function ensureBridge(l: NetworkLinks): Promise<void> {
   let br = await link(l.bridge);
   // Never take over a link kova did not make for this Network (eth0, docker0, cni0, …).
-  if (br && (br.linkinfo?.info_kind !== 'bridge' || br.ifalias !== bridgeAlias(l.network)))
+  if (br && !(await madeFor(br, l.network)))
     throw new BuildFault(
       'BridgeInUse',
       `link ${l.bridge} already exists on this node and is not the bridge kova made for Network ${l.network}; set another spec.bridge, or delete the link if it is a leftover (ip link delete ${l.bridge})`,
       false,
     );
-  if (!br) {
-    await run('ip', ['link', 'add', 'name', l.bridge, 'type', 'bridge']);
+  if (!br) await run('ip', ['link', 'add', 'name', l.bridge, 'type', 'bridge']);
+  if (br?.ifalias !== bridgeAlias(l.network)) {
     await run('ip', ['link', 'set', 'dev', l.bridge, 'alias', bridgeAlias(l.network)]);
     br = await link(l.bridge);
   }
@@ -62,6 +62,18 @@ export async function ensureBridge(l: NetworkLinks): Promise<void> {
     await run('ip', ['link', 'set', 'dev', l.bridge, 'address', gatewayMac(l.vni)]);
   await run('ip', ['addr', 'replace', `${l.gateway}/${l.prefix}`, 'dev', l.bridge]);
   await run('ip', ['link', 'set', 'dev', l.bridge, 'mtu', String(l.mtu), 'up']);
+}
+
+/**
+ * Whether an existing link is the bridge kova made for this Network: marked so, or a bridge an
+ * agent stopped between creating and marking it (unmarked, no port, no address).
+ */
+async function madeFor(br: LinkInfo, network: string): Promise<boolean> {
+  if (br.linkinfo?.info_kind !== 'bridge') return false;
+  if (br.ifalias !== undefined) return br.ifalias === bridgeAlias(network);
+  const out = await run('ip', ['-j', 'addr', 'show', 'dev', br.ifname]);
+  const addrs = (JSON.parse(out) as { addr_info?: unknown[] }[])[0]?.addr_info ?? [];
+  return addrs.length === 0 && (await ports(br.ifname)).length === 0;
 }
 
 /** The Network's VXLAN device from `local`, on its bridge; remade if its VNI or address moved. */

@@ -33,18 +33,11 @@ export interface NodeNetworksOptions {
   networks: Pick<Informer<INetwork>, 'get'>;
   /** Names of the Networks the Instances bound to this node have addresses on. */
   inUse: () => Set<string>;
-  /** How long a Network plugged for a build stays wanted without an Instance showing it. */
-  plugGraceMs?: number;
   logger: Logger;
 }
 
 export const DEFAULT_MTU = 1450;
 const SYNC_DELAY_MS = 200;
-/**
- * A Network plugged for a build stays wanted this long even if no Instance here shows it yet:
- * the domain that uses its bridge starts later in the build.
- */
-const DEFAULT_PLUG_GRACE_MS = 15 * 60_000;
 const REFUSED: ReadonlySet<string> = new Set([
   NetworkReason.CIDROverlap,
   NetworkReason.BridgeConflict,
@@ -56,8 +49,6 @@ export class NodeNetworks {
   /** Host network changes run one at a time: two plugs would both find a link missing. */
   private serial: Promise<unknown> = Promise.resolve();
   private appliedRules: string | undefined;
-  /** When each Network was last plugged for a build. */
-  private readonly plugged = new Map<string, number>();
   private syncTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: NodeNetworksOptions) {}
@@ -76,7 +67,6 @@ export class NodeNetworks {
         if (!net)
           throw new BuildFault('NetworkNotFound', `Network ${iface.network} does not exist`, false);
         await this.bringUp(net);
-        this.plugged.set(iface.network, Date.now());
         if (net.spec.managed !== false) plugged.set(net.metadata?.name, net);
         const mtu = net.spec.mtu ?? DEFAULT_MTU;
         nics.push({ ...iface, bridge: net.spec.bridge, tap: tapName(uid, i), mtu });
@@ -123,12 +113,13 @@ export class NodeNetworks {
     return next;
   }
 
-  /** The managed, usable Networks this node's Instances are on (or were plugged for a build). */
+  /**
+   * The managed, usable Networks this node's Instances are on. An Instance being built is among
+   * them from its plug on (the agent builds only Instances its informer shows, and plug and sync
+   * run one at a time), so a sync cannot remove a bridge a build has just plugged.
+   */
   private wanted(): INetwork[] {
-    const now = Date.now();
-    const grace = this.o.plugGraceMs ?? DEFAULT_PLUG_GRACE_MS;
-    for (const [name, at] of this.plugged) if (now - at >= grace) this.plugged.delete(name);
-    return [...new Set([...this.o.inUse(), ...this.plugged.keys()])]
+    return [...this.o.inUse()]
       .map((name) => this.o.networks.get(name))
       .filter((n): n is INetwork => !!n && n.spec.managed !== false && !refusal(n));
   }

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { execFileSync } from 'node:child_process';
-import { apiStatus, logger, loadKubeConfig, Patcher } from '@kova/controller-kit';
+import { apiStatus, loadKubeConfig, Patcher } from '@kova/controller-kit';
 import {
   API_VERSION,
   GROUP,
@@ -18,29 +18,19 @@ import {
   type InstanceObject,
 } from '@kova/crds';
 import { applyCrds, kubectlPath, LocalControlPlane, SimulatedFleet, until } from '@kova/hack';
-import { Registry } from 'prom-client';
 import { configFromEnv } from '../config.js';
-import { Operator } from '../operator.js';
+import { runOperator, stopOperator, type RunningOperator } from '../test-support.js';
 
 let cp: LocalControlPlane;
 let kc: KubeConfig;
 let api: CustomObjectsApi;
 let fleet: SimulatedFleet;
-let operator: { op: Operator; abort: AbortController };
+let operator: RunningOperator;
 const NS = 'nets';
 
-async function startOperator(): Promise<typeof operator> {
+function startOperator(): Promise<RunningOperator> {
   const config = { ...configFromEnv(), vniMin: 7000, heartbeatTimeoutMs: 5000 };
-  const op = new Operator(kc, config, logger('network-test'), new Registry());
-  await op.startInformers();
-  const abort = new AbortController();
-  void op.lead(abort.signal);
-  return { op, abort };
-}
-
-async function stopOperator(): Promise<void> {
-  operator.abort.abort();
-  await operator.op.stop();
+  return runOperator(kc, config, 'network-test');
 }
 
 const kova = (plural: string) => ({ group: GROUP, version: VERSION, plural });
@@ -174,7 +164,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await stopOperator();
+  await stopOperator(operator);
   await fleet.stop();
   await cp.stop();
 });
@@ -210,7 +200,7 @@ describe('VNI', () => {
     expect(new Set(vnis).size).toBe(2);
     for (const v of vnis) expect(v).toBeGreaterThanOrEqual(7000);
 
-    await stopOperator();
+    await stopOperator(operator);
     operator = await startOperator();
     await createNetwork('vni-c', {
       cidr: '10.44.0.0/24',
