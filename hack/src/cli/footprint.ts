@@ -4,7 +4,7 @@
 // directories and any process still using them. Teardown removes these directly only when the
 // agent could not, and then checks that none is left.
 import { execFile } from 'node:child_process';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -29,6 +29,19 @@ export interface RunFootprint {
 export interface HostBefore {
   bridges: Set<string>;
   tables: Set<string>;
+  /** Whether IPv4 forwarding was on (an agent turns it on for a Network with egress). */
+  ipForward: boolean;
+}
+
+const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
+
+async function ipForwardOn(): Promise<boolean> {
+  return (await readFile(IP_FORWARD, 'utf8')).trim() === '1';
+}
+
+/** Turns IPv4 forwarding off again if it was off before the run. */
+export async function restoreIpForward(before: HostBefore): Promise<void> {
+  if (!before.ipForward && (await ipForwardOn())) await writeFile(IP_FORWARD, '0');
 }
 
 export type LeftoverKind = 'domain' | 'tap' | 'table' | 'bridge' | 'directory' | 'process';
@@ -80,7 +93,11 @@ export async function removeLeftovers(leftovers: Leftover[]): Promise<void> {
 
 /** What the host has now, so that teardown removes only what appears later. */
 export async function hostNow(): Promise<HostBefore> {
-  return { bridges: await bridgesNow(), tables: new Set(await tablesNow()) };
+  return {
+    bridges: await bridgesNow(),
+    tables: new Set(await tablesNow()),
+    ipForward: await ipForwardOn(),
+  };
 }
 
 /** Bridges present now. */

@@ -24,7 +24,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
 
 let starting: Promise<LocalKova> | undefined;
-let before: HostBefore = { bridges: new Set(), tables: new Set() };
+let before: HostBefore = { bridges: new Set(), tables: new Set(), ipForward: true };
 let stopping = false;
 
 /** Deletes every Instance (the agent removes domains, disks and taps), then everything else. */

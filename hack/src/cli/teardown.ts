@@ -13,6 +13,7 @@ import {
   bridgesNow,
   findLeftovers,
   removeLeftovers,
+  restoreIpForward,
   tablesNow,
   type HostBefore,
   type Leftover,
@@ -52,6 +53,7 @@ export async function teardown(kova: LocalKova, opts: TeardownOptions): Promise<
   }
   // No agent removes a bridge or its guard (another Instance may come): the run that made it does.
   await removeLeftovers(left.filter((l) => l.kind !== 'directory' && l.kind !== 'process'));
+  await restoreIpForward(opts.before);
   return findLeftovers(fp);
 }
 
