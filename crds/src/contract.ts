@@ -122,3 +122,19 @@ export function networkNotUsableMessage(name: string, net: NetworkLike): string 
     ? `Network ${name} is not usable (${ready.reason}): ${ready.message}`
     : `Network ${name} has not been checked by the operator yet`;
 }
+
+/** Reasons for which the operator refuses a Network for good: no node may build it. */
+const REFUSALS: ReadonlySet<string> = new Set([
+  NetworkReason.CIDROverlap,
+  NetworkReason.BridgeConflict,
+  NetworkReason.VNIExhausted,
+  NetworkReason.VNIConflict,
+]);
+
+/** Why the operator refused this Network, if it did (not merely "not checked yet"). */
+export function networkRefusal(name: string, net: NetworkLike): string | undefined {
+  const ready = net.status?.conditions?.find((c) => c.type === ConditionType.Ready);
+  return ready?.status === 'False' && REFUSALS.has(ready.reason)
+    ? `Network ${name} is refused (${ready.reason}): ${ready.message}`
+    : undefined;
+}

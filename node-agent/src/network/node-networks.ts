@@ -4,7 +4,7 @@
 // change and every resync. What no Instance here uses any more is removed; nothing is kept in
 // memory that a restarted agent could not rebuild from the Networks and its Instances.
 import type { Informer, Logger } from '@kova/controller-kit';
-import { NetworkReason, type IInstance, type INetwork, type Interface } from '@kova/crds';
+import { networkRefusal, type IInstance, type INetwork, type Interface } from '@kova/crds';
 import { writeFile } from 'node:fs/promises';
 import { BuildFault } from '../errors.js';
 import { run } from '../host/exec.js';
@@ -38,12 +38,6 @@ export interface NodeNetworksOptions {
 
 export const DEFAULT_MTU = 1450;
 const SYNC_DELAY_MS = 200;
-const REFUSED: ReadonlySet<string> = new Set([
-  NetworkReason.CIDROverlap,
-  NetworkReason.BridgeConflict,
-  NetworkReason.VNIExhausted,
-  NetworkReason.VNIConflict,
-]);
 
 export class NodeNetworks {
   /** Host network changes run one at a time: two plugs would both find a link missing. */
@@ -263,12 +257,7 @@ export class NodeNetworks {
 }
 
 /** Why the operator refused this Network, if it did: such a Network is never built. */
-function refusal(net: INetwork): string | undefined {
-  const ready = net.status?.conditions?.find((c) => c.type === 'Ready');
-  return ready?.status === 'False' && REFUSED.has(ready.reason)
-    ? `Network ${net.metadata?.name} is refused (${ready.reason}): ${ready.message}`
-    : undefined;
-}
+const refusal = (net: INetwork) => networkRefusal(net.metadata?.name as string, net);
 
 /** The Networks the given Instances have addresses on. */
 export function networksInUse(instances: readonly IInstance[]): Set<string> {
