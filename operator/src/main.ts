@@ -2,6 +2,7 @@
 // Network lifecycle (conflicts, VNIs, usage, deletion).
 import {
   ensureCrds,
+  envNumber,
   exitOnVersionFlag,
   HealthServer,
   LeaderElector,
@@ -11,12 +12,13 @@ import {
 import { crdManifests } from '@kova/crds';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { configFromEnv } from './config.js';
+import { checkInstall, LEADER_LEASE } from './install-check.js';
 import { Operator } from './operator.js';
+import { checkUninstall, type CheckResult } from './uninstall-check.js';
 
 const log = logger('kova-operator');
 
 async function main(): Promise<void> {
-  exitOnVersionFlag('kova-operator', new URL('../package.json', import.meta.url));
   const config = configFromEnv();
   const kc = loadKubeConfig();
   if (config.manageCrds) {
@@ -36,7 +38,7 @@ async function main(): Promise<void> {
   await controller.startInformers();
 
   const elector = new LeaderElector(kc, {
-    lease: 'kova-operator',
+    lease: LEADER_LEASE,
     namespace: config.systemNamespace,
     identity: config.identity,
     logger: log,
@@ -68,7 +70,36 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => void shutdown('SIGINT'));
 }
 
-main().catch((err: Error) => {
-  log.error('operator failed to start', { error: err });
+/** The chart's hooks run the operator image with one of these as its argument. */
+const CHECKS: Record<string, () => Promise<CheckResult>> = {
+  // pre-delete: fails while Instances exist.
+  'check-uninstall': () =>
+    checkUninstall(loadKubeConfig(), {
+      release: process.env.KOVA_RELEASE_NAME ?? 'kova',
+      namespace: configFromEnv().systemNamespace,
+    }),
+  // helm test
+  'check-install': () =>
+    checkInstall(loadKubeConfig(), {
+      namespace: configFromEnv().systemNamespace,
+      timeoutMs: envNumber('KOVA_CHECK_TIMEOUT_SECONDS', 60) * 1000,
+    }),
+};
+
+async function check(name: string): Promise<void> {
+  const run = CHECKS[name];
+  if (!run) {
+    process.stderr.write(`unknown command ${name}; commands: ${Object.keys(CHECKS).join(', ')}\n`);
+    process.exit(2);
+  }
+  const result = await run();
+  (result.ok ? process.stdout : process.stderr).write(`${result.message}\n`);
+  process.exit(result.ok ? 0 : 1);
+}
+
+exitOnVersionFlag('kova-operator', new URL('../package.json', import.meta.url));
+const command = process.argv[2];
+(command ? check(command) : main()).catch((err: Error) => {
+  log.error(command ? `${command} failed` : 'operator failed to start', { error: err });
   process.exit(1);
 });
