@@ -23,6 +23,12 @@ export interface AgentConfig {
   /** Cached image bases no Instance used for this long are removed. */
   imageTtlMs: number;
   healthPort: number;
+  /**
+   * Where health and metrics listen; unset: all addresses. The agent shares the node's network:
+   * all addresses let Prometheus scrape it, 127.0.0.1 keeps both off the node's network (the
+   * kubelet's probes still reach them).
+   */
+  healthAddress?: string;
   /** The node's underlay address for VXLAN; unset: the source address of its route to the API server. */
   tunnelAddress?: string;
 }
@@ -43,6 +49,7 @@ export function configFromEnv(): AgentConfig {
     orphanGraceMs: num('KOVA_ORPHAN_GRACE_SECONDS', 60) * 1000,
     imageTtlMs: num('KOVA_IMAGE_TTL_SECONDS', 24 * 3600) * 1000,
     healthPort: num('KOVA_HEALTH_PORT', 8081),
+    healthAddress: process.env.KOVA_HEALTH_ADDRESS || undefined,
     tunnelAddress: process.env.KOVA_TUNNEL_ADDRESS || undefined,
   };
 }

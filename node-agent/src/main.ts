@@ -21,7 +21,12 @@ async function main(): Promise<void> {
     log.with({ node: config.nodeName }),
     registry,
   );
-  const health = new HealthServer({ port: config.healthPort, registry, logger: log });
+  const health = new HealthServer({
+    port: config.healthPort,
+    host: config.healthAddress,
+    registry,
+    logger: log,
+  });
   health.addLivenessCheck('event-loop', () => agent.isHealthy());
   health.addReadinessCheck('synced-and-heartbeat', () => agent.isReady());
   await health.start();
