@@ -1,11 +1,12 @@
 // The Helm chart: lints, renders with default and non-default values, its CRDs are exactly
 // crds/, and the API server accepts the rendered objects in a server-side dry run.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { PLURAL } from '@kova/crds';
 import { parseAllDocuments } from 'yaml';
 import { kubectlPath } from './control-plane.js';
 import { until } from './until.js';
@@ -145,13 +146,15 @@ describe('Helm chart', () => {
     expect(crdRules(template('--set', 'crds.manage=false'))).toEqual([]);
   });
 
-  it('is accepted by the real API server in a server-side dry run', () => {
+  it('is accepted by the real API server in a server-side dry run, the uninstall guard too', () => {
+    // The helm test Pod is dry-run with its ServiceAccount in place, by the Pod Security test.
     const out = kubectl(
       ['apply', '--dry-run=server', '-n', 'kova-chart-test', '-f', '-'],
-      template('-n', 'kova-chart-test'),
+      template('-n', 'kova-chart-test', '--skip-tests'),
     );
     expect(out).toContain('deployment.apps/kova-operator created (server dry run)');
     expect(out).toContain('daemonset.apps/kova-node-agent created (server dry run)');
+    expect(out).toContain('job.batch/kova-uninstall-check created (server dry run)');
   });
 
   it('gives each component only what it needs, as the real API server judges it (kubectl auth can-i)', () => {
@@ -226,5 +229,433 @@ describe('Helm chart', () => {
       expect(as('viewer', 'list', `${resource}.compute.kova.dev`)).toBe('yes');
     expect(as('kova-viewer', 'get', 'instances.compute.kova.dev')).toBe('yes');
     expect(as('editor', 'list', 'instances.compute.kova.dev/status')).toBe('yes');
+  });
+});
+
+interface Container {
+  image: string;
+  args?: string[];
+  env?: { name: string; value?: string }[];
+  ports?: { name: string; containerPort: number }[];
+  readinessProbe?: { httpGet: { host?: string; port: string } };
+  livenessProbe?: { httpGet: { host?: string; port: string } };
+  securityContext?: Record<string, unknown>;
+}
+interface PodSpec {
+  serviceAccountName?: string;
+  nodeSelector?: Record<string, string>;
+  tolerations?: Record<string, unknown>[];
+  affinity?: Record<string, unknown>;
+  priorityClassName?: string;
+  imagePullSecrets?: { name: string }[];
+  terminationGracePeriodSeconds?: number;
+  securityContext?: Record<string, unknown>;
+  containers: Container[];
+}
+interface PodTemplate {
+  metadata: { labels: Record<string, string>; annotations?: Record<string, string> };
+  spec: PodSpec;
+}
+interface Rendered {
+  apiVersion: string;
+  kind: string;
+  metadata: {
+    name: string;
+    namespace?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
+  spec: PodSpec & {
+    template: PodTemplate;
+    updateStrategy?: unknown;
+    backoffLimit?: number;
+    activeDeadlineSeconds?: number;
+    ports?: { name: string; port: number }[];
+    namespaceSelector?: { matchNames: string[] };
+    endpoints?: { port: string }[];
+  };
+}
+
+const rendered = (...args: string[]) =>
+  kinds(template('-n', 'kova-chart-test', ...args)) as unknown as Rendered[];
+function get(objs: Rendered[], kind: string, name: string): Rendered {
+  const found = objs.find((o) => o.kind === kind && o.metadata.name === name);
+  if (!found) throw new Error(`${kind}/${name} is not rendered`);
+  return found;
+}
+const agentPod = (objs: Rendered[]) => get(objs, 'DaemonSet', 'kova-node-agent').spec.template;
+const operatorPod = (objs: Rendered[]) => get(objs, 'Deployment', 'kova-operator').spec.template;
+const container = (pod: { spec: PodSpec }) => pod.spec.containers[0] as Container;
+const env = (c: Container, name: string) => c.env?.find((e) => e.name === name)?.value;
+
+/** kubectl's exit status, standard output and standard error (warnings, refusals). */
+function run(args: string[], input?: string) {
+  const r = spawnSync(kubectlPath(), args, { encoding: 'utf8', input });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const POD_SECURITY = ['restricted', 'baseline', 'privileged'] as const;
+const psaNamespace = (level: string) => `kova-chart-psa-${level}`;
+
+describe('Helm chart: scheduling, ports, Pod Security and lifecycle hooks (#14)', () => {
+  beforeAll(() => {
+    const namespaces = POD_SECURITY.map((level) => ({
+      apiVersion: 'v1',
+      kind: 'Namespace',
+      metadata: {
+        name: psaNamespace(level),
+        labels: { 'pod-security.kubernetes.io/enforce': level },
+      },
+    }));
+    kubectl(
+      ['apply', '-f', '-'],
+      JSON.stringify({ apiVersion: 'v1', kind: 'List', items: namespaces }),
+    );
+    for (const level of POD_SECURITY)
+      for (const sa of ['kova-node-agent', 'kova-operator', 'kova-uninstall-check'])
+        kubectl(['create', 'serviceaccount', sa, '-n', psaNamespace(level)]);
+  });
+
+  afterAll(() => {
+    for (const level of POD_SECURITY)
+      kubectl(['delete', 'namespace', psaNamespace(level), '--wait=false']);
+    for (const kind of ['clusterrolebinding', 'clusterrole'])
+      kubectl(['delete', kind, 'kova-uninstall-check', '--ignore-not-found']);
+  });
+
+  it('places the agent on every labelled node, tainted or not, as node-critical, with a grace period past its shutdown timeout', () => {
+    const objs = rendered();
+    const pod = agentPod(objs);
+    expect(pod.spec.tolerations).toEqual([{ operator: 'Exists' }]);
+    expect(pod.spec.priorityClassName).toBe('system-node-critical');
+    expect(pod.spec.terminationGracePeriodSeconds).toBe(60 + 30);
+    expect(get(objs, 'DaemonSet', 'kova-node-agent').spec.updateStrategy).toEqual({
+      type: 'RollingUpdate',
+      rollingUpdate: { maxUnavailable: 1 },
+    });
+    const operator = operatorPod(objs).spec;
+    for (const unset of ['nodeSelector', 'tolerations', 'affinity', 'priorityClassName'] as const)
+      expect(operator[unset]).toBeUndefined();
+    expect(operator.imagePullSecrets).toBeUndefined();
+  });
+
+  it('takes tolerations, affinity, nodeSelector, priority, pod labels and annotations, update strategy, pull secrets and digests from values', () => {
+    const digest = (c: string) => `sha256:${c.repeat(64)}`;
+    const affinity = {
+      nodeAffinity: {
+        requiredDuringSchedulingIgnoredDuringExecution: {
+          nodeSelectorTerms: [
+            { matchExpressions: [{ key: 'zone', operator: 'In', values: ['a'] }] },
+          ],
+        },
+      },
+    };
+    const values = join(tmpdir(), `kova-values-placement-${process.pid}.yaml`);
+    writeFileSync(
+      values,
+      JSON.stringify({
+        imagePullSecrets: [{ name: 'regcred' }],
+        operator: {
+          image: { digest: digest('a') },
+          nodeSelector: { 'node-role.kubernetes.io/control-plane': '' },
+          tolerations: [
+            { key: 'dedicated', operator: 'Equal', value: 'infra', effect: 'NoSchedule' },
+          ],
+          affinity,
+          priorityClassName: 'system-cluster-critical',
+          podAnnotations: { 'example.com/scrape': 'true' },
+          // A pod label cannot take the selector's: the Deployment would lose its pods.
+          podLabels: { team: 'vm', 'app.kubernetes.io/component': 'mine' },
+        },
+        agent: {
+          image: { digest: digest('b') },
+          tolerations: [{ key: 'kvm', operator: 'Exists' }],
+          affinity,
+          priorityClassName: 'kova-agents',
+          podAnnotations: { 'example.com/owner': 'ops' },
+          podLabels: { team: 'vm' },
+          updateStrategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: '25%' } },
+        },
+      }),
+    );
+    try {
+      const objs = rendered('-f', values);
+      const operator = operatorPod(objs);
+      expect(container(operator).image).toBe(`ghcr.io/kova-dev/kova-operator@${digest('a')}`);
+      expect(operator.spec.nodeSelector).toEqual({ 'node-role.kubernetes.io/control-plane': '' });
+      expect(operator.spec.tolerations).toEqual([
+        { key: 'dedicated', operator: 'Equal', value: 'infra', effect: 'NoSchedule' },
+      ]);
+      expect(operator.spec.affinity).toEqual(affinity);
+      expect(operator.spec.priorityClassName).toBe('system-cluster-critical');
+      expect(operator.spec.imagePullSecrets).toEqual([{ name: 'regcred' }]);
+      expect(operator.metadata.annotations).toEqual({ 'example.com/scrape': 'true' });
+      expect(operator.metadata.labels).toEqual({
+        'app.kubernetes.io/name': 'kova',
+        'app.kubernetes.io/instance': 'kova',
+        'app.kubernetes.io/component': 'operator',
+        team: 'vm',
+      });
+      const agent = agentPod(objs);
+      expect(container(agent).image).toBe(`ghcr.io/kova-dev/kova-node-agent@${digest('b')}`);
+      expect(agent.spec.nodeSelector).toEqual({ 'compute.kova.dev/hypervisor': 'true' });
+      expect(agent.spec.tolerations).toEqual([{ key: 'kvm', operator: 'Exists' }]);
+      expect(agent.spec.affinity).toEqual(affinity);
+      expect(agent.spec.priorityClassName).toBe('kova-agents');
+      expect(agent.spec.imagePullSecrets).toEqual([{ name: 'regcred' }]);
+      expect(agent.metadata.annotations).toEqual({ 'example.com/owner': 'ops' });
+      expect(agent.metadata.labels.team).toBe('vm');
+      expect(get(objs, 'DaemonSet', 'kova-node-agent').spec.updateStrategy).toEqual({
+        type: 'RollingUpdate',
+        rollingUpdate: { maxUnavailable: '25%' },
+      });
+      // The hooks run the operator image as pinned, where the operator may run.
+      const guard = get(objs, 'Job', 'kova-uninstall-check').spec.template;
+      const test = get(objs, 'Pod', 'kova-check-install');
+      for (const pod of [guard, test]) {
+        expect(container(pod).image).toBe(`ghcr.io/kova-dev/kova-operator@${digest('a')}`);
+        expect(pod.spec.imagePullSecrets).toEqual([{ name: 'regcred' }]);
+        expect(pod.spec.tolerations).toEqual(operator.spec.tolerations);
+      }
+      const out = kubectl(
+        ['apply', '--dry-run=server', '-n', 'kova-chart-test', '-f', '-'],
+        template('-n', 'kova-chart-test', '--skip-tests', '-f', values),
+      );
+      expect(out).toContain('daemonset.apps/kova-node-agent created (server dry run)');
+    } finally {
+      rmSync(values, { force: true });
+    }
+  });
+
+  it('derives the agent grace period from its shutdown timeout, and refuses a set one that is not longer', () => {
+    const grace = (...args: string[]) =>
+      agentPod(rendered(...args)).spec.terminationGracePeriodSeconds;
+    expect(grace('--set', 'agent.shutdownTimeoutSeconds=300')).toBe(330);
+    expect(grace('--set', 'agent.terminationGracePeriodSeconds=400')).toBe(400);
+    expect(() => grace('--set', 'agent.terminationGracePeriodSeconds=60')).toThrow(
+      /agent.terminationGracePeriodSeconds \(60\) must be longer than agent.shutdownTimeoutSeconds \(60\)/,
+    );
+  });
+
+  it('rejects misspelt or malformed values in every section', () => {
+    for (const typo of [
+      'agent.toleration[0].operator=Exists',
+      'operator.podLabel.team=vm',
+      'operator.image.tag=1.0',
+      'agent.updateStrategy.rollingUpdate.maxSurge=1',
+      'metrics.serviceMonitor.label.release=prom',
+      'podDisruptionBudget.minAvailble=1',
+      'nodeIsolation.enable=false',
+      'uninstall.blockIfInstancesExists=false',
+      'imagePullSecret[0].name=regcred',
+    ])
+      expect(() => template('--set', typo)).toThrow(/additional properties|Additional property/i);
+    expect(() => template('--set', 'agent.image.digest=sha256:abc')).toThrow(/digest/);
+    expect(() => template('--set', 'agent.healthAddress=10.0.0.1')).toThrow(/healthAddress/);
+    expect(() => template('--set', 'agent.healthPort=0')).toThrow(/healthPort/);
+  });
+
+  it('serves agent health and metrics on the configured host port, probed on 127.0.0.1, listening where agent.healthAddress says', () => {
+    const objs = rendered(
+      '--set',
+      'agent.healthPort=9464',
+      '--set',
+      'metrics.serviceMonitor.enabled=true',
+    );
+    const agent = container(agentPod(objs));
+    expect(agent.ports).toEqual([{ name: 'metrics', containerPort: 9464 }]);
+    expect(env(agent, 'KOVA_HEALTH_PORT')).toBe('9464');
+    expect(env(agent, 'KOVA_HEALTH_ADDRESS')).toBeUndefined();
+    for (const probe of [agent.readinessProbe, agent.livenessProbe])
+      expect(probe?.httpGet).toMatchObject({ host: '127.0.0.1', port: 'metrics' });
+    expect(get(objs, 'Service', 'kova-node-agent-metrics').spec.ports).toEqual([
+      { name: 'metrics', port: 9464, targetPort: 'metrics' },
+    ]);
+    expect(get(objs, 'ServiceMonitor', 'kova-node-agent').spec.endpoints?.[0]?.port).toBe(
+      'metrics',
+    );
+    const loopback = container(agentPod(rendered('--set', 'agent.healthAddress=127.0.0.1')));
+    expect(env(loopback, 'KOVA_HEALTH_ADDRESS')).toBe('127.0.0.1');
+  });
+
+  it('puts ServiceMonitors for both components where asked, with the labels asked, selecting the release namespace', () => {
+    const monitors = (...args: string[]) =>
+      rendered('--set', 'metrics.serviceMonitor.enabled=true', ...args).filter(
+        (o) => o.kind === 'ServiceMonitor',
+      );
+    const byDefault = monitors();
+    expect(byDefault.map((m) => m.metadata.name).sort()).toEqual([
+      'kova-node-agent',
+      'kova-operator',
+    ]);
+    for (const m of byDefault) expect(m.metadata.namespace).toBe('kova-chart-test');
+    const moved = monitors(
+      '--set',
+      'metrics.serviceMonitor.namespace=monitoring',
+      '--set',
+      'metrics.serviceMonitor.labels.release=prometheus',
+    );
+    for (const m of moved) {
+      expect(m.metadata.namespace).toBe('monitoring');
+      expect(m.metadata.labels?.release).toBe('prometheus');
+      expect(m.spec.namespaceSelector).toEqual({ matchNames: ['kova-chart-test'] });
+    }
+    // Each selects its own component's metrics Service.
+    const services = rendered().filter((o) => o.kind === 'Service');
+    for (const m of moved) {
+      const selector = (m.spec as unknown as { selector: { matchLabels: Record<string, string> } })
+        .selector.matchLabels;
+      const matched = services.filter((s) =>
+        Object.entries(selector).every(([k, v]) => s.metadata.labels?.[k] === v),
+      );
+      expect(matched.map((s) => s.metadata.name)).toEqual([`${m.metadata.name}-metrics`]);
+    }
+  });
+
+  it('says in NOTES what the namespace needs, and how to label a node with several selector labels', () => {
+    // A dry run against the real API server: Helm renders NOTES.txt only for install.
+    const notes = helm(
+      'install',
+      'kova',
+      chart,
+      '-n',
+      'kova-chart-test',
+      '--dry-run=server',
+      '--take-ownership',
+      '--set',
+      'agent.nodeSelector.zone=a',
+    );
+    expect(notes).toContain('kubectl label node <node> compute.kova.dev/hypervisor=true zone=a\n');
+    expect(notes).toContain(
+      'kubectl label namespace kova-chart-test pod-security.kubernetes.io/enforce=privileged',
+    );
+    expect(notes).toContain('helm test kova -n kova-chart-test');
+  });
+
+  it('needs a privileged namespace for the agent: Pod Security refuses its pods under baseline and restricted, and admits them, node-critical, under privileged', () => {
+    const podOf = (tpl: PodTemplate, name: string) =>
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name, labels: tpl.metadata.labels },
+        spec: tpl.spec,
+      });
+    const objs = rendered();
+    const agent = podOf(agentPod(objs), 'kova-node-agent-x');
+    const create = (level: string, pod: string) =>
+      run(['create', '--dry-run=server', '-o', 'json', '-n', psaNamespace(level), '-f', '-'], pod);
+    for (const level of ['restricted', 'baseline']) {
+      const refused = create(level, agent);
+      expect(refused.status).not.toBe(0);
+      expect(refused.stderr).toContain(`violates PodSecurity "${level}:latest"`);
+      expect(refused.stderr).toMatch(/host namespaces \(hostNetwork=true\)/);
+    }
+    const admitted = create('privileged', agent);
+    expect(admitted.stderr).toBe('');
+    // The Priority admission plugin resolved system-node-critical outside kube-system.
+    const pod = JSON.parse(admitted.stdout) as { spec: { priority: number } };
+    expect(pod.spec.priority).toBe(2000001000);
+    // On the DaemonSet itself Pod Security only warns: the pods are what it refuses.
+    const daemonSet = get(objs, 'DaemonSet', 'kova-node-agent');
+    const ds = run(
+      ['apply', '--dry-run=server', '-n', psaNamespace('restricted'), '-f', '-'],
+      JSON.stringify({ ...daemonSet, metadata: { name: daemonSet.metadata.name } }),
+    );
+    expect(ds.stderr).toContain('would violate PodSecurity "restricted:latest"');
+    expect(ds.status).toBe(0);
+  });
+
+  it('runs the operator, the uninstall guard and the helm test within Pod Security restricted', () => {
+    const objs = rendered();
+    const pods = {
+      operator: operatorPod(objs),
+      'uninstall-check': get(objs, 'Job', 'kova-uninstall-check').spec.template,
+      'check-install': get(objs, 'Pod', 'kova-check-install') as unknown as PodTemplate,
+    };
+    for (const [name, tpl] of Object.entries(pods)) {
+      const r = run(
+        ['create', '--dry-run=server', '-n', psaNamespace('restricted'), '-f', '-'],
+        JSON.stringify({
+          apiVersion: 'v1',
+          kind: 'Pod',
+          metadata: { name: `kova-${name}-x` },
+          spec: { ...tpl.spec, restartPolicy: name === 'operator' ? 'Always' : 'Never' },
+        }),
+      );
+      expect(`${name}: ${r.stderr}`).toBe(`${name}: `);
+      expect(r.stdout).toContain('created (server dry run)');
+    }
+  });
+
+  it('guards helm uninstall with a pre-delete hook Job that may only list Instances, and drops it on request', () => {
+    const objs = rendered();
+    const hooks = objs.filter((o) => o.metadata.name === 'kova-uninstall-check');
+    expect(hooks.map((o) => o.kind).sort()).toEqual([
+      'ClusterRole',
+      'ClusterRoleBinding',
+      'Job',
+      'ServiceAccount',
+    ]);
+    const weight = (o: Rendered) => Number(o.metadata.annotations?.['helm.sh/hook-weight']);
+    for (const o of hooks) {
+      expect(o.metadata.annotations?.['helm.sh/hook']).toBe('pre-delete');
+      expect(o.metadata.annotations?.['helm.sh/hook-delete-policy']).toBe(
+        'before-hook-creation,hook-succeeded',
+      );
+      // Its account and rights exist before the Job starts.
+      if (o.kind !== 'Job')
+        expect(weight(o)).toBeLessThan(weight(get(objs, 'Job', o.metadata.name)));
+    }
+    const job = get(objs, 'Job', 'kova-uninstall-check');
+    expect(job.metadata.annotations?.['helm.sh/hook-output-log-policy']).toBe('hook-failed');
+    expect(job.spec.backoffLimit).toBe(0);
+    expect(job.spec.activeDeadlineSeconds).toBeGreaterThan(0);
+    const pod = job.spec.template.spec;
+    expect(pod.serviceAccountName).toBe('kova-uninstall-check');
+    expect(container(job.spec.template).args).toEqual(['check-uninstall']);
+    expect(env(container(job.spec.template), 'KOVA_RELEASE_NAME')).toBe('kova');
+    expect(pod.securityContext).toEqual(operatorPod(objs).spec.securityContext);
+
+    const rbac = hooks.filter((o) => o.kind !== 'Job');
+    kubectl(
+      ['apply', '-n', 'kova-chart-test', '-f', '-'],
+      JSON.stringify({ apiVersion: 'v1', kind: 'List', items: rbac }),
+    );
+    const guard = 'system:serviceaccount:kova-chart-test:kova-uninstall-check';
+    expect(can(guard, 'list', 'instances.compute.kova.dev')).toBe('yes');
+    for (const [verb, resource] of [
+      ['delete', 'instances.compute.kova.dev'],
+      ['get', 'instances.compute.kova.dev'],
+      ['list', 'secrets'],
+    ] as const)
+      expect(`${verb} ${resource}: ${can(guard, verb, resource)}`).toBe(`${verb} ${resource}: no`);
+
+    const off = rendered('--set', 'uninstall.blockIfInstancesExist=false');
+    expect(off.filter((o) => o.metadata.name === 'kova-uninstall-check')).toEqual([]);
+  });
+
+  it('has a helm test Pod that runs check-install as the operator, whose rights cover what it reads', () => {
+    const objs = rendered();
+    const test = get(objs, 'Pod', 'kova-check-install');
+    expect(test.metadata.annotations?.['helm.sh/hook']).toBe('test');
+    expect(test.spec.serviceAccountName).toBe('kova-operator');
+    expect(container(test).args).toEqual(['check-install']);
+    expect(rendered('--skip-tests').some((o) => o.kind === 'Pod')).toBe(false);
+    const rbac = objs.filter(
+      (o) =>
+        ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'].includes(
+          o.kind,
+        ) && !o.metadata.annotations?.['helm.sh/hook'],
+    );
+    kubectl(
+      ['apply', '-n', 'kova-chart-test', '-f', '-'],
+      JSON.stringify({ apiVersion: 'v1', kind: 'List', items: rbac }),
+    );
+    const operator = 'system:serviceaccount:kova-chart-test:kova-operator';
+    for (const plural of Object.values(PLURAL))
+      expect(`${plural}: ${can(operator, 'list', `${plural}.compute.kova.dev`)}`).toBe(
+        `${plural}: yes`,
+      );
+    expect(can(operator, 'get', 'leases.coordination.k8s.io')).toBe('yes');
   });
 });
