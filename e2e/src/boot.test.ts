@@ -1,77 +1,20 @@
-// An Instance applied as a user would becomes a QEMU guest that really booted with the config
-// drive and address it was given, stops and starts on request, and leaves nothing behind when
-// deleted. Runs on the local stack, or on any cluster given KOVA_E2E_KUBECONFIG (cluster.ts).
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { ConditionType } from '@kova/crds';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { root, startCluster, type Cluster } from './cluster.js';
-import { Instances, type Instance } from './instances.js';
+// The boot scenario (boot.ts) on the local stack, or on any cluster given KOVA_E2E_KUBECONFIG
+// (cluster.ts).
+import { afterAll, beforeAll } from '@jest/globals';
+import { boot } from './boot.js';
+import { startCluster, type Cluster } from './cluster.js';
 
 let cluster: Cluster;
-let vms: Instances;
 
 beforeAll(async () => {
   cluster = await startCluster({
     suite: 'boot',
     agentEnv: { KOVA_SHUTDOWN_TIMEOUT_SECONDS: '3', KOVA_RESYNC_SECONDS: '5' },
   });
-  vms = new Instances(cluster);
 }, 300_000);
 
 afterAll(async () => {
   await cluster?.stop();
 });
 
-describe('a real guest, end to end', () => {
-  let inst: Instance;
-  let node: string;
-
-  it('boots an applied Instance to Active', async () => {
-    const manifest = join(tmpdir(), `kova-e2e-${process.pid}.yaml`);
-    writeFileSync(
-      manifest,
-      readFileSync(join(root, 'hack', 'demo-instance.yaml'), 'utf8').replace(
-        'name: demo',
-        'name: e2e-vm',
-      ),
-    );
-    await cluster.apply(manifest);
-    rmSync(manifest);
-    inst = await vms.phase('e2e-vm', 'Active');
-    node = inst.status?.nodeName as string;
-    expect(inst.status?.powerState).toBe('Running');
-    expect(cluster.nodes).toContain(node);
-    expect(vms.condition(inst, ConditionType.Ready)?.status).toBe('True');
-    expect(await vms.domainState(node, inst)).toBe('running');
-  });
-
-  it('prints on its serial console the instance-id, hostname and address it was given', async () => {
-    expect(await vms.serialLine(inst)).toBe(
-      `kova-guest: instance-id=${inst.metadata.uid} hostname=e2e-vm ip=${vms.ipOf(inst)}`,
-    );
-  });
-
-  it('answers HTTP on its allocated address with its instance-id', async () => {
-    expect(await vms.httpAnswer(inst)).toBe(inst.metadata.uid);
-  });
-
-  it('stops with runStrategy Halted and starts again with Always', async () => {
-    await vms.setRunStrategy('e2e-vm', 'Halted');
-    const stopped = await vms.phase('e2e-vm', 'Stopped');
-    expect(stopped.status?.powerState).toBe('Shutdown');
-    expect(await vms.domainState(node, inst)).toBe('shut off');
-    await vms.setRunStrategy('e2e-vm', 'Always');
-    const again = await vms.phase('e2e-vm', 'Active');
-    expect(again.status?.powerState).toBe('Running');
-    expect(await vms.domainState(node, inst)).toBe('running');
-  });
-
-  it('deletes to nothing: no domain, no disks, the address released, no finalizer left', async () => {
-    await vms.deleteAndWait('e2e-vm');
-    expect(await vms.domainState(node, inst)).toBeUndefined();
-    expect(await vms.hasFiles(node, inst)).toBe(false);
-    expect(await vms.allocationsOf(inst.metadata.uid)).toEqual([]);
-  });
-});
+boot(() => cluster);

@@ -1,10 +1,11 @@
 // Where an e2e suite runs kova. By default a LocalKova on this machine: control plane,
 // operator, and either one agent on the real libvirtd or, with `labNodes`, a node lab whose
 // nodes are really apart (each its own namespaces, libvirtd, agent and state dir; see
-// hack/lab/README.md): `onNode` then runs inside that node. With KOVA_E2E_KUBECONFIG set, the
-// suite runs against that cluster instead, kova installed there (e.g. by e2e/kind/run.sh), and
-// reaches its hypervisor nodes through KOVA_E2E_NODE_EXEC, a command prefix in which `{node}`
-// names the node (`docker exec {node}` on kind).
+// hack/lab/README.md): `onNode` then runs inside that node. Given a cluster (`given`, or
+// KOVA_E2E_KUBECONFIG), the suite runs against it instead, kova installed there (by helm.test.ts
+// or e2e/kind/run.sh), and reaches its hypervisor nodes through a command prefix in which
+// `{node}` names the node (KOVA_E2E_NODE_EXEC: `docker exec {node}` on kind; none when the
+// nodes are this machine).
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { apiStatus, loadKubeConfig, logger, type Logger } from '@kova/controller-kit';
 import { GROUP, VERSION, type IHypervisor, type IInstance } from '@kova/crds';
@@ -44,10 +45,33 @@ export interface ClusterOptions {
   operatorEnv?: Record<string, string>;
   /** Command prefix of the local stack's agents (see offline.ts). */
   agentPrefix?: string[];
+  /** Run against this cluster; defaults to the one KOVA_E2E_* name, if any. */
+  given?: GivenCluster;
+}
+
+/** A cluster kova is installed in, and how to reach its hypervisor nodes. */
+export interface GivenCluster {
+  kubeconfigPath: string;
+  /** Command prefix that runs a command on a node, `{node}` naming it; none: this machine. */
+  nodeExec?: string[];
+  libvirtUri?: string;
+  /** The agents' state directory (chart value agent.stateDir). */
+  stateDir?: string;
+}
+
+function givenByEnv(): GivenCluster | undefined {
+  const kubeconfigPath = process.env.KOVA_E2E_KUBECONFIG;
+  if (!kubeconfigPath) return undefined;
+  return {
+    kubeconfigPath,
+    nodeExec: (process.env.KOVA_E2E_NODE_EXEC ?? '').split(' ').filter(Boolean),
+    libvirtUri: process.env.KOVA_E2E_LIBVIRT_URI,
+    stateDir: process.env.KOVA_E2E_STATE_DIR,
+  };
 }
 
 export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
-  const given = process.env.KOVA_E2E_KUBECONFIG;
+  const given = opts.given ?? givenByEnv();
   return prepare(given ? await givenCluster(given, opts) : await localCluster(opts));
 }
 
@@ -131,22 +155,22 @@ async function startLab(kova: LocalKova, opts: ClusterOptions, log: Logger): Pro
   }
 }
 
-async function givenCluster(kubeconfigPath: string, opts: ClusterOptions): Promise<Cluster> {
+async function givenCluster(given: GivenCluster, opts: ClusterOptions): Promise<Cluster> {
+  const { kubeconfigPath, nodeExec: prefix = [] } = given;
   const api = loadKubeConfig(kubeconfigPath).makeApiClient(CustomObjectsApi);
   const hypervisors = (await api.listClusterCustomObject({
     group: GROUP,
     version: VERSION,
     plural: 'hypervisors',
   })) as { items: IHypervisor[] };
-  const prefix = (process.env.KOVA_E2E_NODE_EXEC ?? '').split(' ').filter(Boolean);
   const namespace = `e2e-${opts.suite}`;
   return {
     kubeconfigPath,
     namespace,
     api,
     nodes: hypervisors.items.map((h) => h.metadata?.name as string),
-    libvirtUri: process.env.KOVA_E2E_LIBVIRT_URI ?? 'qemu:///system',
-    stateDirOf: () => process.env.KOVA_E2E_STATE_DIR ?? '/var/lib/kova',
+    libvirtUri: given.libvirtUri ?? 'qemu:///system',
+    stateDirOf: () => given.stateDir ?? '/var/lib/kova',
     onNode: async (node, argv) => {
       const [cmd, ...args] = [...prefix.map((p) => p.replace('{node}', node)), ...argv];
       return (await run(cmd as string, args)).stdout;

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Builds etcd, kube-apiserver, kube-controller-manager, kubectl and helm from the Go module
 # proxy at the versions pinned in versions.env, into a cache outside git. A binary is rebuilt
-# only when its pinned version changes (the version is part of its path). kube-scheduler and
-# kubelet are built only when asked for (`build.sh kube-scheduler`, as the scheduler benchmark
-# does; `build.sh kubelet` for the kubelet node): from the same wrapper module and build cache as
-# kube-apiserver, at the same version.
+# only when its pinned version changes (the version is part of its path). kube-scheduler, kubelet
+# and kube-proxy are built only when asked for (`build.sh kube-scheduler`, as the scheduler
+# benchmark does; `build.sh kubelet kube-proxy` for the kubelet node): from the same wrapper
+# module and build cache as kube-apiserver, at the same version.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -81,7 +81,7 @@ for t in $targets; do
       build_simple helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
         "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
       link helm "helm-$HELM_VERSION" ;;
-    kube-apiserver|kube-controller-manager|kube-scheduler|kubelet|kubectl)
+    kube-apiserver|kube-controller-manager|kube-scheduler|kubelet|kube-proxy|kubectl)
       build_k8s "$t"
       link "$t" "$t-$KUBERNETES_VERSION" ;;
     *) echo "unknown target: $t" >&2; exit 2 ;;

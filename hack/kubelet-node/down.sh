@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Undoes up.sh: stops the pods, the kubelet and containerd, and removes what a kubelet leaves
-# behind (its mounts, the kubepods cgroups, the CNI bridge, containerd's state, the Node).
+# Undoes up.sh: stops the pods, the kubelet, kube-proxy and containerd, and removes what they
+# leave behind (the kubelet's mounts, the pods' network namespaces, the kubepods cgroups, the
+# CNI bridge, kube-proxy's nftables tables, containerd's state, the Node).
 # Usage: down.sh DIR KUBECONFIG NODE_NAME
 set -uo pipefail
 dir=$1 kubeconfig=$2 node=$3
@@ -13,12 +14,20 @@ stop() {
   kill -9 "$pid" 2>/dev/null
 }
 stop "$dir/kubelet.pid"
+stop "$dir/kube-proxy.pid"
+nft delete table ip kube-proxy 2>/dev/null
+nft delete table ip6 kube-proxy 2>/dev/null
 if [ -S "$dir/containerd.sock" ]; then
   ctr() { command ctr -a "$dir/containerd.sock" -n k8s.io "$@"; }
+  # Pods' network namespaces, pinned under /run/netns where no CNI DEL will now remove them
+  # (nor the host ends of their veths).
+  netns=$(for c in $(ctr containers ls -q 2>/dev/null); do ctr containers info "$c"; done |
+    grep -o '/var/run/netns/cni-[0-9a-f-]*' | sort -u)
   for task in $(ctr tasks ls -q 2>/dev/null); do ctr tasks kill -s SIGKILL "$task" >/dev/null 2>&1; done
   sleep 1
   for task in $(ctr tasks ls -q 2>/dev/null); do ctr tasks delete -f "$task" >/dev/null 2>&1; done
   for c in $(ctr containers ls -q 2>/dev/null); do ctr containers delete "$c" >/dev/null 2>&1; done
+  for ns in $netns; do umount "$ns" 2>/dev/null; rm -f "$ns"; done
 fi
 stop "$dir/containerd.pid"
 # Innermost first: pod volumes and sandbox namespaces under the kubelet's and containerd's dirs.

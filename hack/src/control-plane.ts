@@ -1,5 +1,6 @@
 // A real local control plane: etcd, kube-apiserver and kube-controller-manager built from the
-// Go module proxy (hack/control-plane/build.sh), started on 127.0.0.1 with free ports.
+// Go module proxy (hack/control-plane/build.sh), started on 127.0.0.1 with free ports; or, for
+// a kubelet node whose pods run kova (`podsReach`), a whole one that pods can use.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
@@ -20,6 +21,12 @@ export interface ControlPlaneOptions {
   cacheDir?: string;
   /** Start kube-controller-manager (garbage collection, namespace deletion, role aggregation). Default true. */
   controllerManager?: boolean;
+  /**
+   * Run pods too, as a real cluster does: the API server listens on this address of this
+   * machine (one pods can reach; loopback is not), admits ServiceAccount tokens into pods, and
+   * kube-scheduler and the controllers of Deployments, DaemonSets, Jobs and ServiceAccounts run.
+   */
+  podsReach?: string;
   log?: (msg: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -30,6 +37,11 @@ export interface ControlPlaneEndpoints {
   /** The API server's self-signed serving certificate, trusted by the kubeconfig. */
   caPath: string;
   dir: string;
+  /**
+   * With `podsReach`: the CA a kubelet trusts for client certificates; the API server presents
+   * one it signed when it calls kubelets (logs, exec).
+   */
+  kubeletClientCaPath?: string;
 }
 
 interface Component {
@@ -39,9 +51,9 @@ interface Component {
 }
 
 /** Builds (or reuses) the pinned binaries and returns the directory that holds them. */
-export async function ensureBinaries(cacheDir?: string): Promise<string> {
+export async function ensureBinaries(cacheDir?: string, targets: string[] = []): Promise<string> {
   const env = cacheDir ? { ...process.env, KOVA_CACHE: cacheDir } : process.env;
-  const { stdout } = await promisify(execFile)('bash', [buildScript], {
+  const { stdout } = await promisify(execFile)('bash', [buildScript, ...targets], {
     env,
     maxBuffer: 64 * 1024 * 1024,
   });
@@ -104,14 +116,14 @@ export class LocalControlPlane {
 
   static async start(opts: ControlPlaneOptions = {}): Promise<LocalControlPlane> {
     const log = opts.log ?? (() => undefined);
-    const binDir = await ensureBinaries(opts.cacheDir);
+    const binDir = await ensureBinaries(opts.cacheDir, opts.podsReach ? CLUSTER_TARGETS : []);
     await removeAbandonedDirs();
     const dir = await mkdtemp(join(tmpdir(), DIR_PREFIX));
     await writeFile(join(dir, OWNER_FILE), String(process.pid));
     try {
       const cp = new LocalControlPlane(
         binDir,
-        ...(await prepare(dir, opts.controllerManager ?? true)),
+        ...(await prepare(dir, opts.controllerManager ?? true, opts.podsReach)),
         log,
       );
       await cp.startAll();
@@ -224,18 +236,49 @@ function httpsGet(url: string, opts: RequestOptions): Promise<{ status: number; 
   });
 }
 
+/** What a control plane that runs pods needs beyond the default build. */
+const CLUSTER_TARGETS = [
+  'etcd',
+  'kube-apiserver',
+  'kube-controller-manager',
+  'kube-scheduler',
+  'kubectl',
+  'helm',
+];
+/** Controllers the tests rely on; with pods also those that run workloads and mount tokens. */
+const CONTROLLERS = [
+  'garbagecollector',
+  'namespace',
+  'serviceaccount-token',
+  'clusterrole-aggregation',
+];
+const POD_CONTROLLERS = [
+  'deployment',
+  'replicaset',
+  'daemonset',
+  'job',
+  'serviceaccount',
+  'root-ca-cert-publisher',
+  'endpointslice',
+  // Lifts the not-ready taint the API server puts on a new Node once its kubelet is Ready.
+  'nodelifecycle',
+];
+
 async function prepare(
   dir: string,
   withControllerManager: boolean,
+  podsReach?: string,
 ): Promise<[ControlPlaneEndpoints, Component[]]> {
-  const [etcdClient, etcdPeer, apiPort, kcmPort] = await Promise.all([
+  const [etcdClient, etcdPeer, apiPort, kcmPort, schedulerPort] = await Promise.all([
+    freePort(),
     freePort(),
     freePort(),
     freePort(),
     freePort(),
   ]);
   const token = randomBytes(24).toString('hex');
-  const server = `https://127.0.0.1:${apiPort}`;
+  const apiAddress = podsReach ?? '127.0.0.1';
+  const server = `https://${apiAddress}:${apiPort}`;
   const certDir = join(dir, 'certs');
   const saKey = join(dir, 'sa.key');
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -245,6 +288,17 @@ async function prepare(
   });
   const kubeconfigPath = join(dir, 'kubeconfig');
   const etcdUrl = `http://127.0.0.1:${etcdClient}`;
+  const clientArgs = [
+    `--kubeconfig=${kubeconfigPath}`,
+    `--authentication-kubeconfig=${kubeconfigPath}`,
+    `--authorization-kubeconfig=${kubeconfigPath}`,
+    '--bind-address=127.0.0.1',
+    '--leader-elect=false',
+    '--v=1',
+  ];
+  const healthy = (port: number) => async () =>
+    (await httpsGet(`https://127.0.0.1:${port}/healthz`, { rejectUnauthorized: false })).status ===
+    200;
   const components: Component[] = [
     {
       name: 'etcd',
@@ -267,7 +321,16 @@ async function prepare(
       args: [
         `--etcd-servers=${etcdUrl}`,
         `--secure-port=${apiPort}`,
-        '--bind-address=127.0.0.1',
+        `--bind-address=${apiAddress}`,
+        ...(podsReach
+          ? [
+              `--advertise-address=${podsReach}`,
+              `--kubelet-client-certificate=${join(dir, 'kubelet-client.crt')}`,
+              `--kubelet-client-key=${join(dir, 'kubelet-client.key')}`,
+              // Nodes' hostnames do not resolve here; their InternalIP does.
+              '--kubelet-preferred-address-types=InternalIP',
+            ]
+          : []),
         `--cert-dir=${certDir}`,
         '--service-cluster-ip-range=10.0.0.0/24',
         '--allow-privileged=true',
@@ -276,7 +339,8 @@ async function prepare(
         '--service-account-issuer=https://kubernetes.default.svc',
         `--service-account-key-file=${saKey}`,
         `--service-account-signing-key-file=${saKey}`,
-        '--disable-admission-plugins=ServiceAccount',
+        // Without pods, nothing needs tokens mounted, and tests create pods without accounts.
+        ...(podsReach ? [] : ['--disable-admission-plugins=ServiceAccount']),
         '--enable-priority-and-fairness=false',
         '--profiling=false',
         '--v=1',
@@ -288,25 +352,80 @@ async function prepare(
     components.push({
       name: 'kube-controller-manager',
       args: [
-        `--kubeconfig=${kubeconfigPath}`,
-        `--authentication-kubeconfig=${kubeconfigPath}`,
-        `--authorization-kubeconfig=${kubeconfigPath}`,
+        ...clientArgs,
         `--secure-port=${kcmPort}`,
-        '--bind-address=127.0.0.1',
-        '--leader-elect=false',
         `--service-account-private-key-file=${saKey}`,
-        '--controllers=garbagecollector,namespace,serviceaccount-token,clusterrole-aggregation',
+        `--root-ca-file=${join(certDir, 'apiserver.crt')}`,
+        `--controllers=${[...CONTROLLERS, ...(podsReach ? POD_CONTROLLERS : [])].join(',')}`,
         `--cert-dir=${join(dir, 'kcm-certs')}`,
-        '--v=1',
       ],
-      ready: async () =>
-        (await httpsGet(`https://127.0.0.1:${kcmPort}/healthz`, { rejectUnauthorized: false }))
-          .status === 200,
+      ready: healthy(kcmPort),
     });
   }
-  const ep = { server, token, kubeconfigPath, caPath: join(certDir, 'apiserver.crt'), dir };
+  if (podsReach) {
+    components.push({
+      name: 'kube-scheduler',
+      args: [...clientArgs, `--secure-port=${schedulerPort}`],
+      ready: healthy(schedulerPort),
+    });
+  }
+  const ep: ControlPlaneEndpoints = {
+    server,
+    token,
+    kubeconfigPath,
+    caPath: join(certDir, 'apiserver.crt'),
+    dir,
+  };
+  if (podsReach) ep.kubeletClientCaPath = await kubeletClientCertificate(dir);
   await writeFile(kubeconfigPath, kubeconfig(ep), { mode: 0o600 });
   return [ep, components];
+}
+
+/**
+ * A CA and the API server's client certificate for kubelets (group system:masters), made with
+ * openssl; returns the CA's path.
+ */
+async function kubeletClientCertificate(dir: string): Promise<string> {
+  const openssl = (...args: string[]) => promisify(execFile)('openssl', args);
+  const [ca, client] = [join(dir, 'kubelet-client-ca'), join(dir, 'kubelet-client')];
+  const key = ['-newkey', 'rsa:2048', '-nodes', '-days', '7'];
+  await openssl(
+    'req',
+    '-x509',
+    ...key,
+    '-keyout',
+    `${ca}.key`,
+    '-out',
+    `${ca}.crt`,
+    '-subj',
+    '/CN=kova-kubelet-client-ca',
+  );
+  await openssl(
+    'req',
+    ...key.slice(0, 3),
+    '-keyout',
+    `${client}.key`,
+    '-out',
+    `${client}.csr`,
+    '-subj',
+    '/O=system:masters/CN=kube-apiserver-kubelet-client',
+  );
+  await openssl(
+    'x509',
+    '-req',
+    '-in',
+    `${client}.csr`,
+    '-CA',
+    `${ca}.crt`,
+    '-CAkey',
+    `${ca}.key`,
+    '-CAcreateserial',
+    '-days',
+    '7',
+    '-out',
+    `${client}.crt`,
+  );
+  return `${ca}.crt`;
 }
 
 function kubeconfig(ep: ControlPlaneEndpoints): string {

@@ -6,3 +6,4 @@ export * from './until.js';
 export * from './cli/settings.js';
 export * from './lab.js';
 export * from './lab-outside.js';
+export * from './kubelet-cluster.js';

@@ -2,7 +2,7 @@
 // hostname, SSH keys), user-data and a version 2 network-config with the static addresses the
 // operator allocated. Files are written by serialising data (JSON is valid YAML), never by
 // pasting user strings into a template.
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Interface } from '@kova/crds';
@@ -63,7 +63,8 @@ export async function buildConfigDrive(path: string, input: ConfigDriveInput): P
     ]);
     // userData and keys: for the guest's QEMU only (see disks.ts on modes).
     await chmod(`${path}.tmp`, INSTANCE_FILE_MODE);
-    await run('mv', ['-f', `${path}.tmp`, path]);
+    // A rename, not `mv`: the agent's image has no coreutils.
+    await rename(`${path}.tmp`, path);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
