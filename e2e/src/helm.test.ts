@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { logger } from '@kova/controller-kit';
 import { KubeletCluster, kubectlPath, until } from '@kova/hack';
 import { execFile } from 'node:child_process';
-import { chmod, copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { boot } from './boot.js';
@@ -112,11 +112,11 @@ const installArgs = () => [
 
 let installedAt = 0;
 
+// Long: on a cold cache this builds kube-scheduler, the kubelet, kube-proxy, the images and the
+// test guest.
 beforeAll(async () => {
   kc = await KubeletCluster.start({ node: NODE, log: (msg, f) => log.debug(msg, f) });
-  stateDir = join(kc.dir, 'state');
-  // QEMU runs as libvirt-qemu and must reach the disks under the node's directory.
-  await chmod(kc.dir, 0o755);
+  stateDir = kc.stateDir;
   await run('bash', [join(root, 'hack', 'libvirt.sh')]);
   installedAt = Date.now();
   await helm('install', 'kova', chart, '--create-namespace', ...installArgs(), '--wait');
@@ -126,14 +126,16 @@ beforeAll(async () => {
     suite: 'helm',
     given: { kubeconfigPath: kc.kubeconfigPath, stateDir },
   });
-}, 900_000);
+}, 1_800_000);
 
 afterAll(async () => {
   if (!kc) return;
-  // Guests must not outlive the suite: kova deletes them while it still runs.
-  await kubectl('delete', 'instances', '--all', '-A', '--wait', '--timeout=120s').catch(
-    (err: Error) => log.warn('could not delete the Instances', { error: err.message }),
-  );
+  // What a test that failed left: kova removes it while it still runs (kc.stop removes what
+  // it could not).
+  for (const kind of ['instances', 'networks'])
+    await kubectl('delete', kind, '--all', '-A', '--wait', '--timeout=120s').catch((err: Error) =>
+      log.warn(`could not delete the ${kind}`, { error: err.message }),
+    );
   await kc.stop();
 }, 300_000);
 
@@ -275,8 +277,13 @@ describe('helm uninstall', () => {
     await kubectl('delete', 'networks', '--all', '--wait', '--timeout=120s');
     await helm('uninstall', 'kova', '-n', NS, '--wait');
     await until("kova's pods to be gone", async () => (await pods()).length === 0, 120_000);
-    // The guard's Job, failed before and passed now, is gone with its pods.
-    expect(await kubectl('get', 'jobs,pods', '-n', NS, '-o', 'name')).toBe('');
+    // The guard's Job, failed before and passed now, is deleted with its pods (in the
+    // background: Helm does not wait for them).
+    await until(
+      "the guard's Job and pods to be gone",
+      async () => (await kubectl('get', 'jobs,pods', '-n', NS, '-o', 'name')) === '',
+      60_000,
+    );
     expect((await kubectl('get', 'crd', '-o', 'name')).split('\n').sort()).toEqual(
       expect.arrayContaining([
         'customresourcedefinition.apiextensions.k8s.io/instances.compute.kova.dev',

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Undoes up.sh: stops the pods, the kubelet, kube-proxy and containerd, and removes what they
 # leave behind (the kubelet's mounts, the pods' network namespaces, the kubepods cgroups, the
-# CNI bridge, kube-proxy's nftables tables, containerd's state, the Node).
+# CNI bridge, kube-proxy's nftables tables, containerd's state, the Node) and puts back the
+# kernel tunables the kubelet changed.
 # Usage: down.sh DIR KUBECONFIG NODE_NAME
 set -uo pipefail
 dir=$1 kubeconfig=$2 node=$3
@@ -15,8 +16,12 @@ stop() {
 }
 stop "$dir/kubelet.pid"
 stop "$dir/kube-proxy.pid"
-nft delete table ip kube-proxy 2>/dev/null
-nft delete table ip6 kube-proxy 2>/dev/null
+owns_host=false
+[ -f "$dir/owns-host" ] && owns_host=true
+if $owns_host; then
+  nft delete table ip kube-proxy 2>/dev/null
+  nft delete table ip6 kube-proxy 2>/dev/null
+fi
 if [ -S "$dir/containerd.sock" ]; then
   ctr() { command ctr -a "$dir/containerd.sock" -n k8s.io "$@"; }
   # Pods' network namespaces, pinned under /run/netns where no CNI DEL will now remove them
@@ -32,10 +37,13 @@ fi
 stop "$dir/containerd.pid"
 # Innermost first: pod volumes and sandbox namespaces under the kubelet's and containerd's dirs.
 findmnt -rn -o TARGET | grep "^$dir/" | sort -r | xargs -r -n1 umount -l
-for h in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods /sys/fs/cgroup/unified/kubepods; do
-  [ -d "$h" ] && find "$h" -depth -type d -exec rmdir {} \; 2>/dev/null
-done
-ip link delete kova-kube0 2>/dev/null
+if $owns_host; then
+  for h in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods /sys/fs/cgroup/unified/kubepods; do
+    [ -d "$h" ] && find "$h" -depth -type d -exec rmdir {} \; 2>/dev/null
+  done
+  ip link delete kova-kube0 2>/dev/null
+  [ -f "$dir/sysctl.saved" ] && sysctl -q -p "$dir/sysctl.saved"
+fi
 rm -rf "$dir"
 "$bin/kubectl" --kubeconfig="$kubeconfig" delete node "$node" --ignore-not-found >/dev/null 2>&1
 true

@@ -18,6 +18,16 @@ cache="${KOVA_CACHE_DIR:-$HOME/.cache/kova}/images"
 images=$(nice -n 10 bash "$root/hack/images/build.sh")
 log() { echo "kubelet-node: $*" >&2; }
 
+# One node at a time on this machine: the pod CIDR, the bridge, kube-proxy's tables and the
+# kubepods cgroups are machine-wide. Past this check the node owns them (down.sh then removes
+# them; it leaves them alone for a run refused here).
+if pgrep -x kubelet >/dev/null || nft list table ip kube-proxy >/dev/null 2>&1; then
+  log "a kubelet or kube-proxy already runs on this machine; stop it first (one node at a time)"
+  exit 1
+fi
+mkdir -p "$dir"
+: >"$dir/owns-host"
+
 # The only pod-network range and bridge this node uses (one node at a time on this machine).
 POD_CIDR=10.244.250.0/24 BRIDGE=kova-kube0
 PAUSE_IMAGE=localhost/kova-pause:1
@@ -67,6 +77,13 @@ cat >"$dir/cni/10-kova.conflist" <<EOF
 }
 EOF
 
+# The kubelet sets kernel tunables it wants for pods (panic on oops, memory overcommit, key
+# quotas): this machine's values, put back by down.sh.
+for key in vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops \
+  kernel.keys.root_maxkeys kernel.keys.root_maxbytes; do
+  echo "$key=$(sysctl -n "$key")"
+done >"$dir/sysctl.saved"
+
 kubelet_address=127.0.0.1
 [ -n "${KUBELET_CLIENT_CA:-}" ] && kubelet_address=$NODE_IP
 cat >"$dir/kubelet/config.yaml" <<EOF
@@ -102,8 +119,8 @@ clientConnection: { kubeconfig: "$kubeconfig" }
 hostnameOverride: "$node"
 mode: nftables
 clusterCIDR: $POD_CIDR
-# Leave the host's conntrack table size alone.
-conntrack: { maxPerCore: 0 }
+# Leave the host's conntrack table size and timeouts alone.
+conntrack: { maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s }
 metricsBindAddress: 127.0.0.1:10249
 healthzBindAddress: 127.0.0.1:10256
 EOF

@@ -77,14 +77,24 @@ export async function freePort(): Promise<number> {
 const DIR_PREFIX = 'kova-cp-';
 const OWNER_FILE = 'owner.pid';
 
-/** A starter killed with -9 cannot clean up; the next start removes what it left. */
-async function removeAbandonedDirs(): Promise<void> {
+/**
+ * A temporary directory owned by this process. A starter killed with -9 cannot clean up: the
+ * next one gives each directory of the same prefix whose owner is gone to `cleanUp` (by default
+ * only removed), so what a killed run left does not pile up.
+ */
+export async function ownedTempDir(
+  prefix: string,
+  cleanUp = (dir: string) => rm(dir, { recursive: true, force: true }),
+): Promise<string> {
   for (const name of await readdir(tmpdir())) {
-    if (!name.startsWith(DIR_PREFIX)) continue;
+    if (!name.startsWith(prefix)) continue;
     const dir = join(tmpdir(), name);
     const owner = Number(await readFile(join(dir, OWNER_FILE), 'utf8').catch(() => '0'));
-    if (owner > 0 && !isAlive(owner)) await rm(dir, { recursive: true, force: true });
+    if (owner > 0 && !isAlive(owner)) await cleanUp(dir);
   }
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  await writeFile(join(dir, OWNER_FILE), String(process.pid));
+  return dir;
 }
 
 function isAlive(pid: number): boolean {
@@ -116,10 +126,9 @@ export class LocalControlPlane {
 
   static async start(opts: ControlPlaneOptions = {}): Promise<LocalControlPlane> {
     const log = opts.log ?? (() => undefined);
-    const binDir = await ensureBinaries(opts.cacheDir, opts.podsReach ? CLUSTER_TARGETS : []);
-    await removeAbandonedDirs();
-    const dir = await mkdtemp(join(tmpdir(), DIR_PREFIX));
-    await writeFile(join(dir, OWNER_FILE), String(process.pid));
+    const binDir = await ensureBinaries(opts.cacheDir);
+    if (opts.podsReach) await ensureBinaries(opts.cacheDir, ['kube-scheduler']);
+    const dir = await ownedTempDir(DIR_PREFIX);
     try {
       const cp = new LocalControlPlane(
         binDir,
@@ -236,15 +245,6 @@ function httpsGet(url: string, opts: RequestOptions): Promise<{ status: number; 
   });
 }
 
-/** What a control plane that runs pods needs beyond the default build. */
-const CLUSTER_TARGETS = [
-  'etcd',
-  'kube-apiserver',
-  'kube-controller-manager',
-  'kube-scheduler',
-  'kubectl',
-  'helm',
-];
 /** Controllers the tests rely on; with pods also those that run workloads and mount tokens. */
 const CONTROLLERS = [
   'garbagecollector',
@@ -264,121 +264,151 @@ const POD_CONTROLLERS = [
   'nodelifecycle',
 ];
 
+/** Where a control plane's components listen and keep their files. */
+interface Layout {
+  dir: string;
+  certDir: string;
+  saKey: string;
+  kubeconfigPath: string;
+  ports: Record<'etcdClient' | 'etcdPeer' | 'api' | 'kcm' | 'scheduler', number>;
+  podsReach?: string;
+}
+
 async function prepare(
   dir: string,
   withControllerManager: boolean,
   podsReach?: string,
 ): Promise<[ControlPlaneEndpoints, Component[]]> {
-  const [etcdClient, etcdPeer, apiPort, kcmPort, schedulerPort] = await Promise.all([
+  const [etcdClient, etcdPeer, api, kcm, scheduler] = await Promise.all([
     freePort(),
     freePort(),
     freePort(),
     freePort(),
     freePort(),
   ]);
+  const layout: Layout = {
+    dir,
+    certDir: join(dir, 'certs'),
+    saKey: join(dir, 'sa.key'),
+    kubeconfigPath: join(dir, 'kubeconfig'),
+    ports: { etcdClient, etcdPeer, api, kcm, scheduler },
+    podsReach,
+  };
   const token = randomBytes(24).toString('hex');
-  const apiAddress = podsReach ?? '127.0.0.1';
-  const server = `https://${apiAddress}:${apiPort}`;
-  const certDir = join(dir, 'certs');
-  const saKey = join(dir, 'sa.key');
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  await writeFile(saKey, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  await writeFile(layout.saKey, privateKey.export({ type: 'pkcs8', format: 'pem' }), {
+    mode: 0o600,
+  });
   await writeFile(join(dir, 'tokens.csv'), `${token},admin,admin,"system:masters"\n`, {
     mode: 0o600,
   });
-  const kubeconfigPath = join(dir, 'kubeconfig');
-  const etcdUrl = `http://127.0.0.1:${etcdClient}`;
-  const clientArgs = [
-    `--kubeconfig=${kubeconfigPath}`,
-    `--authentication-kubeconfig=${kubeconfigPath}`,
-    `--authorization-kubeconfig=${kubeconfigPath}`,
-    '--bind-address=127.0.0.1',
-    '--leader-elect=false',
-    '--v=1',
-  ];
-  const healthy = (port: number) => async () =>
-    (await httpsGet(`https://127.0.0.1:${port}/healthz`, { rejectUnauthorized: false })).status ===
-    200;
-  const components: Component[] = [
-    {
-      name: 'etcd',
-      args: [
-        `--data-dir=${join(dir, 'etcd')}`,
-        '--name=default',
-        `--listen-client-urls=${etcdUrl}`,
-        `--advertise-client-urls=${etcdUrl}`,
-        `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`,
-        `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`,
-        `--initial-cluster=default=http://127.0.0.1:${etcdPeer}`,
-        // Tests and the demo trade durability for speed; this data dir is thrown away.
-        '--unsafe-no-fsync',
-        '--log-level=warn',
-      ],
-      ready: async () => (await fetch(`${etcdUrl}/health`)).ok,
-    },
-    {
-      name: 'kube-apiserver',
-      args: [
-        `--etcd-servers=${etcdUrl}`,
-        `--secure-port=${apiPort}`,
-        `--bind-address=${apiAddress}`,
-        ...(podsReach
-          ? [
-              `--advertise-address=${podsReach}`,
-              `--kubelet-client-certificate=${join(dir, 'kubelet-client.crt')}`,
-              `--kubelet-client-key=${join(dir, 'kubelet-client.key')}`,
-              // Nodes' hostnames do not resolve here; their InternalIP does.
-              '--kubelet-preferred-address-types=InternalIP',
-            ]
-          : []),
-        `--cert-dir=${certDir}`,
-        '--service-cluster-ip-range=10.0.0.0/24',
-        '--allow-privileged=true',
-        '--authorization-mode=RBAC',
-        `--token-auth-file=${join(dir, 'tokens.csv')}`,
-        '--service-account-issuer=https://kubernetes.default.svc',
-        `--service-account-key-file=${saKey}`,
-        `--service-account-signing-key-file=${saKey}`,
-        // Without pods, nothing needs tokens mounted, and tests create pods without accounts.
-        ...(podsReach ? [] : ['--disable-admission-plugins=ServiceAccount']),
-        '--enable-priority-and-fairness=false',
-        '--profiling=false',
-        '--v=1',
-      ],
-      ready: async (cp) => (await cp.get('/readyz')).status === 200,
-    },
-  ];
-  if (withControllerManager) {
-    components.push({
-      name: 'kube-controller-manager',
-      args: [
-        ...clientArgs,
-        `--secure-port=${kcmPort}`,
-        `--service-account-private-key-file=${saKey}`,
-        `--root-ca-file=${join(certDir, 'apiserver.crt')}`,
-        `--controllers=${[...CONTROLLERS, ...(podsReach ? POD_CONTROLLERS : [])].join(',')}`,
-        `--cert-dir=${join(dir, 'kcm-certs')}`,
-      ],
-      ready: healthy(kcmPort),
-    });
-  }
-  if (podsReach) {
-    components.push({
-      name: 'kube-scheduler',
-      args: [...clientArgs, `--secure-port=${schedulerPort}`],
-      ready: healthy(schedulerPort),
-    });
-  }
   const ep: ControlPlaneEndpoints = {
-    server,
+    server: `https://${podsReach ?? '127.0.0.1'}:${api}`,
     token,
-    kubeconfigPath,
-    caPath: join(certDir, 'apiserver.crt'),
+    kubeconfigPath: layout.kubeconfigPath,
+    caPath: join(layout.certDir, 'apiserver.crt'),
     dir,
   };
   if (podsReach) ep.kubeletClientCaPath = await kubeletClientCertificate(dir);
-  await writeFile(kubeconfigPath, kubeconfig(ep), { mode: 0o600 });
+  await writeFile(layout.kubeconfigPath, kubeconfig(ep), { mode: 0o600 });
+  const components = [etcd(layout), apiServer(layout)];
+  if (withControllerManager) components.push(controllerManager(layout));
+  if (podsReach) components.push(kubeScheduler(layout));
   return [ep, components];
+}
+
+const etcdUrl = (l: Layout) => `http://127.0.0.1:${l.ports.etcdClient}`;
+
+function etcd(l: Layout): Component {
+  const peer = `http://127.0.0.1:${l.ports.etcdPeer}`;
+  return {
+    name: 'etcd',
+    args: [
+      `--data-dir=${join(l.dir, 'etcd')}`,
+      '--name=default',
+      `--listen-client-urls=${etcdUrl(l)}`,
+      `--advertise-client-urls=${etcdUrl(l)}`,
+      `--listen-peer-urls=${peer}`,
+      `--initial-advertise-peer-urls=${peer}`,
+      `--initial-cluster=default=${peer}`,
+      // Tests and the demo trade durability for speed; this data dir is thrown away.
+      '--unsafe-no-fsync',
+      '--log-level=warn',
+    ],
+    ready: async () => (await fetch(`${etcdUrl(l)}/health`)).ok,
+  };
+}
+
+function apiServer(l: Layout): Component {
+  const forPods = l.podsReach
+    ? [
+        `--advertise-address=${l.podsReach}`,
+        `--kubelet-client-certificate=${join(l.dir, 'kubelet-client.crt')}`,
+        `--kubelet-client-key=${join(l.dir, 'kubelet-client.key')}`,
+        // Nodes' hostnames do not resolve here; their InternalIP does.
+        '--kubelet-preferred-address-types=InternalIP',
+      ]
+    : // Without pods, nothing needs tokens mounted, and tests create pods without accounts.
+      ['--disable-admission-plugins=ServiceAccount'];
+  return {
+    name: 'kube-apiserver',
+    args: [
+      `--etcd-servers=${etcdUrl(l)}`,
+      `--secure-port=${l.ports.api}`,
+      `--bind-address=${l.podsReach ?? '127.0.0.1'}`,
+      ...forPods,
+      `--cert-dir=${l.certDir}`,
+      '--service-cluster-ip-range=10.0.0.0/24',
+      '--allow-privileged=true',
+      '--authorization-mode=RBAC',
+      `--token-auth-file=${join(l.dir, 'tokens.csv')}`,
+      '--service-account-issuer=https://kubernetes.default.svc',
+      `--service-account-key-file=${l.saKey}`,
+      `--service-account-signing-key-file=${l.saKey}`,
+      '--enable-priority-and-fairness=false',
+      '--profiling=false',
+      '--v=1',
+    ],
+    ready: async (cp) => (await cp.get('/readyz')).status === 200,
+  };
+}
+
+/** Flags kube-controller-manager and kube-scheduler share: the admin kubeconfig, loopback. */
+const clientArgs = (l: Layout) => [
+  `--kubeconfig=${l.kubeconfigPath}`,
+  `--authentication-kubeconfig=${l.kubeconfigPath}`,
+  `--authorization-kubeconfig=${l.kubeconfigPath}`,
+  '--bind-address=127.0.0.1',
+  '--leader-elect=false',
+  '--v=1',
+];
+
+const healthy = (port: number) => async () =>
+  (await httpsGet(`https://127.0.0.1:${port}/healthz`, { rejectUnauthorized: false })).status ===
+  200;
+
+function controllerManager(l: Layout): Component {
+  const controllers = [...CONTROLLERS, ...(l.podsReach ? POD_CONTROLLERS : [])];
+  return {
+    name: 'kube-controller-manager',
+    args: [
+      ...clientArgs(l),
+      `--secure-port=${l.ports.kcm}`,
+      `--service-account-private-key-file=${l.saKey}`,
+      `--root-ca-file=${join(l.certDir, 'apiserver.crt')}`,
+      `--controllers=${controllers.join(',')}`,
+      `--cert-dir=${join(l.dir, 'kcm-certs')}`,
+    ],
+    ready: healthy(l.ports.kcm),
+  };
+}
+
+function kubeScheduler(l: Layout): Component {
+  return {
+    name: 'kube-scheduler',
+    args: [...clientArgs(l), `--secure-port=${l.ports.scheduler}`],
+    ready: healthy(l.ports.scheduler),
+  };
 }
 
 /**
@@ -386,44 +416,15 @@ async function prepare(
  * openssl; returns the CA's path.
  */
 async function kubeletClientCertificate(dir: string): Promise<string> {
-  const openssl = (...args: string[]) => promisify(execFile)('openssl', args);
+  // Arguments split at spaces: the paths are under a mkdtemp directory, without any.
+  const openssl = (args: string) => promisify(execFile)('openssl', args.split(' '));
   const [ca, client] = [join(dir, 'kubelet-client-ca'), join(dir, 'kubelet-client')];
-  const key = ['-newkey', 'rsa:2048', '-nodes', '-days', '7'];
+  const newKey = (path: string) => `-newkey rsa:2048 -nodes -keyout ${path}.key`;
+  await openssl(`req -x509 ${newKey(ca)} -days 7 -out ${ca}.crt -subj /CN=kova-kubelet-client-ca`);
+  const subject = '/O=system:masters/CN=kube-apiserver-kubelet-client';
+  await openssl(`req ${newKey(client)} -out ${client}.csr -subj ${subject}`);
   await openssl(
-    'req',
-    '-x509',
-    ...key,
-    '-keyout',
-    `${ca}.key`,
-    '-out',
-    `${ca}.crt`,
-    '-subj',
-    '/CN=kova-kubelet-client-ca',
-  );
-  await openssl(
-    'req',
-    ...key.slice(0, 3),
-    '-keyout',
-    `${client}.key`,
-    '-out',
-    `${client}.csr`,
-    '-subj',
-    '/O=system:masters/CN=kube-apiserver-kubelet-client',
-  );
-  await openssl(
-    'x509',
-    '-req',
-    '-in',
-    `${client}.csr`,
-    '-CA',
-    `${ca}.crt`,
-    '-CAkey',
-    `${ca}.key`,
-    '-CAcreateserial',
-    '-days',
-    '7',
-    '-out',
-    `${client}.crt`,
+    `x509 -req -in ${client}.csr -CA ${ca}.crt -CAkey ${ca}.key -CAcreateserial -days 7 -out ${client}.crt`,
   );
   return `${ca}.crt`;
 }

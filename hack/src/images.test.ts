@@ -23,8 +23,9 @@ const recipe = JSON.parse(readFileSync(join(root, 'hack', 'images', 'images.json
   images: Record<string, ImageRecipe>;
 };
 /**
- * The programs the agent's sources run through host/exec.ts (`run('name', …)`), and those the
- * legacy guard runs by variable.
+ * The programs the agent's sources run through host/exec.ts (`run('name'`, the program named
+ * on the line of the call, as every call site writes it), and those the legacy guard runs by
+ * variable.
  */
 function agentPrograms(): string[] {
   const src = join(root, 'node-agent', 'src');
@@ -134,8 +135,9 @@ describe.each(Object.entries(recipe.images))('image %s', (name, image) => {
       { encoding: 'utf8', env: { PATH: '/usr/local/bin:/usr/bin:/bin' }, cwd: '/' },
     );
     expect(out.trim()).toMatch(new RegExp(`^${name} \\d+\\.\\d+\\.\\d+$`));
-    // Every program the agent runs (disks, config drives, bridges, firewall, prlimit) is in
-    // its image: a missing one fails only when an Instance needs it, on a real node.
+    // The programs the agent runs through host/exec.ts (disks, config drives, bridges,
+    // firewall, prlimit) are in its image: a missing one fails only when an Instance needs it,
+    // on a real node. (QEMU itself is not: the KVM probe runs it only where it is installed.)
     if (name === 'kova-node-agent')
       for (const tool of agentPrograms())
         execFileSync(

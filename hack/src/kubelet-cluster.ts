@@ -5,12 +5,20 @@
 // kernel has no dummy links): loopback is not theirs, and no address of the machine's own
 // interfaces is used.
 import { execFile } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { LocalControlPlane, type ControlPlaneOptions } from './control-plane.js';
+import {
+  bridgesNow,
+  findLeftovers,
+  hostNow,
+  removeLeftovers,
+  restoreIpForward,
+  tablesNow,
+  type HostBefore,
+} from './cli/footprint.js';
+import { LocalControlPlane, ownedTempDir, type ControlPlaneOptions } from './control-plane.js';
 
 const run = promisify(execFile);
 const nodeScripts = join(resolve(dirname(fileURLToPath(import.meta.url)), '..'), 'kubelet-node');
@@ -29,20 +37,32 @@ export class KubeletCluster {
     readonly node: string,
     /** The node's files: containerd, kubelet, CNI, logs (logs/pods: containers' logs). */
     readonly dir: string,
+    private readonly before: HostBefore,
   ) {}
 
+  /** For the chart's agent.stateDir: the agents' disks and images, under the node's files. */
+  get stateDir(): string {
+    return join(this.dir, 'state');
+  }
+
   static async start(opts: KubeletClusterOptions): Promise<KubeletCluster> {
+    // A run killed with -9 leaves its kubelet, kube-proxy, containerd and pods running.
+    const dir = await ownedTempDir('kova-kubelet-node-', (abandoned) =>
+      runScript('down.sh', [abandoned, '/dev/null', opts.node]),
+    );
+    // QEMU runs as libvirt-qemu and must reach the disks in the state dir.
+    await chmod(dir, 0o755);
+    const before = await hostNow();
     await addressLink();
-    const dir = await mkdtemp(join(tmpdir(), 'kova-kubelet-node-'));
     let cp: LocalControlPlane | undefined;
     try {
       cp = await LocalControlPlane.start({ podsReach: API_ADDRESS, log: opts.log });
-      const cluster = new KubeletCluster(cp, opts.node, dir);
+      const cluster = new KubeletCluster(cp, opts.node, dir, before);
       await cluster.script('up.sh');
       return cluster;
     } catch (err) {
-      if (cp) await new KubeletCluster(cp, opts.node, dir).stop();
-      else await removeLink();
+      if (cp) await new KubeletCluster(cp, opts.node, dir, before).stop();
+      else await Promise.all([runScript('down.sh', [dir, '/dev/null', opts.node]), removeLink()]);
       throw err;
     }
   }
@@ -51,27 +71,42 @@ export class KubeletCluster {
     return this.cp.endpoints.kubeconfigPath;
   }
 
+  /**
+   * Removes the node and the control plane, then whatever kova's agent pod could no longer
+   * remove: guests of its Instances still running (their disks in the state dir), their taps,
+   * the bridges and nftables tables that appeared, IPv4 forwarding turned on.
+   */
   async stop(): Promise<void> {
     await this.script('down.sh');
     await this.cp.stop();
     await removeLink();
+    const leftovers = await findLeftovers({
+      nodes: [this.node],
+      stateDirs: [this.stateDir],
+      tempDirs: [],
+      uids: new Set(),
+      bridges: [...(await bridgesNow())].filter((b) => !this.before.bridges.has(b)),
+      tables: (await tablesNow()).filter((t) => !this.before.tables.has(t)),
+    });
+    await removeLeftovers(leftovers);
+    await restoreIpForward(this.before);
   }
 
-  private async script(name: string): Promise<void> {
-    const args = [join(nodeScripts, name), this.dir, this.kubeconfigPath, this.node];
-    try {
-      await run('bash', args, {
-        env: {
-          ...process.env,
-          NODE_IP: API_ADDRESS,
-          KUBELET_CLIENT_CA: this.cp.endpoints.kubeletClientCaPath,
-        },
-        maxBuffer: 64 * 1024 * 1024,
-      });
-    } catch (err) {
-      const { stderr } = err as { stderr?: string };
-      throw new Error(`hack/kubelet-node/${name} failed: ${stderr?.slice(-3000) ?? err}`);
-    }
+  private script(name: string): Promise<void> {
+    const env = { NODE_IP: API_ADDRESS, KUBELET_CLIENT_CA: this.cp.endpoints.kubeletClientCaPath };
+    return runScript(name, [this.dir, this.kubeconfigPath, this.node], env);
+  }
+}
+
+async function runScript(name: string, args: string[], env: NodeJS.ProcessEnv = {}) {
+  try {
+    await run('bash', [join(nodeScripts, name), ...args], {
+      env: { ...process.env, ...env },
+      maxBuffer: 64 * 1024 * 1024,
+    });
+  } catch (err) {
+    const { stderr } = err as { stderr?: string };
+    throw new Error(`hack/kubelet-node/${name} failed: ${stderr?.slice(-3000) ?? err}`);
   }
 }
 
