@@ -2,9 +2,9 @@
 // every kind of compute.kova.dev and has an operator leading, renewing its Lease; a release
 // whose CRDs are missing or whose operators never won (or keep losing) the election fails.
 import { CoordinationV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
-import { apiMessage } from '@kova/controller-kit';
+import { isNotFound } from '@kova/controller-kit';
 import { GROUP, PLURAL, VERSION } from '@kova/crds';
-import type { CheckResult } from './uninstall-check.js';
+import { apiReason, type CheckResult } from './uninstall-check.js';
 
 /** The Lease the operators elect their leader on. */
 export const LEADER_LEASE = 'kova-operator';
@@ -30,17 +30,26 @@ export async function checkInstall(kc: KubeConfig, target: InstallTarget): Promi
   }
 }
 
+/**
+ * Discovery, not a list of each kind: it needs no rights (every authenticated user may read it),
+ * so the helm test's ServiceAccount reads no Instance, and a served kind is one the API server
+ * announces once its CRD is established.
+ */
 async function unservedKinds(kc: KubeConfig): Promise<string[]> {
-  const api = kc.makeApiClient(CustomObjectsApi);
-  const problems: string[] = [];
-  for (const plural of Object.values(PLURAL)) {
-    try {
-      await api.listClusterCustomObject({ group: GROUP, version: VERSION, plural, limit: 1 });
-    } catch (err) {
-      problems.push(`${plural}.${GROUP} is not served: ${apiMessage(err)}`);
-    }
+  const groupVersion = `${GROUP}/${VERSION}`;
+  let served: Set<string>;
+  try {
+    const list = await kc
+      .makeApiClient(CustomObjectsApi)
+      .getAPIResources({ group: GROUP, version: VERSION });
+    served = new Set(list.resources.map((r) => r.name));
+  } catch (err) {
+    if (isNotFound(err)) return [`${groupVersion} is not served: no kova CRD is installed`];
+    return [`could not discover ${groupVersion}: ${apiReason(err)}`];
   }
-  return problems;
+  return Object.values(PLURAL)
+    .filter((plural) => !served.has(plural))
+    .map((plural) => `${plural}.${GROUP} is not served`);
 }
 
 async function leaderProblems(kc: KubeConfig, target: InstallTarget): Promise<string[]> {
@@ -52,7 +61,8 @@ async function leaderProblems(kc: KubeConfig, target: InstallTarget): Promise<st
       .readNamespacedLease({ name: LEADER_LEASE, namespace: target.namespace });
     spec = lease.spec;
   } catch (err) {
-    return [`no operator leads: ${where}: ${apiMessage(err)}`];
+    if (isNotFound(err)) return [`no operator leads: ${where} does not exist`];
+    return [`could not get ${where}: ${apiReason(err)}`];
   }
   if (!spec?.holderIdentity) return [`no operator leads: ${where} has no holder`];
   const durationMs = (spec.leaseDurationSeconds ?? 0) * 1000;

@@ -14,7 +14,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import { configFromEnv } from './config.js';
 import { checkInstall, LEADER_LEASE } from './install-check.js';
 import { Operator } from './operator.js';
-import { checkUninstall, type CheckResult } from './uninstall-check.js';
+import { apiReason, checkUninstall, type CheckResult } from './uninstall-check.js';
 
 const log = logger('kova-operator');
 
@@ -92,7 +92,14 @@ async function check(name: string): Promise<void> {
     process.stderr.write(`unknown command ${name}; commands: ${Object.keys(CHECKS).join(', ')}\n`);
     process.exit(2);
   }
-  const result = await run();
+  // What a check could not even ask (no kubeconfig, say) is said in words too: Helm prints this
+  // output to whoever runs the hook, not to a log reader.
+  let result: CheckResult;
+  try {
+    result = await run();
+  } catch (err) {
+    result = { ok: false, message: `${name} failed: ${apiReason(err)}` };
+  }
   (result.ok ? process.stdout : process.stderr).write(`${result.message}\n`);
   process.exit(result.ok ? 0 : 1);
 }

@@ -3,12 +3,22 @@
 // only kova manages: uninstalling under them leaves deletes that never finish and guests nobody
 // stops. So while any Instance exists the hook fails, and Helm deletes nothing.
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { apiMessage, apiStatus, isNotFound } from '@kova/controller-kit';
 import { GROUP, PLURAL, VERSION, type InstanceObject } from '@kova/crds';
 
 /** What a check subcommand prints, and whether it passed (exit status 0). */
 export interface CheckResult {
   ok: boolean;
   message: string;
+}
+
+/**
+ * Why an API call failed, for a person: the API server's Status message. client-node drops the
+ * body of a 401 (its message would read "HTTP-Code: 401"), so that one is said here.
+ */
+export function apiReason(err: unknown): string {
+  if (apiStatus(err) === 401) return 'Unauthorized: the API server refused the credentials (401)';
+  return apiMessage(err);
 }
 
 /** Instances named in the refusal; the rest are counted. */
@@ -24,6 +34,41 @@ export async function checkUninstall(
   kc: KubeConfig,
   target: UninstallTarget,
 ): Promise<CheckResult> {
+  const helmTarget = `${target.release} -n ${target.namespace}`;
+  let names: string[];
+  try {
+    names = await instanceNames(kc);
+  } catch (err) {
+    // No Instance CRD, no Instance: an uninstall after the CRDs were deleted must not be stuck.
+    if (isNotFound(err))
+      return { ok: true, message: 'nothing to guard: the Instance CRD is not installed' };
+    return {
+      ok: false,
+      message: [
+        `could not list Instances: ${apiReason(err)}`,
+        "Fix the hook's access to the API server, or uninstall with --no-hooks to skip this check:",
+        `  helm uninstall ${helmTarget} --no-hooks`,
+      ].join('\n'),
+    };
+  }
+  if (names.length === 0) return { ok: true, message: 'no Instances exist: uninstall may go on' };
+  const shown = names.slice(0, NAMED).join(', ') + (names.length > NAMED ? ', ...' : '');
+  return {
+    ok: false,
+    message: [
+      `refusing to uninstall kova: ${names.length} Instance(s) exist (${shown}).`,
+      'Without kova their finalizers are never lifted and their guests keep running unmanaged.',
+      'Delete them first, then the Networks, then uninstall:',
+      '  kubectl delete instances --all -A --wait',
+      '  kubectl delete networks --all --wait',
+      `  helm uninstall ${helmTarget}`,
+      `To uninstall and leave them: helm uninstall ${helmTarget} --no-hooks`,
+    ].join('\n'),
+  };
+}
+
+/** Every Instance in the cluster, as namespace/name, page by page. */
+async function instanceNames(kc: KubeConfig): Promise<string[]> {
   const api = kc.makeApiClient(CustomObjectsApi);
   const names: string[] = [];
   let page: string | undefined;
@@ -38,19 +83,5 @@ export async function checkUninstall(
     names.push(...list.items.map((i) => `${i.metadata.namespace}/${i.metadata.name}`));
     page = list.metadata?._continue || undefined;
   } while (page);
-  if (names.length === 0) return { ok: true, message: 'no Instances exist: uninstall may go on' };
-  const shown = names.slice(0, NAMED).join(', ') + (names.length > NAMED ? ', ...' : '');
-  const helmTarget = `${target.release} -n ${target.namespace}`;
-  return {
-    ok: false,
-    message: [
-      `refusing to uninstall kova: ${names.length} Instance(s) exist (${shown}).`,
-      'Without kova their finalizers are never lifted and their guests keep running unmanaged.',
-      'Delete them first, then the Networks, then uninstall:',
-      '  kubectl delete instances --all -A --wait',
-      '  kubectl delete networks --all --wait',
-      `  helm uninstall ${helmTarget}`,
-      `To uninstall and leave them: helm uninstall ${helmTarget} --no-hooks`,
-    ].join('\n'),
-  };
+  return names;
 }
