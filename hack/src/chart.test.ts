@@ -2,11 +2,10 @@
 // crds/, and the API server accepts the rendered objects in a server-side dry run.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PLURAL } from '@kova/crds';
 import { parseAllDocuments } from 'yaml';
 import { kubectlPath } from './control-plane.js';
 import { until } from './until.js';
@@ -278,6 +277,34 @@ interface Rendered {
 
 const rendered = (...args: string[]) =>
   kinds(template('-n', 'kova-chart-test', ...args)) as unknown as Rendered[];
+
+/**
+ * Renders a copy of the chart whose values.yaml is `values`, also given as -f: what
+ * `helm upgrade --reuse-values` renders, the previous release's values standing in for the
+ * chart's values.yaml and its user-supplied ones on top.
+ */
+function renderWithChartValues(values: string, ...args: string[]): string {
+  const dir = mkdtempSync(join(tmpdir(), 'kova-chart-'));
+  try {
+    cpSync(chart, join(dir, 'kova'), { recursive: true });
+    const file = join(dir, 'kova', 'values.yaml');
+    writeFileSync(file, values);
+    return helm(
+      'template',
+      'kova',
+      join(dir, 'kova'),
+      '--kube-version',
+      serverVersion,
+      '-n',
+      'kova-chart-test',
+      '-f',
+      file,
+      ...args,
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 function get(objs: Rendered[], kind: string, name: string): Rendered {
   const found = objs.find((o) => o.kind === kind && o.metadata.name === name);
   if (!found) throw new Error(`${kind}/${name} is not rendered`);
@@ -312,7 +339,12 @@ describe('Helm chart: scheduling, ports, Pod Security and lifecycle hooks (#14)'
       JSON.stringify({ apiVersion: 'v1', kind: 'List', items: namespaces }),
     );
     for (const level of POD_SECURITY)
-      for (const sa of ['kova-node-agent', 'kova-operator', 'kova-uninstall-check'])
+      for (const sa of [
+        'kova-node-agent',
+        'kova-operator',
+        'kova-uninstall-check',
+        'kova-check-install',
+      ])
         kubectl(['create', 'serviceaccount', sa, '-n', psaNamespace(level)]);
   });
 
@@ -323,12 +355,12 @@ describe('Helm chart: scheduling, ports, Pod Security and lifecycle hooks (#14)'
       kubectl(['delete', kind, 'kova-uninstall-check', '--ignore-not-found']);
   });
 
-  it('places the agent on every labelled node, tainted or not, as node-critical, with a grace period past its shutdown timeout', () => {
+  it('places the agent on every labelled node, tainted or not, as node-critical', () => {
     const objs = rendered();
     const pod = agentPod(objs);
     expect(pod.spec.tolerations).toEqual([{ operator: 'Exists' }]);
     expect(pod.spec.priorityClassName).toBe('system-node-critical');
-    expect(pod.spec.terminationGracePeriodSeconds).toBe(60 + 30);
+    expect(pod.spec.terminationGracePeriodSeconds).toBe(60);
     expect(get(objs, 'DaemonSet', 'kova-node-agent').spec.updateStrategy).toEqual({
       type: 'RollingUpdate',
       rollingUpdate: { maxUnavailable: 1 },
@@ -427,14 +459,44 @@ describe('Helm chart: scheduling, ports, Pod Security and lifecycle hooks (#14)'
     }
   });
 
-  it('derives the agent grace period from its shutdown timeout, and refuses a set one that is not longer', () => {
+  it("takes the agent grace period as set, independent of the guests' shutdown timeout", () => {
     const grace = (...args: string[]) =>
       agentPod(rendered(...args)).spec.terminationGracePeriodSeconds;
-    expect(grace('--set', 'agent.shutdownTimeoutSeconds=300')).toBe(330);
-    expect(grace('--set', 'agent.terminationGracePeriodSeconds=400')).toBe(400);
-    expect(() => grace('--set', 'agent.terminationGracePeriodSeconds=60')).toThrow(
-      /agent.terminationGracePeriodSeconds \(60\) must be longer than agent.shutdownTimeoutSeconds \(60\)/,
+    expect(grace('--set', 'agent.shutdownTimeoutSeconds=300')).toBe(60);
+    expect(grace('--set', 'agent.terminationGracePeriodSeconds=10')).toBe(10);
+    expect(() => grace('--set', 'agent.terminationGracePeriodSeconds=null')).not.toThrow();
+    expect(() => grace('--set', 'agent.terminationGracePeriodSeconds=0')).toThrow(
+      /terminationGracePeriodSeconds/,
     );
+  });
+
+  it("renders with the previous chart version's values, as helm upgrade --reuse-values does", () => {
+    const previous = execFileSync('git', ['show', '42e58b2:charts/kova/values.yaml'], {
+      cwd: root,
+      encoding: 'utf8',
+    });
+    const out = renderWithChartValues(previous);
+    const objs = kinds(out) as unknown as Rendered[];
+    const agent = get(objs, 'DaemonSet', 'kova-node-agent');
+    // Values the previous chart lacks render as this chart's defaults.
+    expect(agent.spec.template.spec.terminationGracePeriodSeconds).toBe(60);
+    expect(agent.spec.updateStrategy).toEqual({
+      type: 'RollingUpdate',
+      rollingUpdate: { maxUnavailable: 1 },
+    });
+    expect(container(agent.spec.template).ports).toEqual([
+      { name: 'metrics', containerPort: 8081 },
+    ]);
+    expect(container(agent.spec.template).image).toBe('ghcr.io/kova-dev/kova-node-agent:0.1.0');
+    expect(get(objs, 'Job', 'kova-uninstall-check').spec.backoffLimit).toBe(0);
+    expect(get(objs, 'Pod', 'kova-check-install').spec.serviceAccountName).toBe(
+      'kova-check-install',
+    );
+    const applied = kubectl(
+      ['apply', '--dry-run=server', '-n', 'kova-chart-test', '-f', '-'],
+      renderWithChartValues(previous, '--skip-tests'),
+    );
+    expect(applied).toContain('daemonset.apps/kova-node-agent created (server dry run)');
   });
 
   it('rejects misspelt or malformed values in every section', () => {
@@ -453,6 +515,35 @@ describe('Helm chart: scheduling, ports, Pod Security and lifecycle hooks (#14)'
     expect(() => template('--set', 'agent.image.digest=sha256:abc')).toThrow(/digest/);
     expect(() => template('--set', 'agent.healthAddress=10.0.0.1')).toThrow(/healthAddress/);
     expect(() => template('--set', 'agent.healthPort=0')).toThrow(/healthPort/);
+    // The API server refuses 0%; a number is at least 1 already.
+    for (const none of ['0%', '00%', '0'])
+      expect(() =>
+        template('--set', `agent.updateStrategy.rollingUpdate.maxUnavailable=${none}`),
+      ).toThrow(/maxUnavailable/);
+    expect(
+      get(
+        rendered('--set', 'agent.updateStrategy.rollingUpdate.maxUnavailable=10%'),
+        'DaemonSet',
+        'kova-node-agent',
+      ).spec.updateStrategy,
+    ).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: '10%' } });
+  });
+
+  it('refuses an agent without a node selector: with its tolerations it would run on every node', () => {
+    // --set ...=null deletes the key; an empty map can only come from a values.yaml (Helm merges
+    // a user's {} into the chart's), as with --reuse-values.
+    expect(() => template('--set', 'agent.nodeSelector=null')).toThrow(
+      /missing property 'nodeSelector'/,
+    );
+    const defaults = readFileSync(join(chart, 'values.yaml'), 'utf8');
+    const emptied = defaults.replace(
+      'nodeSelector:\n    compute.kova.dev/hypervisor: "true"\n',
+      'nodeSelector: {}\n',
+    );
+    expect(emptied).not.toBe(defaults);
+    expect(() => renderWithChartValues(emptied)).toThrow(
+      /'\/agent\/nodeSelector': minProperties: got 0, want 1/,
+    );
   });
 
   it('serves agent health and metrics on the configured host port, probed on 127.0.0.1, listening where agent.healthAddress says', () => {
@@ -476,6 +567,28 @@ describe('Helm chart: scheduling, ports, Pod Security and lifecycle hooks (#14)'
     );
     const loopback = container(agentPod(rendered('--set', 'agent.healthAddress=127.0.0.1')));
     expect(env(loopback, 'KOVA_HEALTH_ADDRESS')).toBe('127.0.0.1');
+  });
+
+  it("refuses ServiceMonitors when the agents' metrics listen on loopback only, where Prometheus cannot scrape them", () => {
+    expect(() =>
+      rendered(
+        '--set',
+        'agent.healthAddress=127.0.0.1',
+        '--set',
+        'metrics.serviceMonitor.enabled=true',
+      ),
+    ).toThrow(
+      /metrics.serviceMonitor.enabled with agent.healthAddress 127.0.0.1: .*Prometheus cannot scrape them; set agent.healthAddress to "" \(all addresses\) or metrics.serviceMonitor.enabled to false/,
+    );
+    for (const address of ['0.0.0.0', '::'])
+      expect(
+        rendered(
+          '--set',
+          `agent.healthAddress=${address}`,
+          '--set',
+          'metrics.serviceMonitor.enabled=true',
+        ).filter((o) => o.kind === 'ServiceMonitor'),
+      ).toHaveLength(2);
   });
 
   it('puts ServiceMonitors for both components where asked, with the labels asked, selecting the release namespace', () => {
@@ -634,28 +747,56 @@ describe('Helm chart: scheduling, ports, Pod Security and lifecycle hooks (#14)'
     expect(off.filter((o) => o.metadata.name === 'kova-uninstall-check')).toEqual([]);
   });
 
-  it('has a helm test Pod that runs check-install as the operator, whose rights cover what it reads', () => {
+  it('has a helm test Pod that runs check-install under its own account, which may only read the leader Lease', () => {
     const objs = rendered();
+    const hooks = objs.filter((o) => o.metadata.name === 'kova-check-install');
+    expect(hooks.map((o) => o.kind).sort()).toEqual([
+      'Pod',
+      'Role',
+      'RoleBinding',
+      'ServiceAccount',
+    ]);
+    const weight = (o: Rendered) => Number(o.metadata.annotations?.['helm.sh/hook-weight']);
     const test = get(objs, 'Pod', 'kova-check-install');
-    expect(test.metadata.annotations?.['helm.sh/hook']).toBe('test');
-    expect(test.spec.serviceAccountName).toBe('kova-operator');
+    for (const o of hooks) {
+      expect(o.metadata.annotations?.['helm.sh/hook']).toBe('test');
+      expect(o.metadata.annotations?.['helm.sh/hook-delete-policy']).toBe(
+        'before-hook-creation,hook-succeeded',
+      );
+      if (o.kind !== 'Pod') expect(weight(o)).toBeLessThan(weight(test));
+    }
+    expect(test.spec.serviceAccountName).toBe('kova-check-install');
     expect(container(test).args).toEqual(['check-install']);
-    expect(rendered('--skip-tests').some((o) => o.kind === 'Pod')).toBe(false);
-    const rbac = objs.filter(
-      (o) =>
-        ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'].includes(
-          o.kind,
-        ) && !o.metadata.annotations?.['helm.sh/hook'],
-    );
+    expect(
+      rendered('--skip-tests').filter((o) => o.metadata.name === 'kova-check-install'),
+    ).toEqual([]);
+
+    const rbac = hooks.filter((o) => o.kind !== 'Pod');
     kubectl(
       ['apply', '-n', 'kova-chart-test', '-f', '-'],
       JSON.stringify({ apiVersion: 'v1', kind: 'List', items: rbac }),
     );
-    const operator = 'system:serviceaccount:kova-chart-test:kova-operator';
-    for (const plural of Object.values(PLURAL))
-      expect(`${plural}: ${can(operator, 'list', `${plural}.compute.kova.dev`)}`).toBe(
-        `${plural}: yes`,
-      );
-    expect(can(operator, 'get', 'leases.coordination.k8s.io')).toBe('yes');
+    const tester = 'system:serviceaccount:kova-chart-test:kova-check-install';
+    // By name (TYPE/NAME): can() would take the name for a subresource.
+    const lease = (verb: string, name: string) =>
+      run([
+        'auth',
+        'can-i',
+        '-n',
+        'kova-chart-test',
+        `--as=${tester}`,
+        verb,
+        `leases.coordination.k8s.io/${name}`,
+      ]).stdout.trim();
+    expect(lease('get', 'kova-operator')).toBe('yes');
+    expect(lease('get', 'kova-other')).toBe('no');
+    expect(lease('update', 'kova-operator')).toBe('no');
+    for (const [verb, resource] of [
+      ['list', 'leases.coordination.k8s.io'],
+      ['list', 'instances.compute.kova.dev'],
+      ['patch', 'customresourcedefinitions.apiextensions.k8s.io'],
+      ['list', 'secrets'],
+    ] as const)
+      expect(`${verb} ${resource}: ${can(tester, verb, resource)}`).toBe(`${verb} ${resource}: no`);
   });
 });

@@ -22,9 +22,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end }}
 
+{{/*
+Values added since the first chart are read with dig, default or with: `helm upgrade
+--reuse-values` renders with the previous release's values in place of this chart's
+values.yaml, where they are missing. A missing one renders as this chart's default where the
+pods need a value (health port, grace period, update strategy, the uninstall guard), and as
+nothing where it only adds (placement, pod metadata, pull secrets, digests).
+*/}}
+
 {{/* The operator's image: its Deployment, the uninstall guard and the helm test run it. */}}
 {{- define "kova.operatorImage" -}}
-{{ include "kova.image" (dict "root" . "name" "kova-operator" "digest" .Values.operator.image.digest) }}
+{{ include "kova.image" (dict "root" . "name" "kova-operator" "digest" (dig "image" "digest" "" .Values.operator)) }}
 {{- end }}
 
 {{/* A pod template's metadata: the component's selector labels (never overridden) and podLabels, podAnnotations. */}}
@@ -68,22 +76,23 @@ readOnlyRootFilesystem: true
 capabilities: { drop: [ALL] }
 {{- end }}
 
-{{/* The agent's grace period: longer than the guest shutdowns a stopping agent waits for. */}}
-{{- define "kova.agentGrace" -}}
-{{- $timeout := int .Values.agent.shutdownTimeoutSeconds -}}
-{{- $grace := .Values.agent.terminationGracePeriodSeconds -}}
-{{- if kindIs "invalid" $grace -}}
-{{ add $timeout 30 }}
-{{- else if le (int $grace) $timeout -}}
-{{ fail (printf "agent.terminationGracePeriodSeconds (%d) must be longer than agent.shutdownTimeoutSeconds (%d): the kubelet would kill an agent waiting for a guest to shut down" (int $grace) $timeout) }}
-{{- else -}}
-{{ int $grace }}
-{{- end -}}
+{{/*
+The annotations of a hook's resources (the uninstall guard's, the helm test's): .hook, at
+.weight, so its ServiceAccount and rights exist before its pod. A failed one is kept to be
+read, and replaced by the next run.
+*/}}
+{{- define "kova.hook" -}}
+helm.sh/hook: {{ .hook }}
+helm.sh/hook-weight: {{ .weight | quote }}
+helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
 {{- end }}
 
-{{/* The annotations of the uninstall guard's hook resources, at the given weight. */}}
-{{- define "kova.uninstallHook" -}}
-helm.sh/hook: pre-delete
-helm.sh/hook-weight: {{ . | quote }}
-helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+{{/* The agent's health and metrics port: the container's, the probes' and the Service's. */}}
+{{- define "kova.agentHealthPort" -}}
+{{ dig "healthPort" 8081 .Values.agent }}
+{{- end }}
+
+{{/* "true" when the uninstall guard is on (uninstall.blockIfInstancesExist), else empty. */}}
+{{- define "kova.uninstallGuard" -}}
+{{- if dig "blockIfInstancesExist" true (.Values.uninstall | default dict) }}true{{ end -}}
 {{- end }}
