@@ -18,12 +18,16 @@ export function apiStatus(err: unknown): number | undefined {
   return typeof code === 'number' ? code : undefined;
 }
 
-/** The Status message the API server returned, without client-node's header dump. */
+/**
+ * The Status message the API server returned, without client-node's header dump. client-node
+ * drops the body of a 401 (its message would read "HTTP-Code: 401"), so that one is said here.
+ */
 export function apiMessage(err: unknown): string {
   const body = (err as { body?: unknown } | null)?.body;
   const parsed = typeof body === 'string' ? safeJson(body) : body;
   const message = (parsed as { message?: unknown } | undefined)?.message;
   if (typeof message === 'string') return message;
+  if (apiStatus(err) === 401) return 'Unauthorized: the API server refused the credentials (401)';
   return err instanceof Error ? (err.message.split('\n')[0] ?? err.message) : String(err);
 }
 

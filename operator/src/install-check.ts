@@ -2,9 +2,9 @@
 // every kind of compute.kova.dev and has an operator leading, renewing its Lease; a release
 // whose CRDs are missing or whose operators never won (or keep losing) the election fails.
 import { CoordinationV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
-import { isNotFound } from '@kova/controller-kit';
+import { apiMessage, isNotFound } from '@kova/controller-kit';
 import { GROUP, PLURAL, VERSION } from '@kova/crds';
-import { apiReason, type CheckResult } from './uninstall-check.js';
+import type { CheckResult } from './uninstall-check.js';
 
 /** The Lease the operators elect their leader on. */
 export const LEADER_LEASE = 'kova-operator';
@@ -45,7 +45,7 @@ async function unservedKinds(kc: KubeConfig): Promise<string[]> {
     served = new Set(list.resources.map((r) => r.name));
   } catch (err) {
     if (isNotFound(err)) return [`${groupVersion} is not served: no kova CRD is installed`];
-    return [`could not discover ${groupVersion}: ${apiReason(err)}`];
+    return [`could not discover ${groupVersion}: ${apiMessage(err)}`];
   }
   return Object.values(PLURAL)
     .filter((plural) => !served.has(plural))
@@ -62,7 +62,7 @@ async function leaderProblems(kc: KubeConfig, target: InstallTarget): Promise<st
     spec = lease.spec;
   } catch (err) {
     if (isNotFound(err)) return [`no operator leads: ${where} does not exist`];
-    return [`could not get ${where}: ${apiReason(err)}`];
+    return [`could not get ${where}: ${apiMessage(err)}`];
   }
   if (!spec?.holderIdentity) return [`no operator leads: ${where} has no holder`];
   const durationMs = (spec.leaseDurationSeconds ?? 0) * 1000;

@@ -1,6 +1,7 @@
 // kova-operator: leader-elected scheduler, address allocator, Instance phase machine and
 // Network lifecycle (conflicts, VNIs, usage, deletion).
 import {
+  apiMessage,
   ensureCrds,
   envNumber,
   exitOnVersionFlag,
@@ -14,7 +15,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import { configFromEnv } from './config.js';
 import { checkInstall, LEADER_LEASE } from './install-check.js';
 import { Operator } from './operator.js';
-import { apiReason, checkUninstall, type CheckResult } from './uninstall-check.js';
+import { checkUninstall, type CheckResult } from './uninstall-check.js';
 
 const log = logger('kova-operator');
 
@@ -98,7 +99,7 @@ async function check(name: string): Promise<void> {
   try {
     result = await run();
   } catch (err) {
-    result = { ok: false, message: `${name} failed: ${apiReason(err)}` };
+    result = { ok: false, message: `${name} failed: ${apiMessage(err)}` };
   }
   (result.ok ? process.stdout : process.stderr).write(`${result.message}\n`);
   process.exit(result.ok ? 0 : 1);

@@ -3,22 +3,13 @@
 // only kova manages: uninstalling under them leaves deletes that never finish and guests nobody
 // stops. So while any Instance exists the hook fails, and Helm deletes nothing.
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
-import { apiMessage, apiStatus, isNotFound } from '@kova/controller-kit';
+import { apiMessage, isNotFound } from '@kova/controller-kit';
 import { GROUP, PLURAL, VERSION, type InstanceObject } from '@kova/crds';
 
 /** What a check subcommand prints, and whether it passed (exit status 0). */
 export interface CheckResult {
   ok: boolean;
   message: string;
-}
-
-/**
- * Why an API call failed, for a person: the API server's Status message. client-node drops the
- * body of a 401 (its message would read "HTTP-Code: 401"), so that one is said here.
- */
-export function apiReason(err: unknown): string {
-  if (apiStatus(err) === 401) return 'Unauthorized: the API server refused the credentials (401)';
-  return apiMessage(err);
 }
 
 /** Instances named in the refusal; the rest are counted. */
@@ -45,7 +36,7 @@ export async function checkUninstall(
     return {
       ok: false,
       message: [
-        `could not list Instances: ${apiReason(err)}`,
+        `could not list Instances: ${apiMessage(err)}`,
         "Fix the hook's access to the API server, or uninstall with --no-hooks to skip this check:",
         `  helm uninstall ${helmTarget} --no-hooks`,
       ].join('\n'),
