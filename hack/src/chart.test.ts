@@ -305,6 +305,31 @@ function renderWithChartValues(values: string, ...args: string[]): string {
     rmSync(dir, { recursive: true, force: true });
   }
 }
+/**
+ * A hook's objects, all named `name`: its workload and, created before it (lower weight), its
+ * ServiceAccount and RBAC; all replaced by a next run and deleted once they succeed.
+ */
+function hookObjects(
+  objs: Rendered[],
+  name: string,
+  hook: string,
+  workload: string,
+  rbac: string[],
+): Rendered[] {
+  const hooks = objs.filter((o) => o.metadata.name === name);
+  expect(hooks.map((o) => o.kind).sort()).toEqual([...rbac, workload, 'ServiceAccount'].sort());
+  const weight = (o: Rendered) => Number(o.metadata.annotations?.['helm.sh/hook-weight']);
+  const runs = get(objs, workload, name);
+  for (const o of hooks) {
+    expect(o.metadata.annotations?.['helm.sh/hook']).toBe(hook);
+    expect(o.metadata.annotations?.['helm.sh/hook-delete-policy']).toBe(
+      'before-hook-creation,hook-succeeded',
+    );
+    if (o !== runs) expect(weight(o)).toBeLessThan(weight(runs));
+  }
+  return hooks;
+}
+
 function get(objs: Rendered[], kind: string, name: string): Rendered {
   const found = objs.find((o) => o.kind === kind && o.metadata.name === name);
   if (!found) throw new Error(`${kind}/${name} is not rendered`);
@@ -702,23 +727,10 @@ describe('Helm chart: scheduling, ports, Pod Security and lifecycle hooks (#14)'
 
   it('guards helm uninstall with a pre-delete hook Job that may only list Instances, and drops it on request', () => {
     const objs = rendered();
-    const hooks = objs.filter((o) => o.metadata.name === 'kova-uninstall-check');
-    expect(hooks.map((o) => o.kind).sort()).toEqual([
+    const hooks = hookObjects(objs, 'kova-uninstall-check', 'pre-delete', 'Job', [
       'ClusterRole',
       'ClusterRoleBinding',
-      'Job',
-      'ServiceAccount',
     ]);
-    const weight = (o: Rendered) => Number(o.metadata.annotations?.['helm.sh/hook-weight']);
-    for (const o of hooks) {
-      expect(o.metadata.annotations?.['helm.sh/hook']).toBe('pre-delete');
-      expect(o.metadata.annotations?.['helm.sh/hook-delete-policy']).toBe(
-        'before-hook-creation,hook-succeeded',
-      );
-      // Its account and rights exist before the Job starts.
-      if (o.kind !== 'Job')
-        expect(weight(o)).toBeLessThan(weight(get(objs, 'Job', o.metadata.name)));
-    }
     const job = get(objs, 'Job', 'kova-uninstall-check');
     expect(job.metadata.annotations?.['helm.sh/hook-output-log-policy']).toBe('hook-failed');
     expect(job.spec.backoffLimit).toBe(0);
@@ -749,22 +761,8 @@ describe('Helm chart: scheduling, ports, Pod Security and lifecycle hooks (#14)'
 
   it('has a helm test Pod that runs check-install under its own account, which may only read the leader Lease', () => {
     const objs = rendered();
-    const hooks = objs.filter((o) => o.metadata.name === 'kova-check-install');
-    expect(hooks.map((o) => o.kind).sort()).toEqual([
-      'Pod',
-      'Role',
-      'RoleBinding',
-      'ServiceAccount',
-    ]);
-    const weight = (o: Rendered) => Number(o.metadata.annotations?.['helm.sh/hook-weight']);
+    const hooks = hookObjects(objs, 'kova-check-install', 'test', 'Pod', ['Role', 'RoleBinding']);
     const test = get(objs, 'Pod', 'kova-check-install');
-    for (const o of hooks) {
-      expect(o.metadata.annotations?.['helm.sh/hook']).toBe('test');
-      expect(o.metadata.annotations?.['helm.sh/hook-delete-policy']).toBe(
-        'before-hook-creation,hook-succeeded',
-      );
-      if (o.kind !== 'Pod') expect(weight(o)).toBeLessThan(weight(test));
-    }
     expect(test.spec.serviceAccountName).toBe('kova-check-install');
     expect(container(test).args).toEqual(['check-install']);
     expect(
