@@ -2,13 +2,13 @@
 // middle of a burst; the other takes over and finishes with the same guarantees.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
-import { loadKubeConfig } from '@kova/controller-kit';
 import { API_VERSION, GROUP, PLURAL, VERSION, type IIPAllocation } from '@kova/crds';
-import { applyCrds, LocalControlPlane, SimulatedFleet } from '@kova/hack';
+import type { LocalControlPlane, SimulatedFleet } from '@kova/hack';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { InstanceObject as Instance } from '@kova/crds';
+import { startFleetCluster, stopFleetCluster } from './test-support.js';
 
 const mainJs = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'main.js');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -52,20 +52,15 @@ const list = async <T>(plural: string, namespace?: string) =>
   ).items;
 
 beforeAll(async () => {
-  cp = await LocalControlPlane.start();
-  kc = loadKubeConfig(cp.endpoints.kubeconfigPath);
-  api = kc.makeApiClient(CustomObjectsApi);
-  await applyCrds(cp.endpoints.kubeconfigPath);
-  fleet = new SimulatedFleet(kc);
-  await fleet.create(
+  ({ cp, kc, api, fleet } = await startFleetCluster(
     Array.from({ length: 10 }, (_, i) => ({
       name: `hv-${i}`,
       vcpus: 8,
       memoryMiB: 16 * 1024 + 512,
       diskGiB: 500,
     })),
-  );
-  fleet.startHeartbeats(2000);
+    2000,
+  ));
   const create = (kind: string, body: object) =>
     api.createClusterCustomObject({
       ...kova(PLURAL[kind as keyof typeof PLURAL]),
@@ -88,8 +83,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const p of operators) p.kill('SIGKILL');
-  await fleet.stop();
-  await cp.stop();
+  await stopFleetCluster({ cp, fleet });
 });
 
 describe('operator failover', () => {

@@ -12,7 +12,7 @@ import {
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import https from 'node:https';
-import { apiStatus, Patcher, loadKubeConfig } from '@kova/controller-kit';
+import { apiStatus, Patcher } from '@kova/controller-kit';
 import {
   API_VERSION,
   GROUP,
@@ -23,7 +23,6 @@ import {
   type InstanceStatus,
 } from '@kova/crds';
 import {
-  applyCrds,
   kubectlPath,
   LocalControlPlane,
   SimulatedFleet,
@@ -35,7 +34,13 @@ import { ClusterState } from './cluster-state.js';
 import { configFromEnv, type OperatorConfig } from './config.js';
 import { AddressAllocator } from './ipam/allocator.js';
 import type { ReconcilerDeps } from './instance/sync-context.js';
-import { runOperator, stopOperator, type RunningOperator } from './test-support.js';
+import {
+  runOperator,
+  startFleetCluster,
+  stopFleetCluster,
+  stopOperator,
+  type RunningOperator,
+} from './test-support.js';
 
 const execFileAsync = promisify(execFile);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -165,11 +170,6 @@ async function removeCleanupFinalizer(ns: string, name: string): Promise<void> {
 }
 
 beforeAll(async () => {
-  cp = await LocalControlPlane.start();
-  kc = loadKubeConfig(cp.endpoints.kubeconfigPath);
-  api = kc.makeApiClient(CustomObjectsApi);
-  await applyCrds(cp.endpoints.kubeconfigPath);
-  fleet = new SimulatedFleet(kc);
   // 40 hypervisors of mixed sizes; `small` (1 vCPU, 1 GiB, 10 GiB) fits 15 on a small one and 31 on a big one.
   // The burst gets 40 of its own (pool=burst); the other tests use 4 spares (pool=spare).
   const hosts: SimulatedHost[] = Array.from({ length: 44 }, (_, i) => ({
@@ -180,8 +180,7 @@ beforeAll(async () => {
     zone: i % 4 < 2 ? 'az1' : 'az2',
     labels: { pool: i < 40 ? 'burst' : 'spare' },
   }));
-  await fleet.create(hosts);
-  fleet.startHeartbeats(1000);
+  ({ cp, kc, api, fleet } = await startFleetCluster(hosts, 1000));
   await create('Flavor', {
     metadata: { name: 'small' },
     spec: { vcpus: 1, memoryMiB: 1024, rootDiskGiB: 10 },
@@ -216,8 +215,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stopOperator(operator);
-  await fleet.stop();
-  await cp.stop();
+  await stopFleetCluster({ cp, fleet });
 });
 
 describe('a burst of 1,000 Instances onto 40 hypervisors that fit only some', () => {

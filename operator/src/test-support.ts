@@ -1,6 +1,7 @@
 // Helpers the operator's suites against a real API server share.
-import type { KubeConfig } from '@kubernetes/client-node';
-import { logger } from '@kova/controller-kit';
+import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { loadKubeConfig, logger } from '@kova/controller-kit';
+import { applyCrds, LocalControlPlane, SimulatedFleet, type SimulatedHost } from '@kova/hack';
 import { Registry } from 'prom-client';
 import type { OperatorConfig } from './config.js';
 import type { ReconcilerDeps } from './instance/sync-context.js';
@@ -28,4 +29,30 @@ export async function runOperator(
 export async function stopOperator(o: RunningOperator): Promise<void> {
   o.abort.abort();
   await o.op.stop();
+}
+
+export interface FleetCluster {
+  cp: LocalControlPlane;
+  kc: KubeConfig;
+  api: CustomObjectsApi;
+  fleet: SimulatedFleet;
+}
+
+/** A real control plane with kova's CRDs, and these simulated hypervisors heartbeating. */
+export async function startFleetCluster(
+  hosts: SimulatedHost[],
+  heartbeatMs: number,
+): Promise<FleetCluster> {
+  const cp = await LocalControlPlane.start();
+  const kc = loadKubeConfig(cp.endpoints.kubeconfigPath);
+  await applyCrds(cp.endpoints.kubeconfigPath);
+  const fleet = new SimulatedFleet(kc);
+  await fleet.create(hosts);
+  fleet.startHeartbeats(heartbeatMs);
+  return { cp, kc, api: kc.makeApiClient(CustomObjectsApi), fleet };
+}
+
+export async function stopFleetCluster(c: Partial<FleetCluster>): Promise<void> {
+  await c.fleet?.stop();
+  await c.cp?.stop();
 }

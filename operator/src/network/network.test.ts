@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { execFileSync } from 'node:child_process';
-import { apiStatus, loadKubeConfig, Patcher } from '@kova/controller-kit';
+import { apiStatus, Patcher } from '@kova/controller-kit';
 import {
   API_VERSION,
   GROUP,
@@ -17,9 +17,15 @@ import {
   type INetwork,
   type InstanceObject,
 } from '@kova/crds';
-import { applyCrds, kubectlPath, LocalControlPlane, SimulatedFleet, until } from '@kova/hack';
+import { kubectlPath, until, type LocalControlPlane, type SimulatedFleet } from '@kova/hack';
 import { configFromEnv } from '../config.js';
-import { runOperator, stopOperator, type RunningOperator } from '../test-support.js';
+import {
+  runOperator,
+  startFleetCluster,
+  stopFleetCluster,
+  stopOperator,
+  type RunningOperator,
+} from '../test-support.js';
 
 let cp: LocalControlPlane;
 let kc: KubeConfig;
@@ -126,12 +132,7 @@ async function warnings(name: string, reason: string) {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 beforeAll(async () => {
-  cp = await LocalControlPlane.start();
-  kc = loadKubeConfig(cp.endpoints.kubeconfigPath);
-  api = kc.makeApiClient(CustomObjectsApi);
-  await applyCrds(cp.endpoints.kubeconfigPath);
-  fleet = new SimulatedFleet(kc);
-  await fleet.create(
+  ({ cp, kc, api, fleet } = await startFleetCluster(
     ['hv-a', 'hv-b', 'hv-c'].map((name, i) => ({
       name,
       vcpus: 16,
@@ -139,8 +140,8 @@ beforeAll(async () => {
       diskGiB: 400,
       ...(i < 2 ? { tunnelAddress: `192.168.77.${i + 1}` } : {}),
     })),
-  );
-  fleet.startHeartbeats(1000);
+    1000,
+  ));
   await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: NS } } });
   await api.createClusterCustomObject({
     ...kova(PLURAL.Flavor),
@@ -165,8 +166,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stopOperator(operator);
-  await fleet.stop();
-  await cp.stop();
+  await stopFleetCluster({ cp, fleet });
 });
 
 describe('VNI', () => {
