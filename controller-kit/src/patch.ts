@@ -27,6 +27,15 @@ export class Patcher {
     return this.merge(ref, { metadata: { resourceVersion, finalizers } }, false);
   }
 
+  /** JSON merge patch of metadata (labels, ownerReferences…), if still at resourceVersion. */
+  async mergeMetadata(
+    ref: ObjectRef,
+    resourceVersion: string,
+    metadata: Record<string, unknown>,
+  ): Promise<unknown> {
+    return this.merge(ref, { metadata: { ...metadata, resourceVersion } }, false);
+  }
+
   /** JSON merge patch of the status subresource; null removes a field whoever owns it. */
   async mergeStatus(
     ref: ObjectRef,

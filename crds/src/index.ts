@@ -18,6 +18,7 @@ export const PLURAL = {
   ServerGroup: 'servergroups',
   Hypervisor: 'hypervisors',
   IPAllocation: 'ipallocations',
+  InstanceAction: 'instanceactions',
 } as const;
 
 export type KovaKind = keyof typeof PLURAL;
@@ -44,3 +45,4 @@ export async function crdManifests(): Promise<Record<string, unknown>[]> {
 }
 export * from './contract.js';
 export * from './bound-record.js';
+export * from './actions.js';

@@ -55,6 +55,7 @@ describe('kubectl against the local control plane', () => {
       'NAME',
       'PHASE',
       'POWER',
+      'TASK',
       'NODE',
       'IP',
       'FLAVOR',
@@ -64,7 +65,7 @@ describe('kubectl against the local control plane', () => {
     expect(kubectl('get', 'net', 'default')).toMatch(
       /default\s+10\.77\.0\.0\/24\s+10\.77\.0\.1\s+kova-br0/,
     );
-    for (const short of ['img', 'sg', 'hv'])
+    for (const short of ['img', 'sg', 'hv', 'ia'])
       expect(() => kubectl('get', short, '-n', ns)).not.toThrow();
   });
 
@@ -75,9 +76,12 @@ describe('kubectl against the local control plane', () => {
     expect(out).toContain('fixedIP');
     expect(out).toContain('A specific IPv4 address to use on this Network');
     expect(kubectl('explain', 'instance.status.phase')).toContain('Step of the boot');
+    expect(kubectl('explain', 'instanceaction.spec.action')).toContain(
+      'Reboot shuts the guest down and starts it again',
+    );
   });
 
-  it('registers the six user-facing CRDs and the address bookkeeping one, each established', async () => {
+  it('registers the seven user-facing CRDs and the address bookkeeping one, each established', async () => {
     const out = kubectl(
       'get',
       'crd',
@@ -90,6 +94,7 @@ describe('kubectl against the local control plane', () => {
         'flavors',
         'hypervisors',
         'images',
+        'instanceactions',
         'instances',
         'ipallocations',
         'networks',

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds kova's test guest from Debian packages only: Debian's kernel and a busybox initramfs
-# holding the modules it needs (virtio networking, SATA CD-ROM, ISO 9660) and init.sh.
+# holding the modules it needs (virtio networking and disk, SATA CD-ROM, ISO 9660) and init.sh.
 # Output (cached; rebuilt only when this script, init.sh or a package version changes):
 #   $KOVA_CACHE/guest/<key>/{vmlinuz,initrd.img,root.qcow2,image.yaml}
 # Prints the output directory.
@@ -30,7 +30,7 @@ moddir=$(echo "$work"/kernel/lib/modules/*)
 # The package leaves modules.dep to its install hooks, which we do not run.
 /sbin/depmod -b "$work/kernel" "$(basename "$moddir")"
 # The modules to load and everything they depend on, dependencies first (modules.dep order).
-wanted="virtio_net virtio_pci ahci sr_mod isofs button evdev"
+wanted="virtio_net virtio_blk virtio_pci ahci sr_mod isofs button evdev"
 order=()
 add() {
   local m=$1 path deps d

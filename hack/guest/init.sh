@@ -2,7 +2,8 @@
 # PID 1 of kova's test guest: reads the cloud-init NoCloud config drive kova attached, takes the
 # hostname and static address it names, says so (and its MTU) on the serial console, and answers
 # HTTP on port 80 with its instance-id, so tests can prove the guest booted with what it was
-# given; /cgi-bin/fetch makes it a client too.
+# given; /boot-id tells one boot from the next, /cgi-bin/disk reads and writes a word on its root
+# disk, and /cgi-bin/fetch makes it a client too.
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -38,6 +39,7 @@ ip addr add "$CIDR" dev "$IFACE"
 
 mkdir -p /www/cgi-bin
 echo "$ID" > /www/index.html
+cat /proc/sys/kernel/random/boot_id > /www/boot-id
 head -c 3000 /dev/zero | tr '\0' 'k' > /www/big
 # /cgi-bin/fetch?ADDRESS[:PORT][/PATH]: the guest itself fetches it over HTTP and answers with what
 # it got, so tests see traffic between guests and out of a Network from the guest's side; /big
@@ -56,10 +58,20 @@ case "$addr" in *:*) port=${addr##*:} ;; esac
 body=$(printf 'GET %s HTTP/1.0\r\n\r\n' "$path" | nc -w 3 "$host" "$port" 2>/dev/null | awk 'b { print } /^\r?$/ { b = 1 }')
 if [ -n "$body" ]; then echo "$body"; else echo "fetch-failed"; fi
 CGI
-chmod 755 /www/cgi-bin/fetch
+# /cgi-bin/disk?WORD writes WORD 1 MiB into the root disk, synced; /cgi-bin/disk reads it back
+# (nothing on a fresh disk), so tests see a rebuild replace the disk and a migration keep it.
+cat > /www/cgi-bin/disk <<'CGI'
+#!/bin/sh
+printf 'Content-Type: text/plain\r\n\r\n'
+case "$QUERY_STRING" in *[!0-9a-z-]*) echo "bad-word"; exit 0;; esac
+[ -n "$QUERY_STRING" ] && printf '%s\n' "$QUERY_STRING" | dd of=/dev/vda bs=512 seek=2048 conv=notrunc,fsync 2>/dev/null
+dd if=/dev/vda bs=512 skip=2048 count=1 2>/dev/null | tr -d '\000' | head -n 1
+CGI
+chmod 755 /www/cgi-bin/fetch /www/cgi-bin/disk
 httpd -p 80 -h /www
 say "instance-id=$ID hostname=$HN ip=${CIDR%/*}"
 say "mtu=$(cat "/sys/class/net/$IFACE/mtu")"
+say "boot-id=$(cat /www/boot-id)"
 
 # The ACPI power button (virsh shutdown, kova's graceful stop) powers the guest off: the button
 # driver reports a press as an input event on its "Power Button" device.

@@ -1,8 +1,11 @@
-// Applies kova's CRDs and example manifests the way `kubectl apply --server-side` would.
+// Applies kova's CRDs, its admission policies and example manifests the way
+// `kubectl apply --server-side` would.
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { Applier, ensureCrds, loadKubeConfig, type AppliedObject } from '@kova/controller-kit';
 import { crdManifests, PLURAL } from '@kova/crds';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 
 const FIELD_MANAGER = 'kova-hack';
@@ -13,6 +16,28 @@ export async function applyCrds(kubeconfigPath?: string, timeoutMs = 30_000): Pr
     fieldManager: FIELD_MANAGER,
     timeoutMs,
   });
+}
+
+/** The chart's plain policy files (the chart adds only its labels), for a stack without Helm. */
+const POLICY_DIR = resolve(
+  dirname(fileURLToPath(import.meta.url)),
+  '..',
+  '..',
+  'charts',
+  'kova',
+  'files',
+);
+const POLICY_PLURAL: Record<string, string> = {
+  ValidatingAdmissionPolicy: 'validatingadmissionpolicies',
+  ValidatingAdmissionPolicyBinding: 'validatingadmissionpolicybindings',
+};
+
+/** Applies the admission policies every kova install has (e.g. kova-action-requester). */
+export async function applyPolicies(kubeconfigPath?: string): Promise<void> {
+  const applier = new Applier(loadKubeConfig(kubeconfigPath), FIELD_MANAGER);
+  for (const f of (await readdir(POLICY_DIR)).filter((n) => n.endsWith('.yaml')).sort())
+    for (const obj of await readManifests(join(POLICY_DIR, f)))
+      await applier.apply(obj, POLICY_PLURAL[obj.kind] as string);
 }
 
 export async function readManifests(path: string): Promise<AppliedObject[]> {

@@ -95,10 +95,13 @@ describe('Helm chart', () => {
       'ClusterRole/kova-edit',
       'ClusterRole/kova-view',
       'ClusterRole/kova-catalog-view',
+      'ClusterRole/kova-admin',
       'PodDisruptionBudget/kova-operator',
       'Service/kova-operator-metrics',
       'ValidatingAdmissionPolicy/kova-node-isolation',
       'ValidatingAdmissionPolicyBinding/kova-node-isolation',
+      'ValidatingAdmissionPolicy/kova-action-requester',
+      'ValidatingAdmissionPolicyBinding/kova-action-requester',
     ]) {
       expect(names).toContain(n);
     }

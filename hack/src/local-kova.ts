@@ -11,7 +11,7 @@ import { hostname, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { applyCrds, applyFile } from './apply-manifests.js';
+import { applyCrds, applyFile, applyPolicies } from './apply-manifests.js';
 import { LocalControlPlane } from './control-plane.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -104,6 +104,7 @@ export class LocalKova {
     const kova = new LocalKova(cp, guestDir, opts);
     try {
       await applyCrds(cp.endpoints.kubeconfigPath);
+      await applyPolicies(cp.endpoints.kubeconfigPath);
       await kova.createNamespace('kova-system');
       await applyFile(join(guestDir, 'image.yaml'), {
         kubeconfigPath: cp.endpoints.kubeconfigPath,

@@ -127,8 +127,10 @@ afterAll(() => {
     'delete',
     'validatingadmissionpolicybinding,validatingadmissionpolicy',
     'kova-node-isolation',
+    'kova-action-requester',
     '--ignore-not-found',
   ]);
+  kubectl(['delete', 'instanceactions', '--all', '-n', 'default']);
   for (const node of ['iso-a', 'iso-b']) {
     kubectl([
       'patch',
@@ -236,6 +238,62 @@ describe('node isolation (chart ValidatingAdmissionPolicy)', () => {
       );
     expect(lease('iso-a')).toBe('');
     expect(lease('iso-b')).toContain('may only write its own heartbeat Lease iso-a');
+  });
+
+  it('lets agent A write the status of InstanceActions handed to its node only, and create none', () => {
+    const user = kubectl(['auth', 'whoami', '-o', 'jsonpath={.status.userInfo.username}']);
+    const action = (node: string) => {
+      const name = kubectl(
+        ['create', '-n', 'default', '-o', 'name', '-f', '-'],
+        JSON.stringify({
+          apiVersion: 'compute.kova.dev/v1alpha1',
+          kind: 'InstanceAction',
+          metadata: { generateName: `act-${node}-` },
+          spec: { instance: `vm-${node}`, action: 'Reboot', requestedBy: user },
+        }),
+      ).trim();
+      // The operator's part: accept it for the node.
+      kubectl([
+        'patch',
+        name,
+        '-n',
+        'default',
+        '--subresource=status',
+        '--type=merge',
+        '-p',
+        JSON.stringify({ status: { phase: 'Accepted', nodeName: node } }),
+      ]);
+      return name;
+    };
+    const run = (name: string, status: object) =>
+      asAgent('iso-a', [
+        'patch',
+        name,
+        '-n',
+        'default',
+        '--subresource=status',
+        '--type=merge',
+        '-p',
+        JSON.stringify({ status }),
+      ]);
+    const mine = action('iso-a');
+    const theirs = action('iso-b');
+    expect(run(mine, { phase: 'Running' })).toBe('');
+    expect(run(theirs, { phase: 'Running' })).toContain(
+      'may only write the status of InstanceActions handed to iso-a',
+    );
+    expect(run(mine, { nodeName: 'iso-b' })).toContain('handed to iso-a');
+    const create = asAgent(
+      'iso-a',
+      ['create', '-n', 'default', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'compute.kova.dev/v1alpha1',
+        kind: 'InstanceAction',
+        metadata: { generateName: 'by-agent-' },
+        spec: { instance: 'vm-iso-b', action: 'Stop', requestedBy: AGENT },
+      }),
+    );
+    expect(create).toContain('forbidden');
   });
 
   it('denies an agent token that names no node', () => {

@@ -1,4 +1,5 @@
-// Wires the node agent together: informers on the Instances bound to this node, two work queues
+// Wires the node agent together: informers on the Instances bound to this node and on the
+// InstanceActions handed to it (an action only enqueues its Instance), two work queues
 // (builds, which can wait minutes on a download, apart from power and deletes, which must not
 // wait behind them), libvirt lifecycle events (which only enqueue), a periodic resync and
 // garbage collection.
@@ -19,6 +20,7 @@ import {
   type IFlavor,
   type IImage,
   type INetwork,
+  type InstanceActionObject,
   type KovaKind,
 } from '@kova/crds';
 import { mkdir } from 'node:fs/promises';
@@ -47,6 +49,7 @@ const kova = (kind: KovaKind) => ({ apiVersion: API_VERSION, kind, plural: PLURA
 
 export class NodeAgent {
   readonly instances: Informer<Instance>;
+  private readonly actions: Informer<InstanceActionObject>;
   private readonly flavors: Informer<IFlavor>;
   private readonly images: Informer<IImage>;
   private readonly networks: Informer<INetwork>;
@@ -73,6 +76,10 @@ export class NodeAgent {
   ) {
     const opts = { logger, registry };
     this.instances = new Informer(kc, kova('Instance'), {
+      ...opts,
+      fieldSelector: `status.nodeName=${config.nodeName}`,
+    });
+    this.actions = new Informer(kc, kova('InstanceAction'), {
       ...opts,
       fieldSelector: `status.nodeName=${config.nodeName}`,
     });
@@ -113,8 +120,12 @@ export class NodeAgent {
     return age < 3 * this.config.heartbeatMs || `last heartbeat ${Math.round(age / 1000)}s ago`;
   }
 
+  private get informers(): Pick<Informer<object>, 'start' | 'stop' | 'hasSynced'>[] {
+    return [this.instances, this.actions, this.flavors, this.images, this.networks];
+  }
+
   hasSynced(): boolean {
-    return [this.instances, this.flavors, this.images, this.networks].every((i) => i.hasSynced());
+    return this.informers.every((i) => i.hasSynced());
   }
 
   async start(): Promise<void> {
@@ -124,9 +135,7 @@ export class NodeAgent {
     const decision = await this.virtType();
     const { virtType } = decision;
     this.logger.info('hypervisor type', { ...decision, node: this.config.nodeName });
-    await Promise.all(
-      [this.instances, this.flavors, this.images, this.networks].map((i) => i.start()),
-    );
+    await Promise.all(this.informers.map((i) => i.start()));
     const tunnel = await tunnelEndpoint(
       this.config.tunnelAddress,
       this.kc.getCurrentCluster()?.server ?? 'https://127.0.0.1',
@@ -170,6 +179,7 @@ export class NodeAgent {
       virtType,
       session: this.session,
       instances: this.instances,
+      actions: this.actions,
       flavors: this.flavors,
       images: this.images,
       networks: this.networks,
@@ -187,6 +197,10 @@ export class NodeAgent {
       nodeNetworks.kick();
     });
     this.networks.on(() => nodeNetworks.kick());
+    this.actions.on((a, type) => {
+      const inst = this.instances.get(a.spec.instance, a.metadata.namespace);
+      if (inst && type !== 'delete') this.enqueue(inst);
+    });
     const sync = (key: string) => reconciler.sync(key);
     this.running = Promise.all([
       this.builds.run(sync, BUILD_WORKERS),
@@ -206,9 +220,7 @@ export class NodeAgent {
     this.builds.shutDown();
     this.lifecycle.shutDown();
     await this.running;
-    await Promise.all(
-      [this.instances, this.flavors, this.images, this.networks].map((i) => i.stop()),
-    );
+    await Promise.all(this.informers.map((i) => i.stop()));
     await this.session.close();
   }
 

@@ -1,8 +1,15 @@
 // What the agent's reconciler needs from the world, as narrow interfaces: the real agent passes
 // informers, libvirt and the host; unit tests pass fakes and check what was called.
 import type { EventRecorder, Informer, KubeObject, Logger, Patcher } from '@kova/controller-kit';
-import type { IFlavor, IImage, INetwork, InstanceObject, Interface } from '@kova/crds';
-import { stat } from 'node:fs/promises';
+import type {
+  IFlavor,
+  IImage,
+  INetwork,
+  InstanceActionObject,
+  InstanceObject,
+  Interface,
+} from '@kova/crds';
+import { rm, stat } from 'node:fs/promises';
 import type { AgentConfig } from './config.js';
 import type { LibvirtSession } from './host/libvirt-session.js';
 import type { StatePaths } from './host/paths.js';
@@ -32,6 +39,8 @@ export interface HostOps {
   removeInstanceFiles(paths: StatePaths, uid: string): Promise<void>;
   buildConfigDrive(path: string, input: ConfigDriveInput): Promise<void>;
   exists(path: string): Promise<boolean>;
+  /** Removes one file; a missing one is no error. */
+  removeFile(path: string): Promise<void>;
   bridgeExists(name: string): Promise<boolean>;
 }
 
@@ -47,6 +56,7 @@ export function realHost(networks: NodeNetworks): HostOps {
         () => true,
         () => false,
       ),
+    removeFile: (p) => rm(p, { force: true }),
     bridgeExists: linkExists,
   };
 }
@@ -58,6 +68,8 @@ export interface AgentDeps {
   virtType: 'kvm' | 'qemu' | 'test';
   session: Pick<LibvirtSession, 'conn' | 'nextEvent'>;
   instances: Pick<Informer<Instance>, 'get' | 'list'>;
+  /** The InstanceActions handed to this node (status.nodeName). */
+  actions: Pick<Informer<InstanceActionObject>, 'list'>;
   flavors: Lookup<IFlavor>;
   images: Lookup<IImage>;
   networks: Lookup<INetwork>;

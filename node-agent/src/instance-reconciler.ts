@@ -12,6 +12,7 @@ import { ConditionType, interfacesAllocated, type Fault } from '@kova/crds';
 import { undoSteps, type NodeStep, type StepContext } from './build/step.js';
 import { keyOf, type AgentDeps, type Instance } from './deps.js';
 import type { BuildFault } from './errors.js';
+import { ActionHandler } from './phases/action.js';
 import { blockDevices, handoff, spawn } from './phases/build.js';
 import { failed, TeardownHandler } from './phases/lifecycle.js';
 import { PowerHandler } from './phases/power.js';
@@ -36,6 +37,7 @@ export class AgentReconciler {
   private readonly status: StatusWriter;
   private readonly power = new PowerHandler();
   private readonly teardown = new TeardownHandler();
+  private readonly actions: ActionHandler;
   private readonly handlers: Record<HandlerKey, (c: StepContext) => Promise<PhaseResult>>;
   /** Faults caught and not yet written (undo or the write failed): the next sync finishes them. */
   private readonly pending = new Map<string, PendingFault>();
@@ -50,6 +52,7 @@ export class AgentReconciler {
 
   constructor(private readonly d: AgentDeps) {
     this.status = new StatusWriter(d.patcher, d.logger);
+    this.actions = new ActionHandler(d.actions, d.patcher);
     this.handlers = {
       Handoff: handoff,
       BlockDeviceMapping: blockDevices,
@@ -94,7 +97,9 @@ export class AgentReconciler {
     for (let i = 0; i < MAX_PHASES_PER_SYNC; i++) {
       const key = handlerKey(c.inst);
       if (!key) return;
-      const r = await this.handlers[key](c);
+      // An InstanceAction in flight takes the power handler's place until it has finished.
+      const action = key === 'Power' ? this.actions.inFlight(c) : undefined;
+      const r = action ? await this.actions.handle(c, action) : await this.handlers[key](c);
       if (r.kind === 'failed') return this.finishFault(c, this.remember(c.inst, r));
       if (r.kind === 'complete') return after(r.requeueAfterMs);
       const written = await this.status.apply(c.inst, r.status);

@@ -14,6 +14,7 @@ import {
   type InstanceStatus,
   type Phase,
   type PowerState,
+  type Task,
 } from '@kova/crds';
 import { ConditionType } from '@kova/crds';
 import { keyOf, type Instance } from './deps.js';
@@ -37,6 +38,9 @@ export interface StatusChange {
   buildStartedAt?: string;
   restartBackoff?: RestartBackoff | null;
   fault?: Fault;
+  /** The InstanceAction in progress (Nova's task_state) and its name; null when none is. */
+  task?: Task | null;
+  action?: string | null;
   /** The agent acted on this generation of the spec (runStrategy). */
   observedGeneration?: number;
   conditions?: Omit<Condition, 'lastTransitionTime' | 'observedGeneration'>[];
@@ -73,6 +77,8 @@ export function agentStatus(
     'buildStartedAt',
     'restartBackoff',
     'fault',
+    'task',
+    'action',
     'observedGeneration',
   ] as const) {
     const v = pick(k);

@@ -248,6 +248,10 @@ export class FakeHost implements HostOps {
   async exists(path: string) {
     return this.files.has(path);
   }
+  async removeFile(path: string) {
+    this.calls.push(`removeFile ${path}`);
+    this.files.delete(path);
+  }
   async bridgeExists(name: string) {
     return this.bridges.has(name);
   }
@@ -353,6 +357,7 @@ export function world(config: Partial<AgentConfig> = {}): World {
       get: (name, namespace) => api.get(name, namespace),
       list: () => [...api.store.values()],
     },
+    actions: { list: () => [] },
     flavors: { get: (n) => (n === 'nano' ? flavor : undefined) },
     images: { get: (n) => (n === 'blank' ? image : undefined) },
     networks: { get: (n) => (n === 'net' ? network : undefined) },

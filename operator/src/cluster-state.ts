@@ -23,6 +23,7 @@ import {
   type INetwork,
   type IServerGroup,
   type KovaKind,
+  type InstanceActionObject,
 } from '@kova/crds';
 import type { Registry } from 'prom-client';
 import { Claims } from './claims.js';
@@ -43,6 +44,7 @@ export class ClusterState {
   readonly serverGroups: Informer<IServerGroup>;
   readonly allocations: Informer<IIPAllocation>;
   readonly leases: Informer<V1Lease>;
+  readonly actions: Informer<InstanceActionObject>;
   readonly nodes: Informer<V1Node> | undefined;
   readonly claims = new Claims();
   private readonly failures = new Map<string, number[]>();
@@ -71,6 +73,7 @@ export class ClusterState {
     this.networks = new Informer(kc, kova('Network'), opts);
     this.serverGroups = new Informer(kc, kova('ServerGroup'), opts);
     this.allocations = new Informer(kc, kova('IPAllocation'), opts);
+    this.actions = new Informer(kc, kova('InstanceAction'), opts);
     this.leases = new Informer(
       kc,
       {
@@ -101,6 +104,7 @@ export class ClusterState {
       this.serverGroups,
       this.allocations,
       this.leases,
+      this.actions,
       ...(this.nodes ? [this.nodes] : []),
     ];
   }

@@ -42,6 +42,10 @@ export interface OperatorConfig {
    * never upgrades them, so an upgraded operator would otherwise run against old schemas.
    */
   manageCrds: boolean;
+  /** Finished InstanceActions kept per Instance (its history); older ones are deleted. */
+  actionHistoryLimit: number;
+  /** Finished InstanceActions are deleted this long after they finished. */
+  actionHistoryMaxAgeMs: number;
 }
 
 const num = envNumber;
@@ -78,5 +82,7 @@ export function configFromEnv(): OperatorConfig {
     healthPort: num('KOVA_HEALTH_PORT', 8080),
     identity: process.env.POD_NAME ?? process.env.HOSTNAME ?? `kova-operator-${process.pid}`,
     manageCrds: process.env.KOVA_MANAGE_CRDS === 'true',
+    actionHistoryLimit: num('KOVA_ACTION_HISTORY_LIMIT', 50),
+    actionHistoryMaxAgeMs: num('KOVA_ACTION_HISTORY_MAX_AGE_HOURS', 720) * 3_600_000,
   };
 }

@@ -10,7 +10,7 @@ import { lookupDomain } from '../domain-removal.js';
 import { BuildFault } from '../errors.js';
 import type { Domain } from '../libvirt/index.js';
 import { lv, tolerateInvalid } from '../libvirt-call.js';
-import { decidePower, type Backoff, type PowerReport, type RunStrategy } from '../power/policy.js';
+import { decidePower, type Backoff, type HeldOff, type PowerReport } from '../power/policy.js';
 import type { StatusChange } from '../status.js';
 import type { PhaseResult } from './result.js';
 
@@ -32,8 +32,8 @@ export class PowerHandler {
     const action = decidePower({
       state,
       reason,
-      strategy: (c.inst.spec.runStrategy ?? 'Always') as RunStrategy,
-      heldByHalted: readyReason(c.inst.status) === 'Halted',
+      strategy: c.inst.spec.runStrategy ?? 'Always',
+      heldOff: heldOffOf(c.inst.status),
       backoff: backoffOf(c.inst.status),
       shutdownRequestedMs: this.shutdownRequested.get(uid),
       shutdownGraceMs: c.d.config.shutdownTimeoutMs,
@@ -167,6 +167,9 @@ function reported(c: StepContext, r: PowerReport): StatusChange {
   return {
     phase: r.phase,
     powerState: r.power,
+    // The power handler runs only when no action is in flight: a task left by one is over.
+    task: null,
+    action: null,
     observedGeneration: c.inst.metadata.generation,
     conditions: [
       {
@@ -177,6 +180,11 @@ function reported(c: StepContext, r: PowerReport): StatusChange {
       },
     ],
   };
+}
+
+function heldOffOf(s: InstanceStatus | undefined): HeldOff {
+  const reason = readyReason(s);
+  return reason === 'Halted' || reason === 'PoweredOff' ? reason : undefined;
 }
 
 function readyReason(s: InstanceStatus | undefined): string | undefined {

@@ -13,14 +13,14 @@ const input = (over: Partial<PowerInput>): PowerInput => ({
   state: DomainState.RUNNING,
   reason: 0,
   strategy: 'Always',
-  heldByHalted: false,
+  heldOff: undefined,
   backoff: undefined,
   shutdownRequestedMs: undefined,
   shutdownGraceMs: 60_000,
   now: NOW,
   ...over,
 });
-const STRATEGIES: RunStrategy[] = ['Always', 'RerunOnFailure', 'Halted'];
+const STRATEGIES: RunStrategy[] = ['Always', 'RerunOnFailure', 'Halted', 'Manual'];
 const STATES = Object.values(DomainState);
 const REASONS = Object.values(ShutoffReason);
 
@@ -29,9 +29,9 @@ describe('decidePower over every state, stop reason, strategy and Halted history
   for (const strategy of STRATEGIES)
     for (const state of STATES)
       for (const reason of REASONS)
-        for (const heldByHalted of [false, true])
+        for (const heldOff of [undefined, 'Halted', 'PoweredOff'] as const)
           for (const shutdownRequestedMs of [undefined, NOW - 1000, NOW - 61_000])
-            all.push(input({ strategy, state, reason, heldByHalted, shutdownRequestedMs }));
+            all.push(input({ strategy, state, reason, heldOff, shutdownRequestedMs }));
 
   it('Halted never starts a domain and ends every non-off state with a shutdown or destroy', () => {
     for (const i of all.filter((x) => x.strategy === 'Halted')) {
@@ -101,10 +101,58 @@ describe('RerunOnFailure', () => {
 
   it('#12.10 Halted → RerunOnFailure starts the domain whether Halted shut it down or destroyed it', () => {
     for (const reason of [ShutoffReason.SHUTDOWN, ShutoffReason.DESTROYED])
-      expect(rerun({ reason, heldByHalted: true })).toMatchObject({
+      expect(rerun({ reason, heldOff: 'Halted' })).toMatchObject({
         kind: 'start',
         backoff: undefined,
       });
+  });
+});
+
+describe('Manual', () => {
+  it('never starts, shuts down or destroys a domain, whatever its state and history', () => {
+    for (const strategy of ['Manual'] as const)
+      for (const state of STATES)
+        for (const reason of REASONS)
+          for (const heldOff of [undefined, 'Halted', 'PoweredOff'] as const)
+            expect(['none', 'wait']).toContain(
+              decidePower(input({ strategy, state, reason, heldOff })).kind,
+            );
+  });
+
+  it('reports a stopped domain Stopped and says how it stopped and how to start it', () => {
+    const off = (over: Partial<PowerInput>) =>
+      decidePower(input({ strategy: 'Manual', state: DomainState.SHUTOFF, ...over }));
+    expect(off({ reason: ShutoffReason.SHUTDOWN })).toMatchObject({
+      kind: 'none',
+      report: { phase: 'Stopped', power: 'Shutdown', ready: false, reason: 'GuestShutdown' },
+    });
+    expect(off({ reason: ShutoffReason.DESTROYED, heldOff: 'PoweredOff' })).toMatchObject({
+      report: { reason: 'PoweredOff', message: expect.stringContaining('kubectl kova start') },
+    });
+    expect(decidePower(input({ strategy: 'Manual', state: DomainState.CRASHED }))).toMatchObject({
+      kind: 'none',
+      report: { phase: 'Stopped', power: 'Crashed' },
+    });
+  });
+});
+
+describe('after a Stop action (Ready reason PoweredOff)', () => {
+  const poweredOff = (strategy: RunStrategy, reason: number) =>
+    decidePower(input({ strategy, state: DomainState.SHUTOFF, reason, heldOff: 'PoweredOff' }));
+
+  it('RerunOnFailure leaves it off, also when the stop had to pull the plug', () => {
+    for (const reason of [ShutoffReason.SHUTDOWN, ShutoffReason.DESTROYED])
+      expect(poweredOff('RerunOnFailure', reason)).toMatchObject({
+        kind: 'none',
+        report: { phase: 'Stopped', reason: 'PoweredOff' },
+      });
+  });
+
+  it('Always (the strategy changed since) starts it at once, without a crash backoff', () => {
+    expect(poweredOff('Always', ShutoffReason.DESTROYED)).toMatchObject({
+      kind: 'start',
+      backoff: undefined,
+    });
   });
 });
 
@@ -175,7 +223,7 @@ describe('crash-restart backoff', () => {
       decidePower(
         input({
           state: DomainState.SHUTOFF,
-          heldByHalted: true,
+          heldOff: 'Halted',
           backoff: { count: 9, lastRestartMs: NOW },
         }),
       ),

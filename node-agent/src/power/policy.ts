@@ -5,18 +5,27 @@
 // Decisions worth knowing:
 // - Halted stops the guest gracefully, then destroys it once the shutdown grace is over; the
 //   stop never blocks a worker (the agent asks, requeues and looks again).
-// - RerunOnFailure leaves a guest off when the guest itself shut down; any other stop (crash,
-//   destroy, QEMU failure) is restarted. A domain the agent stopped for Halted is started when
-//   the strategy changes to RerunOnFailure, whatever way it stopped: the user asked it to run,
-//   and "how it stopped under Halted" (shutdown or destroy after the grace) must not decide.
+// - RerunOnFailure leaves a guest off when the guest itself shut down or a Stop action stopped
+//   it; any other stop (crash, destroy, QEMU failure) is restarted. A domain the agent stopped
+//   for Halted is started when the strategy changes to RerunOnFailure, whatever way it stopped:
+//   the user asked it to run, and "how it stopped under Halted" (shutdown or destroy after the
+//   grace) must not decide.
+// - Manual starts and stops nothing: the guest's power is what InstanceActions and the guest
+//   itself made it.
 // - A guest that suspended itself (PMSUSPENDED, S3/S4) is reported Suspended and left alone:
 //   starting it fails with OPERATION_INVALID, and only the guest (or Halted) ends it.
 // - Restarts back off while a domain keeps crashing: the first two of a streak at once, then
 //   2, 4, 8… s up to 60 s; a streak ends when the domain stayed up for a minute.
-import type { Phase, PowerState } from '@kova/crds';
+import type { Phase, PowerState, RunStrategy } from '@kova/crds';
 import { DomainState, ShutoffReason } from '../libvirt/constants.js';
 
-export type RunStrategy = 'Always' | 'RerunOnFailure' | 'Halted';
+export type { RunStrategy } from '@kova/crds';
+
+/**
+ * Why the agent keeps a domain off, as its Ready reason says: Halted (runStrategy), or
+ * PoweredOff (a Stop action). Neither is a failure, so a start it asks for has no backoff.
+ */
+export type HeldOff = 'Halted' | 'PoweredOff' | undefined;
 
 export interface Backoff {
   count: number;
@@ -27,8 +36,8 @@ export interface PowerInput {
   state: number;
   reason: number;
   strategy: RunStrategy;
-  /** The agent stopped the domain, or kept it off, because of Halted (Ready reason Halted). */
-  heldByHalted: boolean;
+  /** The agent stopped the domain, or kept it off, for Halted or a Stop action. */
+  heldOff: HeldOff;
   backoff: Backoff | undefined;
   /** When the agent asked the guest to shut down for Halted, if it did. */
   shutdownRequestedMs: number | undefined;
@@ -76,6 +85,7 @@ const RUNNING: ReadonlySet<number> = new Set([
 export function decidePower(i: PowerInput): PowerAction {
   if (i.strategy === 'Halted') return halted(i);
   if (RUNNING.has(i.state)) return { kind: 'none', report: runningReport(i.state) };
+  if (i.strategy === 'Manual' && i.state !== DomainState.PMSUSPENDED) return manual(i);
   if (i.state === DomainState.SHUTDOWN)
     return { kind: 'wait', report: undefined, requeueAfterMs: POLL_MS };
   if (i.state === DomainState.PMSUSPENDED)
@@ -131,11 +141,47 @@ function halted(i: PowerInput): PowerAction {
   return { kind: 'wait', report: stopping, requeueAfterMs: POLL_MS };
 }
 
+/** Manual: a stopped domain stays as it is; the report says how it got there. */
+function manual(i: PowerInput): PowerAction {
+  if (i.state === DomainState.SHUTDOWN || i.state === DomainState.NOSTATE)
+    return { kind: 'wait', report: undefined, requeueAfterMs: POLL_MS };
+  const power: PowerState = i.state === DomainState.CRASHED ? 'Crashed' : 'Shutdown';
+  const how =
+    i.heldOff === 'PoweredOff'
+      ? 'a Stop action powered it off'
+      : `the domain stopped (${shutoffReasonName(i.reason)})`;
+  return {
+    kind: 'none',
+    report: {
+      phase: 'Stopped',
+      power,
+      ready: false,
+      reason: i.heldOff ?? (i.reason === ShutoffReason.SHUTDOWN ? 'GuestShutdown' : 'Stopped'),
+      message: `${how}; runStrategy Manual leaves it off until a Start action (kubectl kova start)`,
+    },
+  };
+}
+
 function stopped(i: PowerInput): PowerAction {
   const why = shutoffReasonName(i.reason);
   if (
     i.strategy === 'RerunOnFailure' &&
-    !i.heldByHalted &&
+    i.heldOff === 'PoweredOff' &&
+    i.state === DomainState.SHUTOFF
+  )
+    return {
+      kind: 'none',
+      report: {
+        phase: 'Stopped',
+        power: 'Shutdown',
+        ready: false,
+        reason: 'PoweredOff',
+        message: 'a Stop action powered it off; runStrategy RerunOnFailure leaves it off',
+      },
+    };
+  if (
+    i.strategy === 'RerunOnFailure' &&
+    !i.heldOff &&
     i.state === DomainState.SHUTOFF &&
     i.reason === ShutoffReason.SHUTDOWN
   )
@@ -150,7 +196,7 @@ function stopped(i: PowerInput): PowerAction {
       },
     };
   const power: PowerState = i.state === DomainState.CRASHED ? 'Crashed' : 'Shutdown';
-  if (i.heldByHalted)
+  if (i.heldOff)
     return {
       kind: 'start',
       report: {
@@ -161,7 +207,7 @@ function stopped(i: PowerInput): PowerAction {
         message: `runStrategy ${i.strategy}: starting the domain`,
       },
       backoff: undefined,
-      stopReason: 'halted',
+      stopReason: i.heldOff.toLowerCase(),
     };
   // Time since the last restart includes our own wait before it ran: a streak ends only when
   // the domain stayed up for the crash window beyond the delay it was due, so a crash loop at

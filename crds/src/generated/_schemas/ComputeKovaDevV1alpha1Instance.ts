@@ -14,10 +14,10 @@ const schema13 = {
       "$ref": "a6f0oUEaFqHmymdwnqPORTNOTU7GczWAkwGD0uYU"
     },
     "spec": {
-      "$ref": "KjlgmbdnqWQ1oyF9rb9ayfRA9DNQToPTZsmSKgutj8c"
+      "$ref": "qKaB0sh661566YxRubwrRALl3rgXQBaRkV3eCL0g"
     },
     "status": {
-      "$ref": "7jpKDwwnA8rWBfo1rGopp2gBsoMNyNNxVOIbHHZ8"
+      "$ref": "ZBxXE18yQXRfkcQGPhnZxTIQH1ExLDA3UItmtqPO7A"
     }
   },
   "required": ["spec", "apiVersion", "kind"],
@@ -173,7 +173,7 @@ const schema18 = {
       "$ref": "7beQgUqFkeBT94N8zwq6aTxX5cxNf7LrZkdFkEDZdE"
     },
     "runStrategy": {
-      "$ref": "DEyUpZupsik8zfkNEsqSdWP03IZKoiahv7iBLxC4uN4"
+      "$ref": "EqWHL9YgFIevvfWPJfGzN8K7loe4gSG7l4TkGIyO68"
     }
   }
 };
@@ -847,7 +847,7 @@ function validate59(data, {
 }
 const schema29 = {
   "type": "string",
-  "enum": ["Always", "RerunOnFailure", "Halted"],
+  "enum": ["Always", "RerunOnFailure", "Halted", "Manual"],
   "default": "Always",
   "nullable": true
 };
@@ -875,7 +875,7 @@ function validate61(data, {
     }
     errors++;
   }
-  if (!(data === "Always" || data === "RerunOnFailure" || data === "Halted")) {
+  if (!(data === "Always" || data === "RerunOnFailure" || data === "Halted" || data === "Manual")) {
     const err1 = {
       instancePath,
       schemaPath: "#/enum",
@@ -1078,6 +1078,12 @@ const schema30 = {
     "powerState": {
       "$ref": "HSGpJxZHPZGuNckEJ02Wg9mJBltkfKd8SvH4XE28fA"
     },
+    "task": {
+      "$ref": "urN8sDC9G9656uDVDLWKkIxwteoXGvDeTBvgRvS2dY"
+    },
+    "action": {
+      "$ref": "GlcYMJF0EagTzhTCQIbCB22J377Z87wRm00IC2Ss2g"
+    },
     "nodeName": {
       "$ref": "GlcYMJF0EagTzhTCQIbCB22J377Z87wRm00IC2Ss2g"
     },
@@ -1213,6 +1219,54 @@ function validate67(data, {
   validate67.errors = vErrors;
   return errors === 0;
 }
+const schema33 = {
+  "type": "string",
+  "enum": ["PoweringOn", "PoweringOff", "Rebooting", "RebootingHard", "Pausing", "Unpausing", "Rebuilding"],
+  "nullable": true
+};
+function validate69(data, {
+  instancePath = "",
+  parentData,
+  parentDataProperty,
+  rootData = data
+} = {}) {
+  let vErrors = null;
+  let errors = 0;
+  if (typeof data !== "string" && data !== null) {
+    const err0 = {
+      instancePath,
+      schemaPath: "#/type",
+      keyword: "type",
+      params: {
+        type: "string"
+      }
+    };
+    if (vErrors === null) {
+      vErrors = [err0];
+    } else {
+      vErrors.push(err0);
+    }
+    errors++;
+  }
+  if (!(data === "PoweringOn" || data === "PoweringOff" || data === "Rebooting" || data === "RebootingHard" || data === "Pausing" || data === "Unpausing" || data === "Rebuilding")) {
+    const err1 = {
+      instancePath,
+      schemaPath: "#/enum",
+      keyword: "enum",
+      params: {
+        allowedValues: schema33.enum
+      }
+    };
+    if (vErrors === null) {
+      vErrors = [err1];
+    } else {
+      vErrors.push(err1);
+    }
+    errors++;
+  }
+  validate69.errors = vErrors;
+  return errors === 0;
+}
 const schema7 = {
   "type": "string",
   "nullable": true
@@ -1244,7 +1298,7 @@ function validate22(data, {
   validate22.errors = vErrors;
   return errors === 0;
 }
-const schema33 = {
+const schema34 = {
   "type": "object",
   "required": ["name", "vcpus", "memoryMiB", "rootDiskGiB"],
   "properties": {
@@ -1402,7 +1456,7 @@ function validate24(data, {
   validate24.errors = vErrors;
   return errors === 0;
 }
-const schema34 = {
+const schema35 = {
   "type": "object",
   "additionalProperties": {
     "$ref": "jdFtv6DGtroqVatkuk8ipQtGFLMzfSuVek97sB0uauQ"
@@ -1410,7 +1464,7 @@ const schema34 = {
   "properties": {},
   "nullable": true
 };
-function validate78(data, {
+function validate81(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1447,10 +1501,10 @@ function validate78(data, {
       }
     }
   }
-  validate78.errors = vErrors;
+  validate81.errors = vErrors;
   return errors === 0;
 }
-function validate71(data, {
+function validate74(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1606,21 +1660,21 @@ function validate71(data, {
       }
     }
     if (data.extraSpecs !== undefined) {
-      if (!validate78(data.extraSpecs, {
+      if (!validate81(data.extraSpecs, {
         instancePath: instancePath + "/extraSpecs",
         parentData: data,
         parentDataProperty: "extraSpecs",
         rootData
       })) {
-        vErrors = vErrors === null ? validate78.errors : vErrors.concat(validate78.errors);
+        vErrors = vErrors === null ? validate81.errors : vErrors.concat(validate81.errors);
         errors = vErrors.length;
       }
     }
   }
-  validate71.errors = vErrors;
+  validate74.errors = vErrors;
   return errors === 0;
 }
-const schema35 = {
+const schema36 = {
   "type": "object",
   "required": ["name", "sha256", "format"],
   "properties": {
@@ -1636,7 +1690,7 @@ const schema35 = {
   },
   "nullable": true
 };
-function validate82(data, {
+function validate85(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1743,17 +1797,17 @@ function validate82(data, {
       }
     }
   }
-  validate82.errors = vErrors;
+  validate85.errors = vErrors;
   return errors === 0;
 }
-const schema36 = {
+const schema37 = {
   "type": "array",
   "items": {
     "$ref": "rfV69qxfdcvreKAfmcK0SKm1Z134imr9H36Q1IYN0"
   },
   "nullable": true
 };
-const schema37 = {
+const schema38 = {
   "type": "object",
   "required": ["network", "ip", "mac"],
   "properties": {
@@ -1774,7 +1828,7 @@ const schema37 = {
     }
   }
 };
-function validate88(data, {
+function validate91(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1902,10 +1956,10 @@ function validate88(data, {
     }
     errors++;
   }
-  validate88.errors = vErrors;
+  validate91.errors = vErrors;
   return errors === 0;
 }
-function validate87(data, {
+function validate90(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1932,28 +1986,28 @@ function validate87(data, {
   if (Array.isArray(data)) {
     const len0 = data.length;
     for (let i0 = 0; i0 < len0; i0++) {
-      if (!validate88(data[i0], {
+      if (!validate91(data[i0], {
         instancePath: instancePath + "/" + i0,
         parentData: data,
         parentDataProperty: i0,
         rootData
       })) {
-        vErrors = vErrors === null ? validate88.errors : vErrors.concat(validate88.errors);
+        vErrors = vErrors === null ? validate91.errors : vErrors.concat(validate91.errors);
         errors = vErrors.length;
       }
     }
   }
-  validate87.errors = vErrors;
+  validate90.errors = vErrors;
   return errors === 0;
 }
-const schema38 = {
+const schema39 = {
   "type": "array",
   "items": {
     "$ref": "7dpXczENiWltbC4IjaCEqCD8jiO4q2ncu0263sz0"
   },
   "nullable": true
 };
-const schema39 = {
+const schema40 = {
   "type": "object",
   "required": ["node", "reason"],
   "properties": {
@@ -2022,7 +2076,7 @@ function validate26(data, {
   validate26.errors = vErrors;
   return errors === 0;
 }
-function validate97(data, {
+function validate100(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -2123,10 +2177,10 @@ function validate97(data, {
     }
     errors++;
   }
-  validate97.errors = vErrors;
+  validate100.errors = vErrors;
   return errors === 0;
 }
-function validate96(data, {
+function validate99(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -2153,21 +2207,21 @@ function validate96(data, {
   if (Array.isArray(data)) {
     const len0 = data.length;
     for (let i0 = 0; i0 < len0; i0++) {
-      if (!validate97(data[i0], {
+      if (!validate100(data[i0], {
         instancePath: instancePath + "/" + i0,
         parentData: data,
         parentDataProperty: i0,
         rootData
       })) {
-        vErrors = vErrors === null ? validate97.errors : vErrors.concat(validate97.errors);
+        vErrors = vErrors === null ? validate100.errors : vErrors.concat(validate100.errors);
         errors = vErrors.length;
       }
     }
   }
-  validate96.errors = vErrors;
+  validate99.errors = vErrors;
   return errors === 0;
 }
-const schema40 = {
+const schema41 = {
   "type": "object",
   "required": ["reason", "message"],
   "properties": {
@@ -2189,11 +2243,11 @@ const schema40 = {
   },
   "nullable": true
 };
-const schema41 = {
+const schema42 = {
   "type": "boolean",
   "nullable": true
 };
-function validate109(data, {
+function validate112(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -2217,10 +2271,10 @@ function validate109(data, {
     }
     errors++;
   }
-  validate109.errors = vErrors;
+  validate112.errors = vErrors;
   return errors === 0;
 }
-function validate104(data, {
+function validate107(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -2322,21 +2376,21 @@ function validate104(data, {
       }
     }
     if (data.retryable !== undefined) {
-      if (!validate109(data.retryable, {
+      if (!validate112(data.retryable, {
         instancePath: instancePath + "/retryable",
         parentData: data,
         parentDataProperty: "retryable",
         rootData
       })) {
-        vErrors = vErrors === null ? validate109.errors : vErrors.concat(validate109.errors);
+        vErrors = vErrors === null ? validate112.errors : vErrors.concat(validate112.errors);
         errors = vErrors.length;
       }
     }
   }
-  validate104.errors = vErrors;
+  validate107.errors = vErrors;
   return errors === 0;
 }
-const schema42 = {
+const schema43 = {
   "type": "object",
   "required": ["count", "lastRestartTime"],
   "properties": {
@@ -2349,12 +2403,12 @@ const schema42 = {
   },
   "nullable": true
 };
-const schema43 = {
+const schema44 = {
   "type": "integer",
   "format": "int32",
   "minimum": 0
 };
-function validate115(data, {
+function validate118(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -2413,7 +2467,7 @@ function validate115(data, {
       errors++;
     }
   }
-  validate115.errors = vErrors;
+  validate118.errors = vErrors;
   return errors === 0;
 }
 const schema12 = {
@@ -2464,7 +2518,7 @@ function validate27(data, {
   validate27.errors = vErrors;
   return errors === 0;
 }
-function validate114(data, {
+function validate117(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -2522,13 +2576,13 @@ function validate114(data, {
       errors++;
     }
     if (data.count !== undefined) {
-      if (!validate115(data.count, {
+      if (!validate118(data.count, {
         instancePath: instancePath + "/count",
         parentData: data,
         parentDataProperty: "count",
         rootData
       })) {
-        vErrors = vErrors === null ? validate115.errors : vErrors.concat(validate115.errors);
+        vErrors = vErrors === null ? validate118.errors : vErrors.concat(validate118.errors);
         errors = vErrors.length;
       }
     }
@@ -2544,16 +2598,16 @@ function validate114(data, {
       }
     }
   }
-  validate114.errors = vErrors;
+  validate117.errors = vErrors;
   return errors === 0;
 }
-const schema44 = {
+const schema45 = {
   "type": "integer",
   "format": "int64",
   "nullable": true
 };
 const formats10 = formats.int64;
-function validate119(data, {
+function validate122(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -2595,17 +2649,17 @@ function validate119(data, {
       errors++;
     }
   }
-  validate119.errors = vErrors;
+  validate122.errors = vErrors;
   return errors === 0;
 }
-const schema45 = {
+const schema46 = {
   "type": "array",
   "items": {
     "$ref": "VUiKGn2v3RjNyC7Zu4miVX8RklRPSobk83hraC6PPuI"
   },
   "nullable": true
 };
-const schema46 = {
+const schema47 = {
   "type": "object",
   "required": ["type", "status", "lastTransitionTime", "reason", "message"],
   "properties": {
@@ -2629,11 +2683,11 @@ const schema46 = {
     }
   }
 };
-const schema47 = {
+const schema48 = {
   "type": "string",
   "maxLength": 316
 };
-function validate123(data, {
+function validate126(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -2674,14 +2728,14 @@ function validate123(data, {
     }
     errors++;
   }
-  validate123.errors = vErrors;
+  validate126.errors = vErrors;
   return errors === 0;
 }
-const schema48 = {
+const schema49 = {
   "type": "string",
   "enum": ["True", "False", "Unknown"]
 };
-function validate125(data, {
+function validate128(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -2711,7 +2765,7 @@ function validate125(data, {
       schemaPath: "#/enum",
       keyword: "enum",
       params: {
-        allowedValues: schema48.enum
+        allowedValues: schema49.enum
       }
     };
     if (vErrors === null) {
@@ -2721,16 +2775,16 @@ function validate125(data, {
     }
     errors++;
   }
-  validate125.errors = vErrors;
+  validate128.errors = vErrors;
   return errors === 0;
 }
-const schema49 = {
+const schema50 = {
   "type": "integer",
   "format": "int64",
   "minimum": 0,
   "nullable": true
 };
-function validate127(data, {
+function validate130(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -2789,14 +2843,14 @@ function validate127(data, {
       errors++;
     }
   }
-  validate127.errors = vErrors;
+  validate130.errors = vErrors;
   return errors === 0;
 }
-const schema50 = {
+const schema51 = {
   "type": "string",
   "maxLength": 1024
 };
-function validate130(data, {
+function validate133(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -2837,14 +2891,14 @@ function validate130(data, {
     }
     errors++;
   }
-  validate130.errors = vErrors;
+  validate133.errors = vErrors;
   return errors === 0;
 }
-const schema51 = {
+const schema52 = {
   "type": "string",
   "maxLength": 32768
 };
-function validate132(data, {
+function validate135(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -2885,10 +2939,10 @@ function validate132(data, {
     }
     errors++;
   }
-  validate132.errors = vErrors;
+  validate135.errors = vErrors;
   return errors === 0;
 }
-function validate122(data, {
+function validate125(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -2978,35 +3032,35 @@ function validate122(data, {
       errors++;
     }
     if (data.type !== undefined) {
-      if (!validate123(data.type, {
+      if (!validate126(data.type, {
         instancePath: instancePath + "/type",
         parentData: data,
         parentDataProperty: "type",
         rootData
       })) {
-        vErrors = vErrors === null ? validate123.errors : vErrors.concat(validate123.errors);
+        vErrors = vErrors === null ? validate126.errors : vErrors.concat(validate126.errors);
         errors = vErrors.length;
       }
     }
     if (data.status !== undefined) {
-      if (!validate125(data.status, {
+      if (!validate128(data.status, {
         instancePath: instancePath + "/status",
         parentData: data,
         parentDataProperty: "status",
         rootData
       })) {
-        vErrors = vErrors === null ? validate125.errors : vErrors.concat(validate125.errors);
+        vErrors = vErrors === null ? validate128.errors : vErrors.concat(validate128.errors);
         errors = vErrors.length;
       }
     }
     if (data.observedGeneration !== undefined) {
-      if (!validate127(data.observedGeneration, {
+      if (!validate130(data.observedGeneration, {
         instancePath: instancePath + "/observedGeneration",
         parentData: data,
         parentDataProperty: "observedGeneration",
         rootData
       })) {
-        vErrors = vErrors === null ? validate127.errors : vErrors.concat(validate127.errors);
+        vErrors = vErrors === null ? validate130.errors : vErrors.concat(validate130.errors);
         errors = vErrors.length;
       }
     }
@@ -3022,24 +3076,24 @@ function validate122(data, {
       }
     }
     if (data.reason !== undefined) {
-      if (!validate130(data.reason, {
+      if (!validate133(data.reason, {
         instancePath: instancePath + "/reason",
         parentData: data,
         parentDataProperty: "reason",
         rootData
       })) {
-        vErrors = vErrors === null ? validate130.errors : vErrors.concat(validate130.errors);
+        vErrors = vErrors === null ? validate133.errors : vErrors.concat(validate133.errors);
         errors = vErrors.length;
       }
     }
     if (data.message !== undefined) {
-      if (!validate132(data.message, {
+      if (!validate135(data.message, {
         instancePath: instancePath + "/message",
         parentData: data,
         parentDataProperty: "message",
         rootData
       })) {
-        vErrors = vErrors === null ? validate132.errors : vErrors.concat(validate132.errors);
+        vErrors = vErrors === null ? validate135.errors : vErrors.concat(validate135.errors);
         errors = vErrors.length;
       }
     }
@@ -3059,10 +3113,10 @@ function validate122(data, {
     }
     errors++;
   }
-  validate122.errors = vErrors;
+  validate125.errors = vErrors;
   return errors === 0;
 }
-function validate121(data, {
+function validate124(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -3089,18 +3143,18 @@ function validate121(data, {
   if (Array.isArray(data)) {
     const len0 = data.length;
     for (let i0 = 0; i0 < len0; i0++) {
-      if (!validate122(data[i0], {
+      if (!validate125(data[i0], {
         instancePath: instancePath + "/" + i0,
         parentData: data,
         parentDataProperty: i0,
         rootData
       })) {
-        vErrors = vErrors === null ? validate122.errors : vErrors.concat(validate122.errors);
+        vErrors = vErrors === null ? validate125.errors : vErrors.concat(validate125.errors);
         errors = vErrors.length;
       }
     }
   }
-  validate121.errors = vErrors;
+  validate124.errors = vErrors;
   return errors === 0;
 }
 function validate64(data, {
@@ -3150,6 +3204,28 @@ function validate64(data, {
         errors = vErrors.length;
       }
     }
+    if (data.task !== undefined) {
+      if (!validate69(data.task, {
+        instancePath: instancePath + "/task",
+        parentData: data,
+        parentDataProperty: "task",
+        rootData
+      })) {
+        vErrors = vErrors === null ? validate69.errors : vErrors.concat(validate69.errors);
+        errors = vErrors.length;
+      }
+    }
+    if (data.action !== undefined) {
+      if (!validate22(data.action, {
+        instancePath: instancePath + "/action",
+        parentData: data,
+        parentDataProperty: "action",
+        rootData
+      })) {
+        vErrors = vErrors === null ? validate22.errors : vErrors.concat(validate22.errors);
+        errors = vErrors.length;
+      }
+    }
     if (data.nodeName !== undefined) {
       if (!validate22(data.nodeName, {
         instancePath: instancePath + "/nodeName",
@@ -3173,57 +3249,57 @@ function validate64(data, {
       }
     }
     if (data.flavor !== undefined) {
-      if (!validate71(data.flavor, {
+      if (!validate74(data.flavor, {
         instancePath: instancePath + "/flavor",
         parentData: data,
         parentDataProperty: "flavor",
         rootData
       })) {
-        vErrors = vErrors === null ? validate71.errors : vErrors.concat(validate71.errors);
+        vErrors = vErrors === null ? validate74.errors : vErrors.concat(validate74.errors);
         errors = vErrors.length;
       }
     }
     if (data.image !== undefined) {
-      if (!validate82(data.image, {
+      if (!validate85(data.image, {
         instancePath: instancePath + "/image",
         parentData: data,
         parentDataProperty: "image",
         rootData
       })) {
-        vErrors = vErrors === null ? validate82.errors : vErrors.concat(validate82.errors);
+        vErrors = vErrors === null ? validate85.errors : vErrors.concat(validate85.errors);
         errors = vErrors.length;
       }
     }
     if (data.interfaces !== undefined) {
-      if (!validate87(data.interfaces, {
+      if (!validate90(data.interfaces, {
         instancePath: instancePath + "/interfaces",
         parentData: data,
         parentDataProperty: "interfaces",
         rootData
       })) {
-        vErrors = vErrors === null ? validate87.errors : vErrors.concat(validate87.errors);
+        vErrors = vErrors === null ? validate90.errors : vErrors.concat(validate90.errors);
         errors = vErrors.length;
       }
     }
     if (data.attempts !== undefined) {
-      if (!validate96(data.attempts, {
+      if (!validate99(data.attempts, {
         instancePath: instancePath + "/attempts",
         parentData: data,
         parentDataProperty: "attempts",
         rootData
       })) {
-        vErrors = vErrors === null ? validate96.errors : vErrors.concat(validate96.errors);
+        vErrors = vErrors === null ? validate99.errors : vErrors.concat(validate99.errors);
         errors = vErrors.length;
       }
     }
     if (data.fault !== undefined) {
-      if (!validate104(data.fault, {
+      if (!validate107(data.fault, {
         instancePath: instancePath + "/fault",
         parentData: data,
         parentDataProperty: "fault",
         rootData
       })) {
-        vErrors = vErrors === null ? validate104.errors : vErrors.concat(validate104.errors);
+        vErrors = vErrors === null ? validate107.errors : vErrors.concat(validate107.errors);
         errors = vErrors.length;
       }
     }
@@ -3250,35 +3326,35 @@ function validate64(data, {
       }
     }
     if (data.restartBackoff !== undefined) {
-      if (!validate114(data.restartBackoff, {
+      if (!validate117(data.restartBackoff, {
         instancePath: instancePath + "/restartBackoff",
         parentData: data,
         parentDataProperty: "restartBackoff",
         rootData
       })) {
-        vErrors = vErrors === null ? validate114.errors : vErrors.concat(validate114.errors);
+        vErrors = vErrors === null ? validate117.errors : vErrors.concat(validate117.errors);
         errors = vErrors.length;
       }
     }
     if (data.observedGeneration !== undefined) {
-      if (!validate119(data.observedGeneration, {
+      if (!validate122(data.observedGeneration, {
         instancePath: instancePath + "/observedGeneration",
         parentData: data,
         parentDataProperty: "observedGeneration",
         rootData
       })) {
-        vErrors = vErrors === null ? validate119.errors : vErrors.concat(validate119.errors);
+        vErrors = vErrors === null ? validate122.errors : vErrors.concat(validate122.errors);
         errors = vErrors.length;
       }
     }
     if (data.conditions !== undefined) {
-      if (!validate121(data.conditions, {
+      if (!validate124(data.conditions, {
         instancePath: instancePath + "/conditions",
         parentData: data,
         parentDataProperty: "conditions",
         rootData
       })) {
-        vErrors = vErrors === null ? validate121.errors : vErrors.concat(validate121.errors);
+        vErrors = vErrors === null ? validate124.errors : vErrors.concat(validate124.errors);
         errors = vErrors.length;
       }
     }

@@ -65,9 +65,9 @@ export interface IInstance {
      */
     "serverGroup"?: string;
     /**
-     * Always keeps the VM running and restarts it whenever it stops; RerunOnFailure restarts it after a crash but leaves it stopped after a clean guest shutdown; Halted shuts it down and keeps it off.
+     * Always keeps the VM running and restarts it whenever it stops; RerunOnFailure restarts it after a crash but leaves it stopped after a clean guest shutdown or a Stop action; Halted shuts it down and keeps it off; Manual boots it once and then leaves its power to InstanceActions (Start, Stop) and to the guest: nothing is started or stopped by itself.
      */
-    "runStrategy"?: "Always" | "RerunOnFailure" | "Halted";
+    "runStrategy"?: "Always" | "RerunOnFailure" | "Halted" | "Manual";
   };
   /**
    * Where the Instance is in its life, written by the operator and the node agent.
@@ -81,6 +81,14 @@ export interface IInstance {
      * Power state of the domain as libvirt reports it (Nova's power states).
      */
     "powerState"?: "NoState" | "Running" | "Paused" | "Shutdown" | "Crashed" | "Suspended";
+    /**
+     * The action in progress on the Instance (Nova's task_state), absent when none is; status.action names the InstanceAction. The phase stays Active or Stopped meanwhile; Ready is False while the action takes the guest down.
+     */
+    "task"?: "PoweringOn" | "PoweringOff" | "Rebooting" | "RebootingHard" | "Pausing" | "Unpausing" | "Rebuilding";
+    /**
+     * Name of the InstanceAction in progress, absent when none is.
+     */
+    "action"?: string;
     /**
      * The node the scheduler bound the Instance to.
      */

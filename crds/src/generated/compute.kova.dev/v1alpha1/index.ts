@@ -3,6 +3,7 @@ export * from "./Flavor.js";
 export * from "./Hypervisor.js";
 export * from "./Image.js";
 export * from "./Instance.js";
+export * from "./InstanceAction.js";
 export * from "./IPAllocation.js";
 export * from "./Network.js";
 export * from "./ServerGroup.js";
