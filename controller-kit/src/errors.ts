@@ -23,12 +23,21 @@ export function apiStatus(err: unknown): number | undefined {
  * drops the body of a 401 (its message would read "HTTP-Code: 401"), so that one is said here.
  */
 export function apiMessage(err: unknown): string {
-  const body = (err as { body?: unknown } | null)?.body;
-  const parsed = typeof body === 'string' ? safeJson(body) : body;
-  const message = (parsed as { message?: unknown } | undefined)?.message;
+  const message = (statusBody(err) as { message?: unknown } | undefined)?.message;
   if (typeof message === 'string') return message;
   if (apiStatus(err) === 401) return 'Unauthorized: the API server refused the credentials (401)';
   return err instanceof Error ? (err.message.split('\n')[0] ?? err.message) : String(err);
+}
+
+/** The Status reason the API server returned (NotFound, Forbidden, Invalid…), if it sent one. */
+export function apiReason(err: unknown): string | undefined {
+  const reason = (statusBody(err) as { reason?: unknown } | undefined)?.reason;
+  return typeof reason === 'string' && reason ? reason : undefined;
+}
+
+function statusBody(err: unknown): unknown {
+  const body = (err as { body?: unknown } | null)?.body;
+  return typeof body === 'string' ? safeJson(body) : body;
 }
 
 function safeJson(text: string): unknown {

@@ -1,0 +1,115 @@
+import { describe, expect, it } from '@jest/globals';
+import { parseArgs, UsageError } from './args.js';
+
+const usageError = (argv: string[]) => {
+  try {
+    parseArgs(argv);
+  } catch (err) {
+    if (err instanceof UsageError) return { message: err.message, verb: err.verb };
+    throw err;
+  }
+  throw new Error(`parsed: ${argv.join(' ')}`);
+};
+
+describe('parseArgs', () => {
+  it('reads an action verb with its defaults: wait 5 minutes, no output format', () => {
+    expect(parseArgs(['start', 'web-1'])).toEqual({
+      verb: 'start',
+      target: {},
+      instance: 'web-1',
+      hard: false,
+      wait: true,
+      timeoutMs: 300_000,
+      output: undefined,
+    });
+  });
+
+  it('takes flags before and after the verb, in every form pflag accepts', () => {
+    const cmd = parseArgs([
+      '-nprod',
+      'restart',
+      '--context=lab',
+      'web-1',
+      '--kubeconfig',
+      '/tmp/kc',
+      '--hard',
+      '--timeout=30s',
+      '-o=yaml',
+      '--no-wait',
+    ]);
+    expect(cmd).toEqual({
+      verb: 'restart',
+      target: { namespace: 'prod', context: 'lab', kubeconfig: '/tmp/kc' },
+      instance: 'web-1',
+      hard: true,
+      wait: false,
+      timeoutMs: 30_000,
+      output: 'yaml',
+    });
+    expect(parseArgs(['stop', 'a', '-n', 'x', '--namespace', 'y'])).toMatchObject({
+      target: { namespace: 'y' },
+    });
+    expect(parseArgs(['pause', 'a', '-ojson'])).toMatchObject({ output: 'json' });
+    expect(parseArgs(['restart', 'a', '--hard=false'])).toMatchObject({ hard: false });
+  });
+
+  it('ends flags at --, so a name may start with a dash', () => {
+    expect(parseArgs(['rebuild', '--', '-odd'])).toMatchObject({
+      verb: 'rebuild',
+      instance: '-odd',
+    });
+  });
+
+  it('reads actions with -o and the global flags', () => {
+    expect(parseArgs(['actions', 'web-1', '-o', 'json', '-n', 'prod'])).toEqual({
+      verb: 'actions',
+      target: { namespace: 'prod' },
+      instance: 'web-1',
+      output: 'json',
+    });
+  });
+
+  it('asks for help overall or per verb, even without a NAME', () => {
+    expect(parseArgs(['--help'])).toEqual({ verb: 'help' });
+    expect(parseArgs(['-h'])).toEqual({ verb: 'help' });
+    expect(parseArgs(['restart', '-h'])).toEqual({ verb: 'help', topic: 'restart' });
+    expect(parseArgs(['actions', '--help'])).toEqual({ verb: 'help', topic: 'actions' });
+  });
+
+  it('refuses what kubectl would refuse, naming the verb whose usage to show', () => {
+    expect(usageError([])).toEqual({ message: 'no command given', verb: undefined });
+    expect(usageError(['reboot', 'web-1'])).toEqual({
+      message: 'unknown command "reboot" for "kubectl kova"',
+      verb: undefined,
+    });
+    expect(usageError(['start', 'web-1', '--force'])).toEqual({
+      message: 'unknown flag: --force',
+      verb: 'start',
+    });
+    expect(usageError(['start', 'web-1', '-x'])).toEqual({
+      message: "unknown shorthand flag: 'x' in -x",
+      verb: 'start',
+    });
+    // --hard is restart's alone; the others would ask the API for what the CRD forbids.
+    expect(usageError(['stop', 'web-1', '--hard'])).toEqual({
+      message: 'unknown flag: --hard',
+      verb: 'stop',
+    });
+    expect(usageError(['actions', 'web-1', '--no-wait']).message).toBe('unknown flag: --no-wait');
+    expect(usageError(['start'])).toEqual({
+      message: 'an Instance NAME is required',
+      verb: 'start',
+    });
+    expect(usageError(['start', 'a', 'b']).message).toBe('one Instance NAME only, got a b');
+    expect(usageError(['start', 'a', '-n']).message).toBe('flag needs an argument: -n');
+    expect(usageError(['start', 'a', '-o', 'wide']).message).toBe(
+      'unable to match a printer suitable for the output format "wide", allowed formats are: json,yaml',
+    );
+    expect(usageError(['start', 'a', '--timeout', '5']).message).toMatch(
+      /^--timeout: invalid duration "5"/,
+    );
+    expect(usageError(['start', 'a', '--no-wait=maybe']).message).toMatch(
+      /invalid argument "maybe"/,
+    );
+  });
+});

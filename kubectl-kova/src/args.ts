@@ -1,0 +1,185 @@
+// The command line, parsed the way kubectl (pflag) reads one: flags before or after the verb,
+// `--flag value`, `--flag=value`, `-n value`, `-nvalue`, `-n=value`, and `--` ending the flags.
+import { parseDuration } from './duration.js';
+import { ACTION_VERBS, isActionVerb, type ActionVerbName } from './verbs.js';
+
+export type Verb = ActionVerbName | 'actions';
+export type Output = 'json' | 'yaml';
+
+/** Where to connect, as kubectl's global flags say; unset means the kubeconfig decides. */
+export interface Target {
+  kubeconfig?: string;
+  context?: string;
+  namespace?: string;
+}
+
+export type Command =
+  | { verb: 'help'; topic?: Verb }
+  | {
+      verb: ActionVerbName;
+      target: Target;
+      instance: string;
+      hard: boolean;
+      wait: boolean;
+      timeoutMs: number;
+      output?: Output;
+    }
+  | { verb: 'actions'; target: Target; instance: string; output?: Output };
+
+/** A command line kova cannot run; `verb` picks the usage to show with it. */
+export class UsageError extends Error {
+  constructor(
+    message: string,
+    readonly verb?: Verb,
+  ) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export const DEFAULT_TIMEOUT = '5m';
+
+type FlagName =
+  'namespace' | 'context' | 'kubeconfig' | 'help' | 'output' | 'no-wait' | 'timeout' | 'hard';
+
+interface Flag {
+  short?: string;
+  takesValue: boolean;
+  /** Verbs that accept it; every verb when absent. */
+  verbs?: readonly Verb[];
+}
+
+const ACTION_VERB_NAMES = Object.keys(ACTION_VERBS) as ActionVerbName[];
+
+const FLAGS: Record<FlagName, Flag> = {
+  namespace: { short: 'n', takesValue: true },
+  context: { takesValue: true },
+  kubeconfig: { takesValue: true },
+  help: { short: 'h', takesValue: false },
+  output: { short: 'o', takesValue: true },
+  'no-wait': { takesValue: false, verbs: ACTION_VERB_NAMES },
+  timeout: { takesValue: true, verbs: ACTION_VERB_NAMES },
+  hard: { takesValue: false, verbs: ['restart'] },
+};
+
+const isVerb = (word: string): word is Verb => word === 'actions' || isActionVerb(word);
+
+export function parseArgs(argv: readonly string[]): Command {
+  const { flags, positionals } = scan(argv);
+  const [verb, ...names] = positionals;
+  if (verb === undefined) {
+    if (flags.has('help')) return { verb: 'help' };
+    throw new UsageError('no command given');
+  }
+  if (!isVerb(verb)) throw new UsageError(`unknown command "${verb}" for "kubectl kova"`);
+  for (const name of flags.keys()) {
+    const allowed = FLAGS[name].verbs;
+    if (allowed && !allowed.includes(verb)) throw new UsageError(`unknown flag: --${name}`, verb);
+  }
+  if (flags.has('help')) return { verb: 'help', topic: verb };
+  if (names.length !== 1)
+    throw new UsageError(
+      names.length === 0
+        ? 'an Instance NAME is required'
+        : `one Instance NAME only, got ${names.join(' ')}`,
+      verb,
+    );
+  const instance = names[0] as string;
+  const target: Target = {
+    kubeconfig: stringFlag(flags, 'kubeconfig'),
+    context: stringFlag(flags, 'context'),
+    namespace: stringFlag(flags, 'namespace'),
+  };
+  const output = outputFlag(flags, verb);
+  if (verb === 'actions') return { verb, target, instance, output };
+  let timeoutMs: number;
+  try {
+    timeoutMs = parseDuration(stringFlag(flags, 'timeout') ?? DEFAULT_TIMEOUT);
+  } catch (err) {
+    throw new UsageError(`--timeout: ${(err as Error).message}`, verb);
+  }
+  return {
+    verb,
+    target,
+    instance,
+    hard: flags.get('hard') === true,
+    wait: flags.get('no-wait') !== true,
+    timeoutMs,
+    output,
+  };
+}
+
+type Flags = Map<FlagName, string | boolean>;
+
+/** Splits argv into flags (the last of a repeated flag wins, as in kubectl) and positionals. */
+function scan(argv: readonly string[]): { flags: Flags; positionals: string[] } {
+  const flags: Flags = new Map();
+  const positionals: string[] = [];
+  const verbSoFar = () => (positionals[0] && isVerb(positionals[0]) ? positionals[0] : undefined);
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (arg === '--') {
+      positionals.push(...argv.slice(i + 1));
+      break;
+    }
+    if (!arg.startsWith('-') || arg === '-') {
+      positionals.push(arg);
+      continue;
+    }
+    const { long, key, inline } = splitFlag(arg);
+    const name = long ? flagByName(key) : flagByShort(key);
+    if (!name)
+      throw new UsageError(
+        long ? `unknown flag: --${key}` : `unknown shorthand flag: '${key}' in ${arg}`,
+        verbSoFar(),
+      );
+    if (!FLAGS[name].takesValue) {
+      flags.set(name, booleanValue(name, inline, verbSoFar()));
+      continue;
+    }
+    if (inline !== undefined) {
+      flags.set(name, inline);
+      continue;
+    }
+    const next = argv[i + 1];
+    if (next === undefined) throw new UsageError(`flag needs an argument: ${arg}`, verbSoFar());
+    flags.set(name, next);
+    i++;
+  }
+  return { flags, positionals };
+}
+
+/** `--name=value`, `-n=value` and `-nvalue` carry their value in the same word. */
+function splitFlag(arg: string): { long: boolean; key: string; inline?: string } {
+  if (arg.startsWith('--')) {
+    const [key, ...value] = arg.slice(2).split('=');
+    return { long: true, key: key as string, inline: value.length ? value.join('=') : undefined };
+  }
+  const rest = arg.slice(2);
+  return { long: false, key: arg.slice(1, 2), inline: rest ? rest.replace(/^=/, '') : undefined };
+}
+
+const flagByName = (key: string) => (Object.hasOwn(FLAGS, key) ? (key as FlagName) : undefined);
+
+const flagByShort = (key: string) =>
+  (Object.keys(FLAGS) as FlagName[]).find((name) => FLAGS[name].short === key);
+
+function booleanValue(name: FlagName, inline: string | undefined, verb?: Verb): boolean {
+  if (inline === undefined || inline === 'true') return true;
+  if (inline === 'false') return false;
+  throw new UsageError(`invalid argument "${inline}" for --${name}: use true or false`, verb);
+}
+
+function stringFlag(flags: Flags, name: FlagName): string | undefined {
+  const value = flags.get(name);
+  return typeof value === 'string' ? value : undefined;
+}
+
+function outputFlag(flags: Flags, verb: Verb): Output | undefined {
+  const value = stringFlag(flags, 'output');
+  if (value === undefined || value === 'json' || value === 'yaml') return value;
+  throw new UsageError(
+    `unable to match a printer suitable for the output format "${value}", allowed formats are: json,yaml`,
+    verb,
+  );
+}

@@ -1,0 +1,63 @@
+// Help text, overall and per verb, in kubectl's layout.
+import { DEFAULT_TIMEOUT, type Verb } from './args.js';
+import { ACTION_VERBS, isActionVerb } from './verbs.js';
+
+const GLOBAL_OPTIONS = `Global options:
+    -n, --namespace='': The namespace of the Instance (default: the context's, else default)
+    --context='': The kubeconfig context to use
+    --kubeconfig='': Path to the kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)
+    -h, --help: Show this help`;
+
+export function usage(verb?: Verb): string {
+  if (verb === 'actions') return actionsUsage();
+  if (verb && isActionVerb(verb)) return actionUsage(verb);
+  const verbs = Object.entries(ACTION_VERBS).map(([name, v]) => `  ${name.padEnd(10)}${v.summary}`);
+  return `kubectl kova runs day-2 actions on kova Instances and shows their history.
+
+Commands:
+${verbs.join('\n')}
+  ${'actions'.padEnd(10)}List an Instance's actions, oldest first
+
+Usage:
+  kubectl kova COMMAND NAME [options]
+
+Use "kubectl kova COMMAND --help" for more about a command.
+
+${GLOBAL_OPTIONS}
+`;
+}
+
+function actionUsage(verb: keyof typeof ACTION_VERBS): string {
+  const { action, summary } = ACTION_VERBS[verb];
+  const hard =
+    verb === 'restart'
+      ? '\n    --hard=false: Reset the guest at once instead of shutting it down'
+      : '';
+  return `${summary}.
+
+Creates an InstanceAction (${action}) for the Instance NAME and waits for its result.
+
+Usage:
+  kubectl kova ${verb} NAME${verb === 'restart' ? ' [--hard]' : ''} [--no-wait] [--timeout=${DEFAULT_TIMEOUT}] [-o json|yaml] [options]
+
+Options:${hard}
+    --no-wait=false: Print the created action's name and return without waiting for its result
+    --timeout='${DEFAULT_TIMEOUT}': How long to wait for the result (e.g. 30s, 2m); the action goes on after it
+    -o, --output='': Print the InstanceAction as json or yaml instead of a line
+
+${GLOBAL_OPTIONS}
+`;
+}
+
+function actionsUsage(): string {
+  return `List the Instance's InstanceActions, oldest first: who asked for what, when, and how it ended.
+
+Usage:
+  kubectl kova actions NAME [-o json|yaml] [options]
+
+Options:
+    -o, --output='': Print the actions as a List in json or yaml instead of a table
+
+${GLOBAL_OPTIONS}
+`;
+}
