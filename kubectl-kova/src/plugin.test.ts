@@ -316,6 +316,11 @@ describe('kubectl kova against a real API server', () => {
         `User "${user}" cannot list resource "instanceactions" in API group "compute.kova.dev" ` +
         'in the namespace "default"\n',
     });
+    expect(await run(['actions', 'web-1', '--context', 'nope'])).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: 'error: context "nope" does not exist\n',
+    });
   });
 
   it('refuses a missing Instance as kubectl would, before creating anything', async () => {
