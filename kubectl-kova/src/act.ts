@@ -1,9 +1,9 @@
 // The action verbs: ask for an InstanceAction on an Instance and, unless told not to, wait for
 // its result.
-import type { ActionSpec } from '@kova/crds';
 import type { Command } from './args.js';
 import type { Cluster } from './client.js';
 import { formatObject } from './output.js';
+import { requestAction } from './request.js';
 import { ACTION_VERBS, type ActionVerbName } from './verbs.js';
 import { waitForResult } from './wait.js';
 
@@ -12,13 +12,12 @@ type ActionCommand = Extract<Command, { verb: ActionVerbName }>;
 /** Returns the exit code: 0 when the action was created (--no-wait) or Succeeded, else 1. */
 export async function runAction(cluster: Cluster, cmd: ActionCommand): Promise<number> {
   const verb = ACTION_VERBS[cmd.verb];
-  // The Instance is read before anything is created, so that a wrong name fails with kubectl's
-  // NotFound instead of leaving an action behind that the operator would only refuse.
-  const [, requestedBy] = await Promise.all([cluster.getInstance(cmd.instance), cluster.whoami()]);
-  const spec: ActionSpec = { instance: cmd.instance, action: verb.action, requestedBy };
-  // The CRD allows hard on Reboot only; restart is the one verb whose flags let it through.
-  if (cmd.hard) spec.hard = true;
-  const created = await cluster.createAction(spec, `${cmd.instance}-${cmd.verb}-`);
+  const created = await requestAction(cluster, cmd.verb, {
+    instance: cmd.instance,
+    action: verb.action,
+    // The CRD allows hard on Reboot only; restart is the one verb whose flags let it through.
+    ...(cmd.hard && { hard: true }),
+  });
   if (!cmd.wait) {
     process.stdout.write(
       cmd.output

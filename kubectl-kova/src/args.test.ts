@@ -69,11 +69,59 @@ describe('parseArgs', () => {
     });
   });
 
+  it('reads the console verbs: a 1 minute timeout, --tail for console-log', () => {
+    expect(parseArgs(['console', 'web-1'])).toEqual({
+      verb: 'console',
+      target: {},
+      instance: 'web-1',
+      timeoutMs: 60_000,
+    });
+    expect(
+      parseArgs(['console-log', 'web-1', '--tail=200', '--timeout', '10s', '-n', 'x']),
+    ).toEqual({
+      verb: 'console-log',
+      target: { namespace: 'x' },
+      instance: 'web-1',
+      timeoutMs: 10_000,
+      tailLines: 200,
+    });
+    expect(parseArgs(['console-log', 'web-1', '--tail', '1000000'])).toMatchObject({
+      tailLines: 1_000_000,
+    });
+  });
+
+  it('refuses what makes no sense for a console: -o, --no-wait, a --tail that is no count', () => {
+    expect(usageError(['console', 'web-1', '-o', 'json'])).toEqual({
+      message: '--output does not apply to console: it prints the console, not an InstanceAction',
+      verb: 'console',
+    });
+    expect(usageError(['console-log', 'web-1', '--no-wait'])).toEqual({
+      message:
+        '--no-wait does not apply to console-log: the console can only be reached once its action runs',
+      verb: 'console-log',
+    });
+    expect(usageError(['console', 'web-1', '--tail', '5'])).toEqual({
+      message: 'unknown flag: --tail',
+      verb: 'console',
+    });
+    expect(usageError(['console', 'web-1', '--hard']).message).toBe('unknown flag: --hard');
+    expect(usageError(['stop', 'web-1', '--tail', '5']).message).toBe('unknown flag: --tail');
+    for (const tail of ['0', '-3', '1.5', '10k', '', '1000001', '99999999999999999999'])
+      expect(usageError(['console-log', 'web-1', `--tail=${tail}`])).toEqual({
+        message: `invalid argument "${tail}" for --tail: a number of lines from 1 to 1000000`,
+        verb: 'console-log',
+      });
+    expect(usageError(['console-log', 'web-1', '--tail']).message).toBe(
+      'flag needs an argument: --tail',
+    );
+  });
+
   it('asks for help overall or per verb, even without a NAME', () => {
     expect(parseArgs(['--help'])).toEqual({ verb: 'help' });
     expect(parseArgs(['-h'])).toEqual({ verb: 'help' });
     expect(parseArgs(['restart', '-h'])).toEqual({ verb: 'help', topic: 'restart' });
     expect(parseArgs(['actions', '--help'])).toEqual({ verb: 'help', topic: 'actions' });
+    expect(parseArgs(['console-log', '-h'])).toEqual({ verb: 'help', topic: 'console-log' });
   });
 
   it('refuses what kubectl would refuse, naming the verb whose usage to show', () => {

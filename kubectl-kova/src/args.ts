@@ -1,9 +1,16 @@
 // The command line, parsed the way kubectl (pflag) reads one: flags before or after the verb,
 // `--flag value`, `--flag=value`, `-n value`, `-nvalue`, `-n=value`, and `--` ending the flags.
 import { parseDuration } from './duration.js';
-import { ACTION_VERBS, isActionVerb, type ActionVerbName } from './verbs.js';
+import {
+  ACTION_VERBS,
+  isActionVerb,
+  isSessionVerb,
+  SESSION_VERBS,
+  type ActionVerbName,
+  type SessionVerbName,
+} from './verbs.js';
 
-export type Verb = ActionVerbName | 'actions';
+export type Verb = ActionVerbName | SessionVerbName | 'actions';
 export type Output = 'json' | 'yaml';
 
 /** Where to connect, as kubectl's global flags say; unset means the kubeconfig decides. */
@@ -24,6 +31,14 @@ export type Command =
       timeoutMs: number;
       output?: Output;
     }
+  | {
+      verb: SessionVerbName;
+      target: Target;
+      instance: string;
+      timeoutMs: number;
+      /** console-log only: the last this many lines; all when unset. */
+      tailLines?: number;
+    }
   | { verb: 'actions'; target: Target; instance: string; output?: Output };
 
 /** A command line kova cannot run; `verb` picks the usage to show with it. */
@@ -38,9 +53,21 @@ export class UsageError extends Error {
 }
 
 export const DEFAULT_TIMEOUT = '5m';
+/** A console's action only has to be taken up by the node agent, which takes seconds. */
+export const SESSION_TIMEOUT = '1m';
+/** The CRD's maximum for spec.tailLines. */
+const MAX_TAIL_LINES = 1_000_000;
 
 type FlagName =
-  'namespace' | 'context' | 'kubeconfig' | 'help' | 'output' | 'no-wait' | 'timeout' | 'hard';
+  | 'namespace'
+  | 'context'
+  | 'kubeconfig'
+  | 'help'
+  | 'output'
+  | 'no-wait'
+  | 'timeout'
+  | 'hard'
+  | 'tail';
 
 interface Flag {
   short?: string;
@@ -50,19 +77,31 @@ interface Flag {
 }
 
 const ACTION_VERB_NAMES = Object.keys(ACTION_VERBS) as ActionVerbName[];
+const SESSION_VERB_NAMES = Object.keys(SESSION_VERBS) as SessionVerbName[];
 
 const FLAGS: Record<FlagName, Flag> = {
   namespace: { short: 'n', takesValue: true },
   context: { takesValue: true },
   kubeconfig: { takesValue: true },
   help: { short: 'h', takesValue: false },
-  output: { short: 'o', takesValue: true },
+  output: { short: 'o', takesValue: true, verbs: [...ACTION_VERB_NAMES, 'actions'] },
   'no-wait': { takesValue: false, verbs: ACTION_VERB_NAMES },
-  timeout: { takesValue: true, verbs: ACTION_VERB_NAMES },
+  timeout: { takesValue: true, verbs: [...ACTION_VERB_NAMES, ...SESSION_VERB_NAMES] },
   hard: { takesValue: false, verbs: ['restart'] },
+  tail: { takesValue: true, verbs: ['console-log'] },
 };
 
-const isVerb = (word: string): word is Verb => word === 'actions' || isActionVerb(word);
+/**
+ * Flags of the action verbs that a console verb refuses with a reason rather than as unknown,
+ * since someone used to the action verbs may well try them.
+ */
+const NOT_FOR_SESSIONS: Partial<Record<FlagName, string>> = {
+  output: 'it prints the console, not an InstanceAction',
+  'no-wait': 'the console can only be reached once its action runs',
+};
+
+const isVerb = (word: string): word is Verb =>
+  word === 'actions' || isActionVerb(word) || isSessionVerb(word);
 
 export function parseArgs(argv: readonly string[]): Command {
   const { flags, positionals } = scan(argv);
@@ -74,7 +113,7 @@ export function parseArgs(argv: readonly string[]): Command {
   if (!isVerb(verb)) throw new UsageError(`unknown command "${verb}" for "kubectl kova"`);
   for (const name of flags.keys()) {
     const allowed = FLAGS[name].verbs;
-    if (allowed && !allowed.includes(verb)) throw new UsageError(`unknown flag: --${name}`, verb);
+    if (allowed && !allowed.includes(verb)) throw new UsageError(refusal(name, verb), verb);
   }
   if (flags.has('help')) return { verb: 'help', topic: verb };
   if (names.length !== 1)
@@ -92,11 +131,11 @@ export function parseArgs(argv: readonly string[]): Command {
   };
   const output = outputFlag(flags, verb);
   if (verb === 'actions') return { verb, target, instance, output };
-  let timeoutMs: number;
-  try {
-    timeoutMs = parseDuration(stringFlag(flags, 'timeout') ?? DEFAULT_TIMEOUT);
-  } catch (err) {
-    throw new UsageError(`--timeout: ${(err as Error).message}`, verb);
+  if (isSessionVerb(verb)) {
+    const timeoutMs = timeoutFlag(flags, verb, SESSION_TIMEOUT);
+    const tail = stringFlag(flags, 'tail');
+    if (tail === undefined) return { verb, target, instance, timeoutMs };
+    return { verb, target, instance, timeoutMs, tailLines: tailFlag(tail, verb) };
   }
   return {
     verb,
@@ -104,9 +143,32 @@ export function parseArgs(argv: readonly string[]): Command {
     instance,
     hard: flags.get('hard') === true,
     wait: flags.get('no-wait') !== true,
-    timeoutMs,
+    timeoutMs: timeoutFlag(flags, verb, DEFAULT_TIMEOUT),
     output,
   };
+}
+
+function refusal(name: FlagName, verb: Verb): string {
+  const why = isSessionVerb(verb) ? NOT_FOR_SESSIONS[name] : undefined;
+  return why ? `--${name} does not apply to ${verb}: ${why}` : `unknown flag: --${name}`;
+}
+
+function timeoutFlag(flags: Flags, verb: Verb, byDefault: string): number {
+  try {
+    return parseDuration(stringFlag(flags, 'timeout') ?? byDefault);
+  } catch (err) {
+    throw new UsageError(`--timeout: ${(err as Error).message}`, verb);
+  }
+}
+
+function tailFlag(value: string, verb: Verb): number {
+  const lines = /^\d+$/.test(value) ? Number(value) : NaN;
+  if (!(lines >= 1 && lines <= MAX_TAIL_LINES))
+    throw new UsageError(
+      `invalid argument "${value}" for --tail: a number of lines from 1 to ${MAX_TAIL_LINES}`,
+      verb,
+    );
+  return lines;
 }
 
 type Flags = Map<FlagName, string | boolean>;

@@ -1,10 +1,11 @@
 // kubectl kova: the plugin's entry point. Exit codes as kubectl's: 0 done, 1 for a usage error,
-// an API error or a failed or timed-out action.
+// an API error, a failed or timed-out action, or a console that could not be reached.
 import { apiMessage, apiReason, apiStatus } from '@kova/controller-kit';
 import { runAction } from './act.js';
 import { parseArgs, UsageError, type Command } from './args.js';
 import { connect } from './client.js';
 import { showActions } from './history.js';
+import { runSession } from './session.js';
 import { usage } from './usage.js';
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -22,7 +23,15 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   try {
     const cluster = connect(cmd.target);
-    return cmd.verb === 'actions' ? await showActions(cluster, cmd) : await runAction(cluster, cmd);
+    switch (cmd.verb) {
+      case 'actions':
+        return await showActions(cluster, cmd);
+      case 'console':
+      case 'console-log':
+        return await runSession(cluster, cmd);
+      default:
+        return await runAction(cluster, cmd);
+    }
   } catch (err) {
     process.stderr.write(`${describeError(err)}\n`);
     return 1;

@@ -2,210 +2,17 @@
 // CRDs and its kova-action-requester admission policy, as a ServiceAccount with only the rights
 // the plugin needs. kova's operator and node agent do not run here: the test writes each
 // action's status in their place.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
-import {
-  AdmissionregistrationV1Api,
-  CoreV1Api,
-  CustomObjectsApi,
-  RbacAuthorizationV1Api,
-  type KubeConfig,
-} from '@kubernetes/client-node';
-import { loadKubeConfig } from '@kova/controller-kit';
-import { GROUP, PLURAL, VERSION, type InstanceActionObject } from '@kova/crds';
-import { applyPolicies, kubectlPath, until } from '@kova/hack';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { stringify } from 'yaml';
+import { describe, expect, it } from '@jest/globals';
+import type { InstanceActionObject } from '@kova/crds';
+import { kubectlPath, until } from '@kova/hack';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { pluginDir, pluginFixture } from './test-support.js';
 
-const pluginDir = join(dirname(fileURLToPath(import.meta.url)), '..');
-const mainJs = join(pluginDir, 'dist', 'main.js');
-const ns = `kubectl-kova-${Math.random().toString(36).slice(2, 7)}`;
-const user = `system:serviceaccount:${ns}:operator-on-call`;
-
-let admin: KubeConfig;
-let api: CustomObjectsApi;
-let dir: string;
-let kubeconfig: string;
-let policyWasThere: boolean;
-const children = new Set<ChildProcess>();
-
-interface Running {
-  exit: Promise<number | null>;
-  stdout: () => string;
-  stderr: () => string;
-}
-
-/** The plugin as a child process, with the ServiceAccount's kubeconfig. */
-function start(args: string[]): Running {
-  const child = spawn(process.execPath, [mainJs, ...args, '--kubeconfig', kubeconfig]);
-  children.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exit = new Promise<number | null>((r) =>
-    child.on('close', (code) => (children.delete(child), r(code))),
-  );
-  return { exit, stdout: () => stdout, stderr: () => stderr };
-}
-
-async function run(args: string[]) {
-  const p = start(args);
-  const code = await p.exit;
-  return { code, stdout: p.stdout(), stderr: p.stderr() };
-}
-
-const actions = { group: GROUP, version: VERSION, namespace: ns, plural: PLURAL.InstanceAction };
-
-async function actionsOf(instance: string): Promise<InstanceActionObject[]> {
-  const list = (await api.listNamespacedCustomObject({
-    ...actions,
-    fieldSelector: `spec.instance=${instance}`,
-  })) as { items: InstanceActionObject[] };
-  return list.items;
-}
-
-/** The one action the plugin created for `instance`, once it exists. */
-const createdFor = (instance: string) =>
-  until(`an action for ${instance}`, async () => (await actionsOf(instance))[0]);
-
-/** Writes the status as kova's operator and node agent would, through the status subresource. */
-async function setStatus(name: string, status: InstanceActionObject['status']): Promise<void> {
-  const current = (await api.getNamespacedCustomObject({ ...actions, name })) as object;
-  await api.replaceNamespacedCustomObjectStatus({ ...actions, name, body: { ...current, status } });
-}
-
-async function createInstance(name: string): Promise<void> {
-  await api.createNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    namespace: ns,
-    plural: PLURAL.Instance,
-    body: {
-      apiVersion: `${GROUP}/${VERSION}`,
-      kind: 'Instance',
-      metadata: { name },
-      spec: { flavor: 'm1.small', image: 'ubuntu-24.04', networks: [{ network: 'default' }] },
-    },
-  });
-}
-
-/**
- * A ServiceAccount that may read Instances and create and follow InstanceActions, and a
- * kubeconfig for it whose context names the namespace, as a user's would.
- */
-async function serviceAccountKubeconfig(): Promise<string> {
-  const core = admin.makeApiClient(CoreV1Api);
-  const rbac = admin.makeApiClient(RbacAuthorizationV1Api);
-  const name = 'operator-on-call';
-  await core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name } } });
-  await rbac.createNamespacedRole({
-    namespace: ns,
-    body: {
-      metadata: { name },
-      rules: [
-        { apiGroups: [GROUP], resources: ['instances'], verbs: ['get'] },
-        {
-          apiGroups: [GROUP],
-          resources: ['instanceactions'],
-          verbs: ['create', 'get', 'list', 'watch'],
-        },
-      ],
-    },
-  });
-  await rbac.createNamespacedRoleBinding({
-    namespace: ns,
-    body: {
-      metadata: { name },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name },
-      subjects: [{ kind: 'ServiceAccount', name, namespace: ns }],
-    },
-  });
-  const { status } = await core.createNamespacedServiceAccountToken({
-    name,
-    namespace: ns,
-    body: { spec: { audiences: [], expirationSeconds: 3600 } },
-  });
-  const cluster = admin.getCurrentCluster();
-  if (!cluster || !status?.token) throw new Error('no cluster or token for the test kubeconfig');
-  const path = join(dir, 'kubeconfig');
-  const ca = cluster.caData
-    ? { 'certificate-authority-data': cluster.caData }
-    : { 'certificate-authority': cluster.caFile };
-  await writeFile(
-    path,
-    stringify({
-      apiVersion: 'v1',
-      kind: 'Config',
-      'current-context': 'on-call',
-      clusters: [{ name: 'kova', cluster: { server: cluster.server, ...ca } }],
-      users: [{ name, user: { token: status.token } }],
-      contexts: [{ name: 'on-call', context: { cluster: 'kova', user: name, namespace: ns } }],
-    }),
-    { mode: 0o600 },
-  );
-  return path;
-}
-
-const POLICY = 'kova-action-requester';
-
-/**
- * Applies kova's admission policies (a cluster-wide change, undone after the suite unless they
- * were there before) and waits until a new policy is enforced, which takes a moment.
- */
-async function enforceRequesterPolicy(): Promise<void> {
-  const admission = admin.makeApiClient(AdmissionregistrationV1Api);
-  policyWasThere = await admission.readValidatingAdmissionPolicy({ name: POLICY }).then(
-    () => true,
-    () => false,
-  );
-  await applyPolicies();
-  const impostor = () =>
-    api.createNamespacedCustomObject({
-      ...actions,
-      dryRun: 'All',
-      body: {
-        apiVersion: `${GROUP}/${VERSION}`,
-        kind: 'InstanceAction',
-        metadata: { generateName: 'impostor-' },
-        spec: { instance: 'web-1', action: 'Start', requestedBy: 'mallory' },
-      },
-    });
-  await until('kova-action-requester to refuse requestedBy: mallory', () =>
-    impostor().then(
-      () => false,
-      () => true,
-    ),
-  );
-}
-
-beforeAll(async () => {
-  admin = loadKubeConfig();
-  api = admin.makeApiClient(CustomObjectsApi);
-  dir = await mkdtemp(join(tmpdir(), 'kubectl-kova-'));
-  await admin.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: ns } } });
-  kubeconfig = await serviceAccountKubeconfig();
-  for (const name of ['web-1', 'ok-1', 'fail-1', 'slow-1']) await createInstance(name);
-  await enforceRequesterPolicy();
-});
-
-afterEach(() => {
-  // A test that failed half-way must not leave a waiting plugin behind.
-  for (const child of children) child.kill();
-});
-
-afterAll(async () => {
-  if (!policyWasThere) {
-    const admission = admin.makeApiClient(AdmissionregistrationV1Api);
-    await admission.deleteValidatingAdmissionPolicyBinding({ name: POLICY });
-    await admission.deleteValidatingAdmissionPolicy({ name: POLICY });
-  }
-  await admin.makeApiClient(CoreV1Api).deleteNamespace({ name: ns });
-  await rm(dir, { recursive: true, force: true });
-});
+const { user, start, run, actionsOf, createdFor, setStatus, kubeconfig } = pluginFixture(
+  'kubectl-kova',
+  ['web-1', 'ok-1', 'fail-1', 'slow-1'],
+);
 
 describe('kubectl kova against a real API server', () => {
   it('--no-wait creates the action, requested by the user the API server sees, and returns', async () => {
@@ -346,9 +153,13 @@ describe('kubectl kova against a real API server', () => {
 
   it('runs as `kubectl kova` from the shim on PATH', async () => {
     const result = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
-      const child = spawn(kubectlPath(), ['kova', 'actions', 'ok-1', '--kubeconfig', kubeconfig], {
-        env: { ...process.env, PATH: `${join(pluginDir, 'bin')}:${process.env.PATH}` },
-      });
+      const child = spawn(
+        kubectlPath(),
+        ['kova', 'actions', 'ok-1', '--kubeconfig', kubeconfig()],
+        {
+          env: { ...process.env, PATH: `${join(pluginDir, 'bin')}:${process.env.PATH}` },
+        },
+      );
       let stdout = '';
       child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
       child.on('close', (code) => resolve({ code, stdout }));

@@ -1,6 +1,12 @@
 // Help text, overall and per verb, in kubectl's layout.
-import { DEFAULT_TIMEOUT, type Verb } from './args.js';
-import { ACTION_VERBS, isActionVerb } from './verbs.js';
+import { DEFAULT_TIMEOUT, SESSION_TIMEOUT, type Verb } from './args.js';
+import {
+  ACTION_VERBS,
+  isActionVerb,
+  isSessionVerb,
+  SESSION_VERBS,
+  type SessionVerbName,
+} from './verbs.js';
 
 const GLOBAL_OPTIONS = `Global options:
     -n, --namespace='': The namespace of the Instance (default: the context's, else default)
@@ -11,12 +17,16 @@ const GLOBAL_OPTIONS = `Global options:
 export function usage(verb?: Verb): string {
   if (verb === 'actions') return actionsUsage();
   if (verb && isActionVerb(verb)) return actionUsage(verb);
-  const verbs = Object.entries(ACTION_VERBS).map(([name, v]) => `  ${name.padEnd(10)}${v.summary}`);
-  return `kubectl kova runs day-2 actions on kova Instances and shows their history.
+  if (verb && isSessionVerb(verb)) return sessionUsage(verb);
+  const verbs = Object.entries({ ...ACTION_VERBS, ...SESSION_VERBS }).map(
+    ([name, v]) => `  ${name.padEnd(13)}${v.summary}`,
+  );
+  return `kubectl kova runs day-2 actions on kova Instances, opens their serial consoles and shows
+their history.
 
 Commands:
 ${verbs.join('\n')}
-  ${'actions'.padEnd(10)}List an Instance's actions, oldest first
+  ${'actions'.padEnd(13)}List an Instance's actions, oldest first
 
 Usage:
   kubectl kova COMMAND NAME [options]
@@ -44,6 +54,31 @@ Options:${hard}
     --no-wait=false: Print the created action's name and return without waiting for its result
     --timeout='${DEFAULT_TIMEOUT}': How long to wait for the result (e.g. 30s, 2m); the action goes on after it
     -o, --output='': Print the InstanceAction as json or yaml instead of a line
+
+${GLOBAL_OPTIONS}
+`;
+}
+
+function sessionUsage(verb: SessionVerbName): string {
+  const { action, summary } = SESSION_VERBS[verb];
+  const attach = verb === 'console';
+  const what = attach
+    ? `relays the console: its output to stdout, stdin to the guest. On a terminal, keys go to the
+guest as typed (Ctrl-C included) and Ctrl-] ends the session; from a pipe, stdin goes as is and
+its end ends the session.`
+    : 'prints what the guest wrote to its serial console, then exits.';
+  return `${summary}.
+
+Creates an InstanceAction (${action}) for the Instance NAME carrying the hash of a one-time
+ticket, waits until the node agent runs it, connects to the node's console endpoint (TLS, its
+certificate checked against the one published in the action), presents the ticket and
+${what}
+
+Usage:
+  kubectl kova ${verb} NAME${attach ? '' : ' [--tail=N]'} [--timeout=${SESSION_TIMEOUT}] [options]
+
+Options:${attach ? '' : "\n    --tail='': Print only the last N lines (default: all)"}
+    --timeout='${SESSION_TIMEOUT}': How long to wait for the console to be reachable (e.g. 30s, 2m)
 
 ${GLOBAL_OPTIONS}
 `;

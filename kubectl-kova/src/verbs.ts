@@ -1,4 +1,4 @@
-// The plugin's verbs: which InstanceAction each action verb asks for, and the words it prints.
+// The plugin's verbs: which InstanceAction each verb asks for, and the words it prints.
 import type { ActionKind } from '@kova/crds';
 
 export interface ActionVerb {
@@ -33,3 +33,20 @@ export type ActionVerbName = keyof typeof ACTION_VERBS;
 
 export const isActionVerb = (word: string): word is ActionVerbName =>
   Object.hasOwn(ACTION_VERBS, word);
+
+/** The console verbs: an action that opens a session on the node's console endpoint. */
+export const SESSION_VERBS = {
+  console: {
+    action: 'Console',
+    summary: "Attach to the guest's serial console (escape: Ctrl-])",
+  },
+  'console-log': {
+    action: 'ConsoleLog',
+    summary: 'Print what the guest wrote to its serial console',
+  },
+} as const satisfies Record<string, Omit<ActionVerb, 'done'>>;
+
+export type SessionVerbName = keyof typeof SESSION_VERBS;
+
+export const isSessionVerb = (word: string): word is SessionVerbName =>
+  Object.hasOwn(SESSION_VERBS, word);

@@ -1,5 +1,6 @@
-// Waiting for an action's result: a watch on that one object, resumed from where it stopped when
-// the API server ends it, so every phase and step change is seen without polling.
+// Waiting for an action's result, or for whatever else a verb waits for: a watch on that one
+// object, resumed from where it stopped when the API server ends it, so every phase and step
+// change is seen without polling.
 import { Watch } from '@kubernetes/client-node';
 import { apiStatus, resourcePath } from '@kova/controller-kit';
 import {
@@ -11,16 +12,15 @@ import {
 } from '@kova/crds';
 import type { Cluster } from './client.js';
 
-/** The action goes on after the plugin stops waiting; the message says where to follow it. */
-function timedOut(action: InstanceActionObject, timeoutMs: number): Error {
+/** `what` completes "timed out after 5s waiting for instanceaction/x to …". */
+export function timedOut(action: InstanceActionObject, timeoutMs: number, what: string): Error {
   return new Error(
-    `timed out after ${timeoutMs / 1000}s waiting for ${actionRef(action)} to finish ` +
-      `(phase: ${action.status?.phase ?? 'none yet'}); the action goes on, ` +
-      `see kubectl kova actions ${action.spec.instance}`,
+    `timed out after ${timeoutMs / 1000}s waiting for ${actionRef(action)} to ${what} ` +
+      `(phase: ${action.status?.phase ?? 'none yet'})`,
   );
 }
 
-const actionRef = (a: InstanceActionObject) => `instanceaction/${a.metadata.name}`;
+export const actionRef = (a: InstanceActionObject) => `instanceaction/${a.metadata.name}`;
 
 /** The progress line for an unfinished action, e.g. `instanceaction/x: Running: Shutdown`. */
 function progressLine(a: InstanceActionObject): string | undefined {
@@ -48,6 +48,28 @@ export async function waitForResult(
   timeoutMs: number,
   onProgress: (line: string) => void,
 ): Promise<InstanceActionObject> {
+  const seen = await waitUntil(cluster, created, timeoutMs, finished, onProgress);
+  if (seen.reached) return seen.action;
+  // The action goes on after the plugin stops waiting; the message says where to follow it.
+  throw new Error(
+    `${timedOut(seen.action, timeoutMs, 'finish').message}; the action goes on, ` +
+      `see kubectl kova actions ${created.spec.instance}`,
+  );
+}
+
+const finished = (a: InstanceActionObject) => isFinished(a.status?.phase);
+
+/**
+ * Follows the action until `reached` holds for it, calling `onProgress` with each new progress
+ * line; after `timeoutMs`, resolves with the action as last seen and `reached: false`.
+ */
+export async function waitUntil(
+  cluster: Cluster,
+  created: InstanceActionObject,
+  timeoutMs: number,
+  reached: (a: InstanceActionObject) => boolean,
+  onProgress: (line: string) => void = () => undefined,
+): Promise<{ action: InstanceActionObject; reached: boolean }> {
   const deadline = Date.now() + timeoutMs;
   let current = created;
   let printed: string | undefined;
@@ -58,10 +80,10 @@ export async function waitForResult(
   };
   see(created);
   for (;;) {
-    if (isFinished(current.status?.phase)) return current;
+    if (reached(current)) return { action: current, reached: true };
     const remaining = deadline - Date.now();
-    if (remaining <= 0) throw timedOut(current, timeoutMs);
-    const end = await watchUntilFinished(cluster, current, remaining, see);
+    if (remaining <= 0) return { action: current, reached: false };
+    const end = await watchUntil(cluster, current, remaining, reached, see);
     if (end === 'deleted') throw new Error(`${actionRef(current)} was deleted before it finished`);
     // The watch ended early (the API server closes watches, or the resourceVersion expired):
     // read the object afresh and watch on from its resourceVersion.
@@ -69,12 +91,13 @@ export async function waitForResult(
   }
 }
 
-type WatchEnd = 'finished' | 'deleted' | 'ended' | 'timeout';
+type WatchEnd = 'reached' | 'deleted' | 'ended' | 'timeout';
 
-function watchUntilFinished(
+function watchUntil(
   cluster: Cluster,
   from: InstanceActionObject,
   timeoutMs: number,
+  reached: (a: InstanceActionObject) => boolean,
   see: (a: InstanceActionObject) => void,
 ): Promise<WatchEnd> {
   const path = resourcePath({
@@ -107,7 +130,7 @@ function watchUntilFinished(
         // ERROR carries a Status (410 Gone when the resourceVersion is too old), not the action.
         if (type === 'ERROR') return settle(() => resolve('ended'));
         see(obj);
-        if (isFinished(obj.status?.phase)) settle(() => resolve('finished'));
+        if (reached(obj)) settle(() => resolve('reached'));
       },
       (err: unknown) => {
         // The API server refused the watch itself (e.g. Forbidden): that will not get better.
