@@ -16,3 +16,5 @@ fi
 [ -f node-agent/native/build/Release/kova_libvirt.node ] || (cd node-agent/native && ../../node_modules/.bin/node-gyp rebuild --nodedir=/usr >/dev/null)
 bash hack/control-plane/build.sh >/dev/null
 npx tsc -b
+# `kubectl kova` beside the pinned kubectl, on the PATH line `npm start` prints.
+ln -sfn "$root/kubectl-kova/bin/kubectl-kova" "$KOVA_CACHE/bin/kubectl-kova"

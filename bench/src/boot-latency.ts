@@ -171,6 +171,7 @@ async function rawSamples(kova: LocalKova): Promise<number[]> {
         configDrive: cidata,
         nics: [{ ...iface, bridge: 'kova-br0', tap: tapName(uid, 0), mtu: DEFAULT_MTU }],
         consoleLog: paths.instanceFile(uid, 'console.log'),
+        consoleSocket: paths.instanceFile(uid, 'console.sock'),
         kernel: { path: kernel, initrd, cmdline: 'console=ttyS0 quiet panic=-1' },
       });
       const dom = await conn.defineXML(xml);

@@ -19,6 +19,8 @@ export type InstanceActionObject = IInstanceAction & {
 };
 
 export const ActionReason = {
+  Accepted: 'Accepted',
+  Running: 'Running',
   Succeeded: 'Succeeded',
   InstanceNotFound: 'InstanceNotFound',
   InstanceDeleting: 'InstanceDeleting',
@@ -26,8 +28,18 @@ export const ActionReason = {
   RunStrategyConflict: 'RunStrategyConflict',
   ActionInProgress: 'ActionInProgress',
   NodeUnreachable: 'NodeUnreachable',
+  NotTakenUp: 'NotTakenUp',
   InstanceReplaced: 'InstanceReplaced',
+  DomainMissing: 'DomainMissing',
   StepFailed: 'StepFailed',
+  StepTimeout: 'StepTimeout',
+  // Console sessions.
+  WaitingForClient: 'WaitingForClient',
+  Unauthorized: 'Unauthorized',
+  ConsoleBusy: 'ConsoleBusy',
+  ConsoleTimeout: 'ConsoleTimeout',
+  ConsoleUnavailable: 'ConsoleUnavailable',
+  AgentRestarted: 'AgentRestarted',
 } as const;
 
 export interface Refusal {
@@ -35,8 +47,15 @@ export interface Refusal {
   message: string;
 }
 
-/** What status.task says while an action runs (Nova's task states). */
-export function taskOf(spec: ActionSpec): Task {
+/**
+ * Console sessions (Console, ConsoleLog) run beside power actions: they neither wait for one in
+ * flight nor hold one up, and set no task.
+ */
+export const isSession = (spec: ActionSpec) =>
+  spec.action === 'Console' || spec.action === 'ConsoleLog';
+
+/** What status.task says while an action runs (Nova's task states); none for a session. */
+export function taskOf(spec: ActionSpec): Task | undefined {
   switch (spec.action) {
     case 'Start':
       return 'PoweringOn';
@@ -50,6 +69,8 @@ export function taskOf(spec: ActionSpec): Task {
       return 'Unpausing';
     case 'Rebuild':
       return 'Rebuilding';
+    default:
+      return undefined;
   }
 }
 
@@ -73,7 +94,7 @@ export function actionRefusal(
     return invalid(
       `Instance ${name} is in phase ${phase ?? 'Scheduling'}; ${spec.action} needs an Active or Stopped Instance`,
     );
-  if (spec.action === 'Rebuild') return undefined;
+  if (spec.action === 'Rebuild' || spec.action === 'ConsoleLog') return undefined;
   const on = power !== undefined && ON.has(power as PowerState);
   switch (spec.action) {
     case 'Start':
@@ -93,7 +114,8 @@ export function actionRefusal(
           'stop',
           strategy === 'Always' ? 'it would be started again' : 'it is off already',
         );
-      return on
+      // A crashed guest is off, but RerunOnFailure would restart it: stopping it makes sense.
+      return on || power === 'Crashed'
         ? undefined
         : invalid(`Instance ${name} is not running (${power ?? 'no power state'})`);
     case 'Reboot':
@@ -106,6 +128,12 @@ export function actionRefusal(
       return power === 'Running'
         ? undefined
         : invalid(`Instance ${name} is ${power ?? 'not running'}; Pause needs it Running`);
+    case 'Console':
+      return on
+        ? undefined
+        : invalid(
+            `Instance ${name} is ${power ?? 'not running'}; its serial console exists while it runs (ConsoleLog reads what it printed)`,
+          );
     case 'Unpause':
       return power === 'Paused'
         ? undefined

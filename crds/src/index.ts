@@ -34,6 +34,17 @@ export function instanceRef(inst: { metadata: { name: string; namespace: string 
   };
 }
 
+/** Where merge patches address an InstanceAction. */
+export function actionRef(a: { metadata: { name: string; namespace: string } }) {
+  return {
+    apiVersion: API_VERSION,
+    kind: 'InstanceAction',
+    plural: PLURAL.InstanceAction,
+    name: a.metadata.name,
+    namespace: a.metadata.namespace,
+  };
+}
+
 /** Directory holding the CRD YAML files (the source of truth). */
 export const crdDir = join(dirname(fileURLToPath(import.meta.url)), '..');
 

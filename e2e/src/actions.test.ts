@@ -4,9 +4,13 @@
 // on a fresh root disk — refusals come at once with their reason, and the history records who
 // asked, each step with its times, and the result.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import { ConditionType } from '@kova/crds';
 import { until } from '@kova/hack';
 import { Actions } from './actions.js';
+import { ConsoleClient, Output } from './console.js';
 import { startCluster, type Cluster } from './cluster.js';
 import { Instances, type Instance } from './instances.js';
 
@@ -105,6 +109,105 @@ describe('actions move the guest', () => {
   });
 });
 
+describe('the serial console', () => {
+  let consoles: ConsoleClient;
+  beforeAll(() => {
+    consoles = new ConsoleClient(cluster, act);
+  });
+  const connected = async (p: ChildProcessWithoutNullStreams) => {
+    const out = new Output(p.stdout);
+    await new Output(p.stderr).waitFor('Connected to the serial console');
+    return out;
+  };
+  const exitCode = async (p: ChildProcessWithoutNullStreams) => (await once(p, 'exit'))[0];
+
+  it('kubectl kova console: a command typed into the guest shell is answered', async () => {
+    const p = consoles.plugin(['console', VM]);
+    const out = await connected(p);
+    p.stdin.write('\necho kova-$((6*7))\n');
+    await out.waitFor('kova-42');
+    p.stdin.end();
+    expect(await exitCode(p)).toBe(0);
+  });
+
+  it('stays up under a 10 MB output flood and after 2 minutes idle', async () => {
+    const p = consoles.plugin(['console', VM]);
+    const out = await connected(p);
+    const before = out.bytes;
+    p.stdin.write("head -c 10485760 /dev/zero | tr '\\0' x; echo; echo flood-$((2+3))\n");
+    await out.waitFor('flood-5', 600_000);
+    expect(out.bytes - before).toBeGreaterThanOrEqual(10 * 1024 * 1024);
+    await new Promise((r) => setTimeout(r, 120_000));
+    p.stdin.write('echo idle-$((3+4))\n');
+    await out.waitFor('idle-7');
+    p.stdin.end();
+    expect(await exitCode(p)).toBe(0);
+  }, 900_000);
+
+  it('kubectl kova console-log prints what the console printed, --tail its last lines', async () => {
+    const all = consoles.plugin(['console-log', VM]);
+    const log = new Output(all.stdout);
+    expect(await exitCode(all)).toBe(0);
+    expect(log.text).toContain('idle-7');
+    const tail = consoles.plugin(['console-log', VM, '--tail', '2']);
+    const last = new Output(tail.stdout);
+    expect(await exitCode(tail)).toBe(0);
+    expect(last.text.split('\n').length).toBeLessThanOrEqual(2);
+    expect(last.text).toContain('idle-7');
+  });
+
+  it('the node lets in only the one connection that presents the ticket, once', async () => {
+    const s = await consoles.session(VM);
+    const hello = (ticket: string) =>
+      consoles.hello(s.console.endpoint, { namespace: cluster.namespace, action: s.name, ticket });
+    expect((await hello('0'.repeat(64))).answer).toMatchObject({
+      ok: false,
+      reason: 'Unauthorized',
+    });
+    const right = await hello(s.ticket);
+    expect(right.answer).toEqual({ ok: true });
+    const der = right.socket.getPeerX509Certificate()?.raw as Buffer;
+    expect(createHash('sha256').update(der).digest('hex')).toBe(s.console.certSHA256);
+    expect((await hello(s.ticket)).answer).toMatchObject({ ok: false, reason: 'Unauthorized' });
+    right.socket.end();
+    const done = await act.finished(s.name);
+    expect([done.status?.phase, done.status?.message]).toEqual([
+      'Succeeded',
+      expect.stringMatching(/^console session of [\d.]+s: \d+ bytes in, \d+ bytes out$/),
+    ]);
+  });
+
+  it('refuses, at the API server, a user who may create actions but not open consoles', async () => {
+    await act.kubectl([
+      'create',
+      'role',
+      'actions-only',
+      '--verb=create,get,list,watch',
+      '--resource=instanceactions.compute.kova.dev,instances.compute.kova.dev',
+    ]);
+    await act.kubectl([
+      'create',
+      'rolebinding',
+      'bob-actions',
+      '--role=actions-only',
+      '--user=bob',
+    ]);
+    const body = (action: string) =>
+      JSON.stringify({
+        apiVersion: 'compute.kova.dev/v1alpha1',
+        kind: 'InstanceAction',
+        metadata: { generateName: 'bob-' },
+        spec: { instance: VM, action, requestedBy: 'bob', ticketSHA256: 'a'.repeat(64) },
+      });
+    await expect(act.kubectl(['create', '--as=bob', '-f', '-'], body('Console'))).rejects.toThrow(
+      `bob may not open the serial console (create instances/console) of Instance ${VM}`,
+    );
+    await expect(
+      act.kubectl(['create', '--as=bob', '-f', '-'], body('ConsoleLog')),
+    ).rejects.toThrow('bob may not read the console output (get instances/consolelog)');
+  });
+});
+
 describe('refusals and the history', () => {
   const refused = async (instance: string, action: string, reason: string) => {
     const started = Date.now();
@@ -156,7 +259,13 @@ describe('refusals and the history', () => {
     expect(rows[0]).toMatch(/^NAME\s+INSTANCE\s+ACTION\s+PHASE\s+REASON\s+USER\s+AGE/);
     const body = rows.slice(1).map((r) => r.split(/\s+/).slice(1, 6).join(' '));
     const user = await act.whoami();
-    expect(body.filter((r) => r.endsWith(`Succeeded Succeeded ${user}`))).toHaveLength(8);
+    const succeeded = (action: string) =>
+      body.filter((r) => r === `${VM} ${action} Succeeded Succeeded ${user}`).length;
+    expect(
+      ['Reboot', 'Pause', 'Unpause', 'Stop', 'Start', 'Rebuild', 'Console', 'ConsoleLog'].map(
+        succeeded,
+      ),
+    ).toEqual([3, 1, 1, 1, 1, 1, 3, 2]);
     expect(body).toContain(`${VM} Stop Failed RunStrategyConflict ${user}`);
     expect(body).toContain(`${VM} Pause Failed ActionInProgress ${user}`);
   });

@@ -9,10 +9,13 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { logger } from '@kova/controller-kit';
 import { KubeletCluster, kubectlPath, until } from '@kova/hack';
 import { execFile } from 'node:child_process';
+import { once } from 'node:events';
 import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import { Actions } from './actions.js';
 import { boot } from './boot.js';
+import { ConsoleClient, Output } from './console.js';
 import { root, startCluster, type Cluster } from './cluster.js';
 import { Instances } from './instances.js';
 
@@ -206,6 +209,37 @@ describe('helm install on a kubelet node', () => {
 });
 
 boot(() => cluster);
+
+describe('day-2 through the pods', () => {
+  // The operator's and the agent's real service accounts act on the actions (RBAC and node
+  // isolation as installed), and the console endpoint listens on the node's InternalIP.
+  it('kubectl kova restart reboots the guest and the history records it', async () => {
+    const vms = new Instances(cluster);
+    const act = new Actions(cluster);
+    await vms.create('day2', { runStrategy: 'Manual' });
+    const inst = await vms.phase('day2', 'Active');
+    const before = await act.answer(inst, '/boot-id');
+    const restart = new ConsoleClient(cluster, act).plugin(['restart', 'day2']);
+    expect((await once(restart, 'exit'))[0]).toBe(0);
+    expect(await act.answer(inst, '/boot-id')).not.toBe(before);
+    const history = await act.kubectl(['get', 'ia', '--field-selector', 'spec.instance=day2']);
+    expect(history).toMatch(
+      new RegExp(`day2\\s+Reboot\\s+Succeeded\\s+Succeeded\\s+${await act.whoami()}`),
+    );
+  });
+
+  it("kubectl kova console reaches the guest's shell through the agent pod's endpoint", async () => {
+    const consoles = new ConsoleClient(cluster, new Actions(cluster));
+    const p = consoles.plugin(['console', 'day2']);
+    const out = new Output(p.stdout);
+    await new Output(p.stderr).waitFor('Connected to the serial console');
+    p.stdin.write('\necho helm-$((40+2))\n');
+    await out.waitFor('helm-42');
+    p.stdin.end();
+    expect((await once(p, 'exit'))[0]).toBe(0);
+    await new Instances(cluster).deleteAndWait('day2');
+  });
+});
 
 describe('helm upgrade', () => {
   const vms = () => new Instances(cluster);

@@ -79,4 +79,7 @@ for ev in /sys/class/input/event*; do
   [ "$(cat "$ev/device/name" 2>/dev/null)" = "Power Button" ] || continue
   (head -c 1 "/dev/input/${ev##*/}" > /dev/null && say "power button: powering off" && poweroff -f) &
 done
+# A root shell on the serial console (kova's console endpoint attaches to that port), again
+# whenever it exits; setsid makes ttyS0 its controlling terminal.
+(while :; do setsid sh -c 'exec sh -i </dev/ttyS0 >/dev/ttyS0 2>&1'; sleep 1; done) &
 while :; do sleep 3600; done

@@ -237,7 +237,7 @@ describe('Helm chart', () => {
 interface Container {
   image: string;
   args?: string[];
-  env?: { name: string; value?: string }[];
+  env?: { name: string; value?: string; valueFrom?: object }[];
   ports?: { name: string; containerPort: number }[];
   readinessProbe?: { httpGet: { host?: string; port: string } };
   livenessProbe?: { httpGet: { host?: string; port: string } };
@@ -514,6 +514,7 @@ describe('Helm chart: scheduling, ports, Pod Security and lifecycle hooks (#14)'
     });
     expect(container(agent.spec.template).ports).toEqual([
       { name: 'metrics', containerPort: 8081 },
+      { name: 'console', containerPort: 8082 },
     ]);
     expect(container(agent.spec.template).image).toBe('ghcr.io/kova-dev/kova-node-agent:0.1.0');
     expect(get(objs, 'Job', 'kova-uninstall-check').spec.backoffLimit).toBe(0);
@@ -574,6 +575,15 @@ describe('Helm chart: scheduling, ports, Pod Security and lifecycle hooks (#14)'
     );
   });
 
+  it("puts the agent's console endpoint on the node's InternalIP and agent.consolePort", () => {
+    const agent = container(agentPod(rendered('--set', 'agent.consolePort=9443')));
+    expect(agent.ports).toContainEqual({ name: 'console', containerPort: 9443 });
+    expect(env(agent, 'KOVA_CONSOLE_PORT')).toBe('9443');
+    expect(agent.env?.find((e) => e.name === 'KOVA_CONSOLE_ADDRESS')?.valueFrom).toEqual({
+      fieldRef: { fieldPath: 'status.hostIP' },
+    });
+  });
+
   it('serves agent health and metrics on the configured host port, probed on 127.0.0.1, listening where agent.healthAddress says', () => {
     const objs = rendered(
       '--set',
@@ -582,7 +592,10 @@ describe('Helm chart: scheduling, ports, Pod Security and lifecycle hooks (#14)'
       'metrics.serviceMonitor.enabled=true',
     );
     const agent = container(agentPod(objs));
-    expect(agent.ports).toEqual([{ name: 'metrics', containerPort: 9464 }]);
+    expect(agent.ports).toEqual([
+      { name: 'metrics', containerPort: 9464 },
+      { name: 'console', containerPort: 8082 },
+    ]);
     expect(env(agent, 'KOVA_HEALTH_PORT')).toBe('9464');
     expect(env(agent, 'KOVA_HEALTH_ADDRESS')).toBeUndefined();
     for (const probe of [agent.readinessProbe, agent.livenessProbe])

@@ -147,6 +147,7 @@ export class LocalKova {
       KOVA_NODE_NAME: node,
       KOVA_STATE_DIR: stateDir,
       KOVA_HEALTH_PORT: '0',
+      KOVA_CONSOLE_PORT: '0',
       // The KVM probe boots a kernel: the test guest's, where the host has none in /boot.
       KOVA_KVM_PROBE_KERNEL: join(this.guestDir, 'vmlinuz'),
       ...this.opts.agentEnv,

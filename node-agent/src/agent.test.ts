@@ -379,6 +379,7 @@ describe('node agent with real QEMU', () => {
         configDrive: join(stateDir, 'blank-source.qcow2'),
         nics: [],
         consoleLog: join(stateDir, 'ghost.log'),
+        consoleSocket: join(stateDir, 'ghost.sock'),
       });
       await conn.defineXML(xml);
       const lookup = () =>

@@ -33,6 +33,9 @@ import { detectVirtType, type VirtTypeDecision } from './host/virt-type.js';
 import { HypervisorReporter } from './hypervisor-reporter.js';
 import { realHost, type Instance } from './deps.js';
 import { AgentReconciler } from './instance-reconciler.js';
+import { selfSignedCertificate } from './console/certificate.js';
+import { ConsoleEndpoint } from './console/endpoint.js';
+import { ConsoleSessions } from './console/sessions.js';
 import { agentMetrics, type AgentMetrics } from './metrics.js';
 import { NodeNetworks, networksInUse } from './network/node-networks.js';
 import { removeLegacyGuard } from './network/legacy-guard.js';
@@ -62,6 +65,7 @@ export class NodeAgent {
   private reporter: HypervisorReporter | undefined;
   private nodeNetworks: NodeNetworks | undefined;
   private gc: GarbageCollector | undefined;
+  private console: { endpoint: ConsoleEndpoint; sessions: ConsoleSessions } | undefined;
   private timers: NodeJS.Timeout[] = [];
   private reportTimer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
@@ -125,7 +129,7 @@ export class NodeAgent {
   }
 
   hasSynced(): boolean {
-    return this.informers.every((i) => i.hasSynced());
+    return this.informers.every((i) => i === this.actions || i.hasSynced());
   }
 
   async start(): Promise<void> {
@@ -135,7 +139,11 @@ export class NodeAgent {
     const decision = await this.virtType();
     const { virtType } = decision;
     this.logger.info('hypervisor type', { ...decision, node: this.config.nodeName });
-    await Promise.all(this.informers.map((i) => i.start()));
+    await Promise.all(this.informers.filter((i) => i !== this.actions).map((i) => i.start()));
+    // Actions must not hold up the guests: an agent started before its operator has installed
+    // the InstanceAction CRD (or with older RBAC) runs the Instances and takes actions up once
+    // it can list them (the informer retries on its own, and logs why).
+    void this.actions.start();
     const tunnel = await tunnelEndpoint(
       this.config.tunnelAddress,
       this.kc.getCurrentCluster()?.server ?? 'https://127.0.0.1',
@@ -152,6 +160,7 @@ export class NodeAgent {
       logger: this.logger,
     });
     this.nodeNetworks = nodeNetworks;
+    await this.startConsole(tunnel?.address);
     const applier = new Applier(this.kc, AGENT_FIELD_MANAGER);
     this.reporter = new HypervisorReporter(
       this.kc,
@@ -217,6 +226,8 @@ export class NodeAgent {
     clearTimeout(this.reportTimer);
     this.reporter?.stop();
     this.nodeNetworks?.stop();
+    this.console?.sessions.stop();
+    await this.console?.endpoint.close();
     this.builds.shutDown();
     this.lifecycle.shutDown();
     await this.running;
@@ -238,6 +249,38 @@ export class NodeAgent {
       this.logger.warn('garbage collection failed', { error: err as Error });
       return [];
     }
+  }
+
+  /** The console endpoint, and the sessions it serves (Console and ConsoleLog actions). */
+  private async startConsole(nodeAddress: string | undefined): Promise<void> {
+    const cert = selfSignedCertificate(`kova-console ${this.config.nodeName}`);
+    const address = this.config.consoleAddress ?? nodeAddress ?? '127.0.0.1';
+    // The endpoint is told who to admit before the sessions exist: no hello can arrive before
+    // the TLS handshake after listen(), and by then they do.
+    const endpoint: ConsoleEndpoint = new ConsoleEndpoint(
+      cert,
+      (hello) => sessions.admit(hello),
+      this.logger,
+    );
+    const port: number = await endpoint.listen(address, this.config.consolePort);
+    const host = address.includes(':') ? `[${address}]` : address;
+    const sessions: ConsoleSessions = new ConsoleSessions({
+      actions: this.actions,
+      instances: this.instances,
+      patcher: new Patcher(this.kc, AGENT_FIELD_MANAGER),
+      paths: this.paths,
+      logger: this.logger,
+      endpoint: { endpoint: `${host}:${port}`, certSHA256: cert.sha256 },
+    });
+    this.console = { endpoint, sessions };
+    this.actions.on((a, type) => {
+      if (type !== 'delete') sessions.observe(a);
+    });
+    for (const a of this.actions.list()) sessions.observe(a);
+    this.logger.info('console endpoint', {
+      node: this.config.nodeName,
+      endpoint: `${host}:${port}`,
+    });
   }
 
   private async virtType(): Promise<VirtTypeDecision> {
@@ -273,11 +316,26 @@ export class NodeAgent {
     if (inst) this.enqueue(inst);
   }
 
-  /** Builds to their queue; power, failures and deletes to theirs (the reconciler serialises a key). */
+  /**
+   * Builds, and Rebuilds (which may download an image), to their queue; power, failures and
+   * deletes to theirs, never waiting behind a download (the reconciler serialises a key).
+   */
   private enqueue(inst: Instance): void {
     const building =
-      !inst.metadata.deletionTimestamp && BUILD_PHASES.has(inst.status?.phase ?? 'Scheduling');
+      !inst.metadata.deletionTimestamp &&
+      (BUILD_PHASES.has(inst.status?.phase ?? 'Scheduling') || this.rebuilding(inst));
     (building ? this.builds : this.lifecycle).add(objectKey(inst));
+  }
+
+  private rebuilding(inst: Instance): boolean {
+    return this.actions
+      .list(inst.metadata.namespace)
+      .some(
+        (a) =>
+          a.spec.action === 'Rebuild' &&
+          a.status?.instanceUID === inst.metadata.uid &&
+          (a.status.phase === 'Accepted' || a.status.phase === 'Running'),
+      );
   }
 }
 

@@ -31,6 +31,13 @@ export interface AgentConfig {
   healthAddress?: string;
   /** The node's underlay address for VXLAN; unset: the source address of its route to the API server. */
   tunnelAddress?: string;
+  /** The console endpoint's TLS port (0: any free port, for several agents on one host). */
+  consolePort: number;
+  /**
+   * The address the console endpoint listens on and clients are told to connect to; unset: the
+   * tunnel address (the node's own), else 127.0.0.1.
+   */
+  consoleAddress?: string;
 }
 
 const num = envNumber;
@@ -51,5 +58,7 @@ export function configFromEnv(): AgentConfig {
     healthPort: num('KOVA_HEALTH_PORT', 8081),
     healthAddress: process.env.KOVA_HEALTH_ADDRESS || undefined,
     tunnelAddress: process.env.KOVA_TUNNEL_ADDRESS || undefined,
+    consolePort: num('KOVA_CONSOLE_PORT', 8082),
+    consoleAddress: process.env.KOVA_CONSOLE_ADDRESS || undefined,
   };
 }

@@ -9,7 +9,7 @@ import type {
   InstanceObject,
   Interface,
 } from '@kova/crds';
-import { rm, stat } from 'node:fs/promises';
+import { rename, rm, stat } from 'node:fs/promises';
 import type { AgentConfig } from './config.js';
 import type { LibvirtSession } from './host/libvirt-session.js';
 import type { StatePaths } from './host/paths.js';
@@ -41,6 +41,9 @@ export interface HostOps {
   exists(path: string): Promise<boolean>;
   /** Removes one file; a missing one is no error. */
   removeFile(path: string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  /** When the file's content last changed (epoch ms), or undefined when there is none. */
+  modifiedAt(path: string): Promise<number | undefined>;
   bridgeExists(name: string): Promise<boolean>;
 }
 
@@ -57,6 +60,12 @@ export function realHost(networks: NodeNetworks): HostOps {
         () => false,
       ),
     removeFile: (p) => rm(p, { force: true }),
+    rename,
+    modifiedAt: (p) =>
+      stat(p).then(
+        (s) => s.mtimeMs,
+        () => undefined,
+      ),
     bridgeExists: linkExists,
   };
 }

@@ -103,6 +103,7 @@ describe('image garbage collection', () => {
         configDrive: paths.instanceFile(running, 'cidata.iso'),
         nics: [],
         consoleLog: paths.instanceFile(running, 'console.log'),
+        consoleSocket: paths.instanceFile(running, 'console.sock'),
         kernel: { path: paths.image(kernel), initrd: paths.image(initrd) },
       }),
     );

@@ -101,11 +101,14 @@ export class AgentReconciler {
       const action = key === 'Power' ? this.actions.inFlight(c) : undefined;
       const r = action ? await this.actions.handle(c, action) : await this.handlers[key](c);
       if (r.kind === 'failed') return this.finishFault(c, this.remember(c.inst, r));
-      if (r.kind === 'complete') return after(r.requeueAfterMs);
-      const written = await this.status.apply(c.inst, r.status);
-      if (!written) return; // the Instance is gone
-      c.inst = written;
-      if (r.kind === 'update') return after(r.requeueAfterMs);
+      if (r.kind !== 'complete') {
+        const written = await this.status.apply(c.inst, r.status);
+        if (!written) return; // the Instance is gone
+        c.inst = written;
+      }
+      // A finished action's result is written once the power handler has reported the guest.
+      if (key === 'Power' && !action) await this.actions.settle(c);
+      if (r.kind !== 'continue') return after(r.requeueAfterMs);
     }
   }
 

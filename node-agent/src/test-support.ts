@@ -209,6 +209,8 @@ export class FakeApi {
 
 export class FakeHost implements HostOps {
   readonly files = new Set<string>();
+  /** Content change times of files, as a filesystem's mtime (0 when never set). */
+  readonly mtimes = new Map<string, number>();
   readonly bridges = new Set<string>();
   readonly calls: string[] = [];
   readonly failRemove: Error[] = [];
@@ -230,6 +232,7 @@ export class FakeHost implements HostOps {
   ) {
     this.calls.push(`createDisks ${uid}`);
     const root = paths.instanceFile(uid, 'root.qcow2');
+    if (!this.files.has(root)) this.mtimes.set(root, Date.now());
     this.files.add(root);
     if ((flavor.ephemeralGiB ?? 0) > 0) this.files.add(paths.instanceFile(uid, 'ephemeral.qcow2'));
     if ((flavor.swapMiB ?? 0) > 0) this.files.add(paths.instanceFile(uid, 'swap.qcow2'));
@@ -251,6 +254,15 @@ export class FakeHost implements HostOps {
   async removeFile(path: string) {
     this.calls.push(`removeFile ${path}`);
     this.files.delete(path);
+  }
+  async rename(from: string, to: string) {
+    this.calls.push(`rename ${from} ${to}`);
+    if (!this.files.delete(from)) throw new Error(`ENOENT: ${from}`);
+    this.files.add(to);
+    this.mtimes.set(to, this.mtimes.get(from) ?? 0);
+  }
+  async modifiedAt(path: string) {
+    return this.files.has(path) ? (this.mtimes.get(path) ?? 0) : undefined;
   }
   async bridgeExists(name: string) {
     return this.bridges.has(name);
@@ -333,6 +345,7 @@ export function world(config: Partial<AgentConfig> = {}): World {
       orphanGraceMs: 60_000,
       imageTtlMs: 3_600_000,
       healthPort: 0,
+      consolePort: 0,
       ...config,
     },
     virtType: 'qemu',

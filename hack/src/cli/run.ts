@@ -75,6 +75,7 @@ async function main(): Promise<void> {
   out('  kubectl get inst,hv            # the Instance and this hypervisor');
   out('  kubectl get kova -A            # every kova object');
   out('  kubectl describe inst demo     # conditions and events');
+  out('  kubectl kova restart demo      # day-2: restart, stop, console… (docs/actions.md)');
   out('Ctrl-C deletes every Instance and stops everything.');
 }
 

@@ -1,14 +1,14 @@
-// The steps of an InstanceAction on the node, and the plan of each action. A step starts once
-// (when it goes Running) and is then looked at until libvirt shows its effect (`done`): a slow
-// one (the guest shutting down) never holds a worker, and an agent restarted mid-action resumes
-// from the steps recorded in the action's status. Nova's soft reboot is the model: shut down,
+// The steps of an InstanceAction on the node, and the plan of each action. A step is started,
+// then looked at until libvirt (or the disk) shows its effect (`done`): a slow one — the guest
+// shutting down — never holds a worker. Every start is idempotent, because an agent restarted
+// mid-action starts the step it finds Running again. Nova's soft reboot is the model: shut down,
 // wait, power off after the timeout, power on again.
 import type { ActionSpec } from '@kova/crds';
 import { runSteps, type StepContext } from '../build/step.js';
 import {
   disksStep,
-  imageStep,
   plugNetworksStep,
+  recordedBase,
   startStep,
   waitRunningStep,
 } from '../build/steps.js';
@@ -23,12 +23,14 @@ export type StepName =
 export interface ActionStepDef {
   name: StepName;
   start(c: StepContext): Promise<void>;
-  done(c: StepContext): Promise<boolean>;
-  /** A step that can outlast the shutdown timeout takes this way out (says what it did). */
+  /** Whether the step's effect is there; `since` is when the step started (epoch ms). */
+  done(c: StepContext, since: number): Promise<boolean>;
+  /** A step that may outlast the shutdown timeout takes this way out (says what it did). */
   overdue?(c: StepContext): Promise<string>;
 }
 
-const ON: ReadonlySet<number> = new Set([DomainState.RUNNING, DomainState.BLOCKED]);
+/** States in which the guest runs code and can answer the power button. */
+const RUNNING: ReadonlySet<number> = new Set([DomainState.RUNNING, DomainState.BLOCKED]);
 
 async function domain(c: StepContext): Promise<Domain> {
   const conn = await c.d.session.conn();
@@ -47,18 +49,25 @@ const inState =
   async (c: StepContext) =>
     states.includes(await stateOf(c));
 
-const powerOff = async (c: StepContext) => {
-  const dom = await domain(c);
-  await tolerateInvalid(lv(c.d.metrics, 'destroy', () => dom.destroy()));
-};
+/** Calls `act` on the domain unless it is already in `target` (a restarted step, a retry). */
+const unless =
+  (target: number, op: string, act: (d: Domain) => Promise<void>) => async (c: StepContext) => {
+    const dom = await domain(c);
+    if ((await lv(c.d.metrics, 'getState', () => dom.getState())).state !== target)
+      await lv(c.d.metrics, op, () => act(dom));
+  };
+
+const powerOff = unless(DomainState.SHUTOFF, 'destroy', (d) => tolerateInvalid(d.destroy()));
+
+const root = (c: StepContext) => c.d.paths.instanceFile(c.inst.metadata.uid, 'root.qcow2');
+/** Where the old root disk waits while the new one is made, to be put back if that fails. */
+const replaced = (c: StepContext) =>
+  c.d.paths.instanceFile(c.inst.metadata.uid, 'root.replaced.qcow2');
 
 const STEPS: Record<StepName, ActionStepDef> = {
   Shutdown: {
     name: 'Shutdown',
-    async start(c) {
-      const dom = await domain(c);
-      await tolerateInvalid(lv(c.d.metrics, 'shutdown', () => dom.shutdown()));
-    },
+    start: unless(DomainState.SHUTOFF, 'shutdown', (d) => tolerateInvalid(d.shutdown())),
     done: inState(DomainState.SHUTOFF),
     async overdue(c) {
       await powerOff(c);
@@ -70,47 +79,65 @@ const STEPS: Record<StepName, ActionStepDef> = {
   PowerOn: {
     name: 'PowerOn',
     // After a node reboot the managed bridges and kova's guard rules are gone: plug first.
+    // startStep starts only a domain that is not running.
     start: (c) => runSteps([plugNetworksStep, startStep, waitRunningStep], c),
-    done: async (c) => ON.has(await stateOf(c)),
+    done: async (c) => RUNNING.has(await stateOf(c)),
   },
   Pause: {
     name: 'Pause',
-    async start(c) {
-      const dom = await domain(c);
-      await lv(c.d.metrics, 'suspend', () => dom.suspend());
-    },
+    start: unless(DomainState.PAUSED, 'suspend', (d) => d.suspend()),
     done: inState(DomainState.PAUSED),
   },
   Unpause: {
     name: 'Unpause',
-    async start(c) {
-      const dom = await domain(c);
-      await lv(c.d.metrics, 'resume', () => dom.resume());
-    },
-    done: async (c) => ON.has(await stateOf(c)),
+    start: unless(DomainState.RUNNING, 'resume', (d) => d.resume()),
+    done: async (c) => RUNNING.has(await stateOf(c)),
   },
   ReplaceRootDisk: {
     name: 'ReplaceRootDisk',
-    // The recorded image (status.image) is fetched again if the cache lost it; only the root
-    // overlay goes: ephemeral, swap and the config drive (identity, addresses) stay.
+    // The recorded image is made sure of first (fetched again if the cache lost it), so a failed
+    // download or a changed Image leaves the old disk in place. The old disk is moved aside, not
+    // deleted, until the new one exists; ephemeral, swap and the config drive (identity,
+    // addresses) stay.
     async start(c) {
-      await c.d.host.removeFile(c.d.paths.instanceFile(c.inst.metadata.uid, 'root.qcow2'));
-      await runSteps([imageStep, disksStep({ createRoot: true })], c);
+      const h = c.d.host;
+      c.scratch.base = await recordedBase(c);
+      if ((await h.exists(root(c))) && !(await h.exists(replaced(c))))
+        await h.rename(root(c), replaced(c));
+      try {
+        await runSteps([disksStep({ createRoot: true })], c);
+      } catch (err) {
+        if (!(await h.exists(root(c)))) await h.rename(replaced(c), root(c));
+        throw err;
+      }
+      await h.removeFile(replaced(c));
     },
-    done: (c) => c.d.host.exists(c.d.paths.instanceFile(c.inst.metadata.uid, 'root.qcow2')),
+    // A new disk is one written since the step started (a rename keeps a file's mtime).
+    async done(c, since) {
+      const h = c.d.host;
+      const written = await h.modifiedAt(root(c));
+      return written !== undefined && written >= since && !(await h.exists(replaced(c)));
+    },
   },
 };
 
 export const stepDef = (name: string): ActionStepDef | undefined =>
   (STEPS as Record<string, ActionStepDef>)[name];
 
-/** The steps of an action, given whether the guest is running (in memory) now. */
-export function planOf(spec: ActionSpec, running: boolean): StepName[] {
+/**
+ * The steps of an action, given the domain's state now. A guest that runs code is asked to shut
+ * down; one that cannot answer the power button (paused, suspended, shutting down, crashed) is
+ * powered off. What ran before a Rebuild runs after it; a stopped one stays stopped (as Nova).
+ */
+export function planOf(spec: ActionSpec, state: number): StepName[] {
+  const stop: StepName[] =
+    state === DomainState.SHUTOFF ? [] : RUNNING.has(state) ? ['Shutdown'] : ['PowerOff'];
+  const wasOn = state !== DomainState.SHUTOFF && state !== DomainState.CRASHED;
   switch (spec.action) {
     case 'Start':
       return ['PowerOn'];
     case 'Stop':
-      return ['Shutdown'];
+      return stop;
     case 'Reboot':
       return spec.hard ? ['PowerOff', 'PowerOn'] : ['Shutdown', 'PowerOn'];
     case 'Pause':
@@ -118,7 +145,10 @@ export function planOf(spec: ActionSpec, running: boolean): StepName[] {
     case 'Unpause':
       return ['Unpause'];
     case 'Rebuild':
-      // As Nova: a stopped Instance is rebuilt and stays stopped.
-      return running ? ['Shutdown', 'ReplaceRootDisk', 'PowerOn'] : ['ReplaceRootDisk'];
+      return [...stop, 'ReplaceRootDisk', ...(wasOn ? (['PowerOn'] as const) : [])];
+    case 'Console':
+    case 'ConsoleLog':
+      // Sessions touch nothing of the guest's power; the console endpoint serves them.
+      return [];
   }
 }

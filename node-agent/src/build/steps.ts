@@ -75,7 +75,7 @@ export const imageStep: NodeStep = {
  * longer be fetched: a node that has it cached still builds, any other refuses with ImageChanged
  * rather than build from content the Instance was not given.
  */
-async function recordedBase(c: StepContext): Promise<string> {
+export async function recordedBase(c: StepContext): Promise<string> {
   const { image, disk } = refsOf(c.d, c.inst);
   const cached = await c.d.host.exists(c.d.paths.image(disk.sha256));
   if (!cached && image.spec.sha256 !== disk.sha256)
@@ -331,6 +331,7 @@ async function domainXmlOf(c: StepContext): Promise<string> {
     configDrive: file(c, 'cidata.iso'),
     nics: nicsOf(uid, c.inst.status?.interfaces ?? [], (n) => c.d.networks.get(n)),
     consoleLog: file(c, 'console.log'),
+    consoleSocket: file(c, 'console.sock'),
     kernel: image.spec.kernel ? await directBoot(c, image) : undefined,
   });
 }

@@ -28,6 +28,7 @@ const base: DomainSpec = {
     },
   ],
   consoleLog: '/var/lib/kova/instances/x/console.log',
+  consoleSocket: '/var/lib/kova/instances/x/console.sock',
   kernel: { path: '/var/lib/kova/images/k.img', cmdline: 'console=ttyS0' },
 };
 

@@ -25,6 +25,7 @@ const spec = (over: Partial<DomainSpec> = {}): DomainSpec => ({
     },
   ],
   consoleLog: '/var/lib/kova/instances/x/console.log',
+  consoleSocket: '/var/lib/kova/instances/x/console.sock',
   ...over,
 });
 
@@ -62,6 +63,16 @@ describe('domain XML', () => {
     expect(doc.domain.vcpu).toBe('2');
     expect(ownerOf(xml)?.name).toBe(evil);
     expect(xml).not.toContain('<!ENTITY');
+  });
+
+  it('puts the serial console on a socket for the console endpoint and logs it all to a file', () => {
+    const devices = parse(domainXml(spec())).domain.devices as Record<string, unknown>;
+    expect(devices.serial).toEqual({
+      '@type': 'unix',
+      source: { '@mode': 'bind', '@path': '/var/lib/kova/instances/x/console.sock' },
+      log: { '@file': '/var/lib/kova/instances/x/console.log', '@append': 'on' },
+      target: { '@port': '0' },
+    });
   });
 
   it("boots the Image's architecture, not always x86_64", () => {

@@ -21,6 +21,8 @@ export interface DomainSpec {
   configDrive: string;
   nics: Nic[];
   consoleLog: string;
+  /** Unix socket of the serial console, which the agent's console endpoint attaches to. */
+  consoleSocket: string;
   kernel?: { path: string; initrd?: string; cmdline?: string };
 }
 
@@ -96,10 +98,13 @@ export function domainXml(s: DomainSpec): string {
     const ref = iface.ele('filterref', { filter });
     for (const [name, value] of Object.entries(parameters)) ref.ele('parameter', { name, value });
   }
-  const serial = devices.ele('serial', { type: 'file' });
-  serial.ele('source', { path: s.consoleLog, append: 'on' });
+  // The serial port is a socket QEMU listens on (one client at a time: the agent's console
+  // endpoint) and everything it prints is also appended to the log, connected or not.
+  const serial = devices.ele('serial', { type: 'unix' });
+  serial.ele('source', { mode: 'bind', path: s.consoleSocket });
+  serial.ele('log', { file: s.consoleLog, append: 'on' });
   serial.ele('target', { port: '0' });
-  devices.ele('console', { type: 'file' }).ele('target', { type: 'serial', port: '0' });
+  devices.ele('console', { type: 'unix' }).ele('target', { type: 'serial', port: '0' });
   devices.ele('memballoon', { model: 'none' });
   return doc.end({ prettyPrint: true });
 }

@@ -39,7 +39,14 @@ export class StatePaths {
 
   instanceFile(
     uid: string,
-    file: 'root.qcow2' | 'ephemeral.qcow2' | 'swap.qcow2' | 'cidata.iso' | 'console.log',
+    file:
+      | 'root.qcow2'
+      | 'root.replaced.qcow2'
+      | 'ephemeral.qcow2'
+      | 'swap.qcow2'
+      | 'cidata.iso'
+      | 'console.log'
+      | 'console.sock',
   ): string {
     return this.inside(join(this.instanceDir(uid), file));
   }

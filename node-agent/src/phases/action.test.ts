@@ -52,7 +52,11 @@ function withActions(w: World) {
       status: { phase: 'Accepted', instanceUID: UID, nodeName: 'node-a' },
     });
   };
-  return { request, get: (name = 'act') => store.get(name) as InstanceActionObject };
+  const update = (status: ActionStatus, name = 'act') => {
+    const cur = store.get(name) as InstanceActionObject;
+    store.set(name, { ...cur, status: { ...cur.status, ...status } });
+  };
+  return { request, update, get: (name = 'act') => store.get(name) as InstanceActionObject };
 }
 
 function setup(status = running, runStrategy = 'Manual') {
@@ -82,10 +86,16 @@ describe('InstanceActions on the node', () => {
     ]);
     expect(w.api.get('vm')?.status).toMatchObject({ task: 'Rebooting', action: 'act' });
     expect(ready(w)).toMatchObject({ status: 'False', reason: 'Rebooting' });
-    // The guest ignores the button; the timeout passes; a new agent process looks again.
+    // The guest ignores the button; the timeout passes; a new agent process starts the step it
+    // finds Running again (starts are idempotent: one more press), then falls back.
     w.d.config.shutdownTimeoutMs = 0;
     await new AgentReconciler(w.d).sync(KEY);
-    expect(w.conn.calls).toEqual([`shutdown ${UID}`, `destroy ${UID}`, `create ${UID}`]);
+    expect(w.conn.calls).toEqual([
+      `shutdown ${UID}`,
+      `shutdown ${UID}`,
+      `destroy ${UID}`,
+      `create ${UID}`,
+    ]);
     expect(get().status).toMatchObject({ phase: 'Succeeded', reason: 'Succeeded' });
     expect(get().status?.steps?.[0]?.message).toBe(
       'the guest did not shut down within 0s; powered it off',
@@ -132,10 +142,48 @@ describe('InstanceActions on the node', () => {
       'PowerOn',
     ]);
     const root = w.d.paths.instanceFile(UID, 'root.qcow2');
-    expect(w.host.calls).toEqual(
-      expect.arrayContaining([`removeFile ${root}`, `createDisks ${UID}`]),
-    );
-    expect(w.host.files.has(root)).toBe(true);
+    const old = w.d.paths.instanceFile(UID, 'root.replaced.qcow2');
+    expect(w.host.calls.slice(0, 3)).toEqual([
+      `rename ${root} ${old}`,
+      `createDisks ${UID}`,
+      `removeFile ${old}`,
+    ]);
+    expect([...w.host.files].filter((f) => f.includes(UID))).toEqual([root]);
     expect(dom.state).toBe(DomainState.RUNNING);
+  });
+
+  it('a Rebuild whose image cannot be fetched leaves the old root disk in place', async () => {
+    const { w, request, get, dom } = setup();
+    const root = w.d.paths.instanceFile(UID, 'root.qcow2');
+    w.host.mtimes.set(root, 1);
+    dom.ignoreShutdown = false;
+    w.cache.fail = new Error('download failed: 503');
+    request('Rebuild');
+    await new AgentReconciler(w.d).sync(KEY);
+    expect(get().status).toMatchObject({
+      phase: 'Failed',
+      reason: 'StepFailed',
+      message: 'ReplaceRootDisk failed: download failed: 503',
+    });
+    expect(w.host.calls.filter((x) => x.includes('root'))).toEqual([]);
+    expect(w.host.mtimes.get(root)).toBe(1);
+  });
+
+  it('an agent restarted after recording a step Running starts that step again', async () => {
+    const { w, request, get, update, dom } = setup(
+      { ...running, phase: 'Stopped' as never, powerState: 'Shutdown' as never },
+      'Manual',
+    );
+    dom.state = DomainState.SHUTOFF;
+    request('Start');
+    // What a process killed between the Running write and the libvirt call leaves behind.
+    update({
+      phase: 'Running',
+      startTime: new Date().toISOString(),
+      steps: [{ name: 'PowerOn', phase: 'Running', startTime: new Date().toISOString() }],
+    });
+    await new AgentReconciler(w.d).sync(KEY);
+    expect(w.conn.calls).toEqual([`create ${UID}`]);
+    expect(get().status).toMatchObject({ phase: 'Succeeded' });
   });
 });

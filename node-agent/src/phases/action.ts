@@ -4,18 +4,21 @@
 // Instance at a time holds for actions too. Each look:
 //   Accepted → checked against what libvirt says now (refused with a reason if it no longer
 //     makes sense), planned (steps listed Pending), Running; the Instance shows the task;
-//   Running  → the first unfinished step is started, or looked at until libvirt shows its
-//     effect; a shutdown that outlasts the timeout powers off (Nova's soft → hard fallback);
-//   done     → Succeeded or Failed with the step's error, an Event on the Instance, the task
-//     cleared; the power handler then reports what the guest does now.
+//   Running  → the first unfinished step is started (again, if an earlier agent process started
+//     it: starts are idempotent), or looked at until its effect shows; a shutdown that outlasts
+//     the timeout powers off (Nova's soft → hard fallback); a step that takes far too long fails;
+//   done     → the Instance's status first (task cleared, then the power handler reports what
+//     the guest does now), the action's result after it (settle): whoever reads Succeeded
+//     finds the Instance already saying what the action did.
 // Progress lives in the action's status, so a restarted agent resumes at the step it was in.
-import { apiStatus, type Patcher } from '@kova/controller-kit';
+import type { Patcher } from '@kova/controller-kit';
+import { apiStatus } from '@kova/controller-kit';
 import {
+  actionRef,
   actionRefusal,
   ActionReason,
-  API_VERSION,
   ConditionType,
-  PLURAL,
+  isSession,
   taskOf,
   type ActionStatus,
   type ActionStep,
@@ -25,7 +28,6 @@ import { planOf, stepDef } from '../actions/steps.js';
 import type { StepContext } from '../build/step.js';
 import { keyOf } from '../deps.js';
 import { lookupDomain, powerStateOf } from '../domain-removal.js';
-import { DomainState } from '../libvirt/index.js';
 import { lv } from '../libvirt-call.js';
 import { POLL_MS } from '../power/policy.js';
 import type { StatusChange } from '../status.js';
@@ -38,21 +40,31 @@ export interface ActionSource {
 
 type Outcome = { ok: true; message: string } | { ok: false; reason: string; message: string };
 
+/** A step may take this long beyond the shutdown timeout before the action fails. */
+export const STEP_TIMEOUT_MS = 120_000;
+
 export class ActionHandler {
   /** Our last write of each action, until the informer shows it (a lagging view must not rerun a step). */
   private readonly written = new Map<string, InstanceActionObject>();
+  /** Steps this process started (action UID/step index): others were an earlier process's. */
+  private readonly started = new Set<string>();
+  /** Per Instance UID, the finished action whose result waits for the Instance's status. */
+  private readonly settling = new Map<string, { action: InstanceActionObject; outcome: Outcome }>();
 
   constructor(
     private readonly source: ActionSource,
     private readonly patcher: Pick<Patcher, 'mergeStatus'>,
   ) {}
 
-  /** The action in flight on this Instance here, if any. */
+  /** The power action in flight on this Instance here, if any (sessions are the console's). */
   inFlight(c: Pick<StepContext, 'inst'>): InstanceActionObject | undefined {
     const { namespace, name, uid } = c.inst.metadata;
+    if (this.settling.has(uid)) return undefined;
     return this.source
       .list(namespace)
-      .filter((a) => a.spec.instance === name && a.status?.instanceUID === uid)
+      .filter(
+        (a) => a.spec.instance === name && a.status?.instanceUID === uid && !isSession(a.spec),
+      )
       .map((a) => this.latest(a))
       .find((a) => a.status?.phase === 'Accepted' || a.status?.phase === 'Running');
   }
@@ -71,91 +83,59 @@ export class ActionHandler {
       const step = steps[i] as ActionStep;
       const def = stepDef(step.name);
       if (!def) return this.finish(c, a, failedStep(step.name, 'unknown step'));
+      if (step.phase === 'Failed') return this.finish(c, a, failedStep(step.name, step.message));
+      const key = `${a.metadata.uid}/${i}`;
       try {
-        if (step.phase === 'Pending') {
+        if (step.phase === 'Pending')
           a = await this.setStep(a, i, { phase: 'Running', startTime: now() });
+        const since = Date.parse((a.status?.steps?.[i] as ActionStep).startTime ?? now());
+        if (!this.started.has(key)) {
+          this.started.add(key);
           await def.start(c);
         }
-        if (await def.done(c)) {
+        if (await def.done(c, since)) {
+          this.started.delete(key);
           a = await this.setStep(a, i, { phase: 'Succeeded', completionTime: now() });
           continue;
         }
-        const started = Date.parse((a.status?.steps?.[i] as ActionStep).startTime ?? '');
-        if (!def.overdue || Date.now() - started < c.d.config.shutdownTimeoutMs)
-          return { kind: 'complete', requeueAfterMs: POLL_MS };
-        const message = await def.overdue(c);
-        a = await this.setStep(a, i, { message });
+        const elapsed = Date.now() - since;
+        const timeout = c.d.config.shutdownTimeoutMs;
+        if (elapsed >= timeout + STEP_TIMEOUT_MS) throw new StepTimeout(elapsed);
+        if (def.overdue && elapsed >= timeout && !step.message) {
+          a = await this.setStep(a, i, { message: await def.overdue(c) });
+          continue;
+        }
+        return { kind: 'complete', requeueAfterMs: POLL_MS };
       } catch (err) {
         if (apiStatus(err) !== undefined) throw err;
+        this.started.delete(key);
         const message = (err as Error).message;
         a = await this.setStep(a, i, { phase: 'Failed', completionTime: now(), message });
-        return this.finish(c, a, failedStep(step.name, message));
+        return this.finish(c, a, failedStep(step.name, message, err instanceof StepTimeout));
       }
     }
   }
 
-  /** Checks the action against libvirt's view, plans it and shows the task; undefined if refused. */
-  private async begin(c: StepContext, a: InstanceActionObject) {
-    const conn = await c.d.session.conn();
-    const dom = await lv(c.d.metrics, 'lookupByUUID', () =>
-      lookupDomain(conn, c.inst.metadata.uid),
-    );
-    const state = dom ? (await lv(c.d.metrics, 'getState', () => dom.getState())).state : undefined;
-    const refusal = actionRefusal(a.spec, {
-      name: c.inst.metadata.name,
-      phase: c.inst.status?.phase,
-      power: state === undefined ? undefined : powerStateOf(state),
-      runStrategy: c.inst.spec.runStrategy,
-    });
-    if (refusal || !dom) {
-      await this.finish(c, a, {
-        ok: false,
-        ...(refusal ?? {
-          reason: 'DomainMissing',
-          message: 'the domain is not defined on the node',
-        }),
-      });
-      return undefined;
-    }
-    const running =
-      state === DomainState.RUNNING ||
-      state === DomainState.PAUSED ||
-      state === DomainState.BLOCKED;
-    const steps = planOf(a.spec, running).map((name): ActionStep => ({ name, phase: 'Pending' }));
-    const task = taskOf(a.spec);
-    await c.report({
-      task,
-      action: a.metadata.name,
-      conditions: [
-        {
-          type: ConditionType.Ready,
-          status: 'False',
-          reason: task,
-          message: `${a.spec.action} in progress (InstanceAction ${a.metadata.name})`,
-        },
-      ],
-    });
-    return this.write(a, {
-      phase: 'Running',
-      reason: 'Running',
-      message: `${steps.map((s) => s.name).join(' → ')}`,
-      startTime: now(),
-      steps,
-    });
-  }
-
-  private async finish(c: StepContext, a: InstanceActionObject, o: Outcome): Promise<PhaseResult> {
+  /**
+   * Writes the result of the action that finished on this Instance, once the power handler has
+   * reported the Instance's state; the reconciler calls it after every power sync.
+   */
+  async settle(c: StepContext): Promise<void> {
+    const pending = this.settling.get(c.inst.metadata.uid);
+    if (!pending) return;
+    const { action: a, outcome: o } = pending;
     const done = await this.write(a, {
       phase: o.ok ? 'Succeeded' : 'Failed',
       reason: o.ok ? ActionReason.Succeeded : o.reason,
       message: o.message,
       completionTime: now(),
     });
+    this.settling.delete(c.inst.metadata.uid);
     const who = a.spec.requestedBy ? ` requested by ${a.spec.requestedBy}` : '';
     c.d.events.record(
       c.inst,
       o.ok ? 'Normal' : 'Warning',
-      o.ok ? `${a.spec.action}Succeeded` : `${a.spec.action}Failed`,
+      `${a.spec.action}${o.ok ? 'Succeeded' : 'Failed'}`,
       `InstanceAction ${done.metadata.name} (${a.spec.action}${who}): ${o.message}`,
     );
     c.d.logger.info('instance action finished', {
@@ -165,6 +145,58 @@ export class ActionHandler {
       result: done.status?.phase,
       reason: done.status?.reason,
     });
+  }
+
+  /** Checks the action against libvirt's view, plans it and shows the task; undefined if refused. */
+  private async begin(c: StepContext, a: InstanceActionObject) {
+    const conn = await c.d.session.conn();
+    const dom = await lv(c.d.metrics, 'lookupByUUID', () =>
+      lookupDomain(conn, c.inst.metadata.uid),
+    );
+    const state = dom ? (await lv(c.d.metrics, 'getState', () => dom.getState())).state : undefined;
+    const refusal = dom
+      ? actionRefusal(a.spec, {
+          name: c.inst.metadata.name,
+          phase: c.inst.status?.phase,
+          power: powerStateOf(state as number),
+          runStrategy: c.inst.spec.runStrategy,
+        })
+      : { reason: ActionReason.DomainMissing, message: 'the domain is not defined on the node' };
+    if (refusal) {
+      this.settling.set(c.inst.metadata.uid, { action: a, outcome: { ok: false, ...refusal } });
+      await this.settle(c);
+      return undefined;
+    }
+    const steps = planOf(a.spec, state as number).map((name): ActionStep => ({
+      name,
+      phase: 'Pending',
+    }));
+    const task = taskOf(a.spec);
+    await c.report({
+      task,
+      action: a.metadata.name,
+      conditions: [
+        {
+          type: ConditionType.Ready,
+          status: 'False',
+          reason: task ?? a.spec.action,
+          message: `${a.spec.action} in progress (InstanceAction ${a.metadata.name})`,
+        },
+      ],
+    });
+    return this.write(a, {
+      phase: 'Running',
+      reason: ActionReason.Running,
+      message: steps.map((s) => s.name).join(' → '),
+      startTime: now(),
+      steps,
+    });
+  }
+
+  /** The Instance's side of the end; the action's result follows once the power handler ran. */
+  private finish(c: StepContext, a: InstanceActionObject, o: Outcome): PhaseResult {
+    this.settling.set(c.inst.metadata.uid, { action: a, outcome: o });
+    const who = a.spec.requestedBy ? ` requested by ${a.spec.requestedBy}` : '';
     // Stopped by request: the runStrategy must know it was no crash (RerunOnFailure keeps it off).
     const change: StatusChange =
       o.ok && a.spec.action === 'Stop'
@@ -176,7 +208,7 @@ export class ActionHandler {
                 type: ConditionType.Ready,
                 status: 'False',
                 reason: 'PoweredOff',
-                message: `powered off by InstanceAction ${done.metadata.name}${who}`,
+                message: `powered off by InstanceAction ${a.metadata.name}${who}`,
               },
             ],
           }
@@ -189,24 +221,18 @@ export class ActionHandler {
     return this.write(a, { steps });
   }
 
-  private async write(
-    a: InstanceActionObject,
-    status: ActionStatus,
-  ): Promise<InstanceActionObject> {
-    const ref = {
-      apiVersion: API_VERSION,
-      kind: 'InstanceAction',
-      plural: PLURAL.InstanceAction,
-      name: a.metadata.name,
-      namespace: a.metadata.namespace,
-    };
+  private async write(a: InstanceActionObject, status: ActionStatus) {
     const rv = a.metadata.resourceVersion as string;
-    const written = (await this.patcher.mergeStatus(ref, rv, status)) as InstanceActionObject;
+    const written = (await this.patcher.mergeStatus(
+      actionRef(a),
+      rv,
+      status,
+    )) as InstanceActionObject;
     this.written.set(a.metadata.uid, written);
     return written;
   }
 
-  /** The newer of the informer's copy and our last write. */
+  /** The newer of the informer's copy and our last write (dropped once the informer has it). */
   private latest(a: InstanceActionObject): InstanceActionObject {
     const ours = this.written.get(a.metadata.uid);
     if (!ours) return a;
@@ -218,15 +244,26 @@ export class ActionHandler {
   }
 }
 
+class StepTimeout extends Error {
+  constructor(elapsedMs: number) {
+    super(`the step has not finished after ${Math.round(elapsedMs / 1000)}s`);
+  }
+}
+
 const now = () => new Date().toISOString();
 
-function failedStep(step: string, message: string): Outcome {
-  return { ok: false, reason: ActionReason.StepFailed, message: `${step} failed: ${message}` };
+function failedStep(step: string, message = 'failed', timedOut = false): Outcome {
+  return {
+    ok: false,
+    reason: timedOut ? ActionReason.StepTimeout : ActionReason.StepFailed,
+    message: `${step} failed: ${message}`,
+  };
 }
 
 function summary(a: InstanceActionObject): string {
   const steps = a.status?.steps ?? [];
   const notes = steps.filter((s) => s.message).map((s) => `${s.name}: ${s.message}`);
-  const took = (Date.parse(now()) - Date.parse(a.status?.startTime ?? now())) / 1000;
-  return `${steps.map((s) => s.name).join(' → ')} done in ${took.toFixed(1)}s${notes.length ? ` (${notes.join('; ')})` : ''}`;
+  const took = (Date.now() - Date.parse(a.status?.startTime ?? now())) / 1000;
+  const names = steps.map((s) => s.name).join(' → ');
+  return `${names} done in ${took.toFixed(1)}s${notes.length ? ` (${notes.join('; ')})` : ''}`;
 }

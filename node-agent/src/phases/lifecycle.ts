@@ -27,6 +27,9 @@ export class TeardownHandler {
     const state = dom ? (await lv(c.d.metrics, 'getState', () => dom.getState())).state : undefined;
     const present = await c.report({
       ...(state !== undefined ? { powerState: powerStateOf(state) } : {}),
+      // An action in flight ends with the Instance (the operator fails it): no task is left.
+      task: null,
+      action: null,
       conditions: [
         {
           type: ConditionType.Ready,

@@ -5,6 +5,7 @@
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { apiStatus, Patcher, WorkQueue, type Logger } from '@kova/controller-kit';
 import {
+  actionRef,
   API_VERSION,
   GROUP,
   isFinished,
@@ -40,6 +41,7 @@ export class ActionController {
         historyLimit: config.actionHistoryLimit,
         historyMaxAgeMs: config.actionHistoryMaxAgeMs,
       },
+      logger,
     });
     state.actions.on((a) => this.queue?.add(instanceKey(a)));
     state.instances.on((inst) => {
@@ -81,13 +83,6 @@ const instanceKey = (a: InstanceActionObject) => `${a.metadata.namespace}/${a.sp
 function actionApi(kc: KubeConfig): ActionApi {
   const custom = kc.makeApiClient(CustomObjectsApi);
   const patcher = new Patcher(kc, OPERATOR_FIELD_MANAGER);
-  const ref = (a: InstanceActionObject) => ({
-    apiVersion: API_VERSION,
-    kind: 'InstanceAction',
-    plural: PLURAL.InstanceAction,
-    name: a.metadata.name,
-    namespace: a.metadata.namespace,
-  });
   const rv = (a: InstanceActionObject) => a.metadata.resourceVersion as string;
   const at = { group: GROUP, version: VERSION, plural: PLURAL.InstanceAction };
   return {
@@ -103,7 +98,8 @@ function actionApi(kc: KubeConfig): ActionApi {
         throw err;
       }
     },
-    setStatus: async (a, status) => void (await patcher.mergeStatus(ref(a), rv(a), status)),
+    setStatus: async (a, status) =>
+      (await patcher.mergeStatus(actionRef(a), rv(a), status)) as InstanceActionObject,
     async setOwner(a, inst) {
       const owner = {
         apiVersion: API_VERSION,
@@ -112,7 +108,7 @@ function actionApi(kc: KubeConfig): ActionApi {
         uid: inst.metadata.uid,
       };
       const owners = [...(a.metadata.ownerReferences ?? []), owner];
-      await patcher.mergeMetadata(ref(a), rv(a), { ownerReferences: owners });
+      await patcher.mergeMetadata(actionRef(a), rv(a), { ownerReferences: owners });
     },
     async delete(a) {
       try {

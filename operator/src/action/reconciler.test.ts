@@ -2,7 +2,17 @@
 // situation, the writes it makes (sample-controller's expected-action tests).
 import { describe, expect, it } from '@jest/globals';
 import type { ActionStatus, InstanceActionObject, InstanceObject } from '@kova/crds';
-import { ActionReconciler } from './reconciler.js';
+import { ActionReconciler, TAKE_UP_TIMEOUT_MS } from './reconciler.js';
+
+const quietLogger = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+  with() {
+    return quietLogger;
+  },
+};
 
 const NOW = Date.parse('2026-11-25T10:00:00Z');
 let rv = 10;
@@ -29,7 +39,12 @@ function action(
 
 function vm(over: Partial<NonNullable<InstanceObject['status']>> = {}, runStrategy = 'Manual') {
   return {
-    metadata: { name: 'vm', namespace: 'ns', uid: 'vm-uid' },
+    metadata: {
+      name: 'vm',
+      namespace: 'ns',
+      uid: 'vm-uid',
+      creationTimestamp: '2026-11-25T09:00:00Z',
+    },
     spec: { flavor: 'f', image: 'i', networks: [], runStrategy },
     status: { phase: 'Active', powerState: 'Running', nodeName: 'node-a', ...over },
   } as unknown as InstanceObject;
@@ -47,11 +62,13 @@ function harness(actions: InstanceActionObject[], inst: InstanceObject | undefin
       setStatus: async (a, s) => {
         writes.push(`status ${a.metadata.name} ${s.phase} ${s.reason}`);
         statuses.set(a.metadata.name, s);
+        return { ...a, metadata: { ...a.metadata, resourceVersion: String(++rv) }, status: s };
       },
       setOwner: async (a, i) => void writes.push(`owner ${a.metadata.name} ${i.metadata.uid}`),
       delete: async (a) => void writes.push(`delete ${a.metadata.name}`),
     },
     config: { historyLimit: 2, historyMaxAgeMs: 3_600_000 },
+    logger: quietLogger,
     now: () => NOW,
   });
   return { sync: () => r.sync('ns/vm'), writes, statuses };
@@ -87,11 +104,54 @@ describe('ActionReconciler', () => {
     const second = action('second', { action: 'Pause' });
     const h = harness([second, first], vm());
     await h.sync();
-    expect(h.writes.slice(0, 2)).toEqual([
+    expect(h.writes.filter((w) => w.startsWith('status'))).toEqual([
       'status first Accepted Accepted',
       'status second Failed ActionInProgress',
     ]);
     expect(h.statuses.get('second')?.message).toContain('first');
+  });
+
+  it('refuses a new action against one already accepted, whatever their order in the view', async () => {
+    // B was created before A's acceptance was written: A's resourceVersion is now the newer.
+    const b = action('b', { action: 'Pause' });
+    const a = action(
+      'a',
+      {},
+      { status: { phase: 'Accepted', instanceUID: 'vm-uid', nodeName: 'node-a' } },
+    );
+    const h = harness([b, a], vm());
+    await h.sync();
+    expect(h.writes[0]).toBe('status b Failed ActionInProgress');
+  });
+
+  it("fails an action its node's agent never takes up (an old agent), so the Instance is not blocked", async () => {
+    const old = new Date(NOW - TAKE_UP_TIMEOUT_MS - 1000).toISOString();
+    const stuck = action(
+      'a',
+      {},
+      { status: { phase: 'Accepted', instanceUID: 'vm-uid', nodeName: 'node-a' } },
+    );
+    stuck.metadata.creationTimestamp = old as never;
+    const h = harness([stuck], vm());
+    await h.sync();
+    expect(h.writes[0]).toBe('status a Failed NotTakenUp');
+  });
+
+  it('does not adopt the history of an earlier Instance of the same name', async () => {
+    const earlier = action(
+      'old',
+      {},
+      {
+        status: {
+          phase: 'Succeeded',
+          instanceUID: 'earlier-uid',
+          completionTime: '2026-11-25T09:30:00Z',
+        },
+      },
+    );
+    const h = harness([earlier], vm());
+    await h.sync();
+    expect(h.writes).toEqual([]);
   });
 
   it('refuses an action on a missing Instance, and on a node without heartbeat', async () => {

@@ -10,11 +10,12 @@
 //   4. finished actions beyond the history limit, or older than the maximum age, are deleted.
 // Each write carries the resourceVersion it was decided on: a stale view fails the write (409),
 // and the queue syncs again on a fresh one.
-import type { SyncResult } from '@kova/controller-kit';
+import type { Logger, SyncResult } from '@kova/controller-kit';
 import {
   actionRefusal,
   ActionReason,
   isFinished,
+  isSession,
   type ActionStatus,
   type InstanceActionObject,
   type InstanceObject,
@@ -24,7 +25,8 @@ import {
 export interface ActionApi {
   /** A fresh read, for the one decision a lagging watch must not make (a conflict). */
   get(namespace: string, name: string): Promise<InstanceActionObject | undefined>;
-  setStatus(a: InstanceActionObject, status: ActionStatus): Promise<void>;
+  /** Resolves to the action as written. */
+  setStatus(a: InstanceActionObject, status: ActionStatus): Promise<InstanceActionObject>;
   setOwner(a: InstanceActionObject, inst: InstanceObject): Promise<void>;
   delete(a: InstanceActionObject): Promise<void>;
 }
@@ -36,14 +38,20 @@ export interface ActionDeps {
   downForMs(node: string): number;
   api: ActionApi;
   config: { historyLimit: number; historyMaxAgeMs: number };
+  logger: Logger;
   now?: () => number;
 }
 
 const MAX_RECHECK_MS = 3_600_000;
+/** An action its node's agent has not taken up this long after creation fails (NotTakenUp). */
+export const TAKE_UP_TIMEOUT_MS = 120_000;
 /** An accepted action is looked at again this often, so a node that dies under it is noticed. */
 const IN_FLIGHT_RECHECK_MS = 10_000;
 
 export class ActionReconciler {
+  /** Actions whose status this sync wrote (one sync at a time: the queue key is the Instance). */
+  private readonly written = new Set<string>();
+
   constructor(private readonly d: ActionDeps) {}
 
   async sync(key: string): Promise<SyncResult | void> {
@@ -53,19 +61,26 @@ export class ActionReconciler {
       .list(namespace)
       .filter((a) => a.spec.instance === instance)
       .sort(byCreation);
+    // First what is in flight (whatever its place in the order), then the new, oldest first: a
+    // new action is judged against every action already accepted.
     let inFlight: InstanceActionObject | undefined;
-    for (const a of actions) {
-      const phase = a.status?.phase;
-      if (isFinished(phase)) continue;
-      if (phase) {
-        const lost = this.lostInFlight(a, inst);
-        if (lost) await this.fail(a, lost);
-        else inFlight = a;
-      } else {
-        inFlight = (await this.judge(a, inst, inFlight)) ?? inFlight;
-      }
+    for (const a of actions.filter((x) => x.status?.phase && !isFinished(x.status.phase))) {
+      const lost = this.lostInFlight(a, inst);
+      if (lost) await this.fail(a, lost, inst);
+      // A console session runs beside power actions: it neither waits for one nor holds one up.
+      else if (!isSession(a.spec)) inFlight ??= a;
     }
-    if (inst) await this.own(actions, inst);
+    for (const a of actions.filter((x) => !x.status?.phase)) {
+      const session = isSession(a.spec);
+      const accepted = await this.judge(a, inst, session ? undefined : inFlight);
+      if (!session) inFlight = accepted ?? inFlight;
+    }
+    if (inst)
+      await this.own(
+        actions.filter((a) => !this.written.has(a.metadata.uid)),
+        inst,
+      );
+    this.written.clear();
     const next = await this.prune(actions);
     return { requeueAfterMs: inFlight ? Math.min(next, IN_FLIGHT_RECHECK_MS) : next };
   }
@@ -79,6 +94,12 @@ export class ActionReconciler {
       );
     if (inst.metadata.deletionTimestamp)
       return refusal(ActionReason.InstanceDeleting, `Instance ${a.spec.instance} is being deleted`);
+    const waited = this.now() - created(a);
+    if (a.status?.phase === 'Accepted' && waited > TAKE_UP_TIMEOUT_MS)
+      return refusal(
+        ActionReason.NotTakenUp,
+        `the node agent of ${a.status.nodeName} did not take the action up within ${TAKE_UP_TIMEOUT_MS / 1000}s (is it running, and as new as the operator?)`,
+      );
     return this.nodeDown(a.status?.nodeName);
   }
 
@@ -89,16 +110,18 @@ export class ActionReconciler {
     inFlight: InstanceActionObject | undefined,
   ): Promise<InstanceActionObject | undefined> {
     const why = await this.refusalOf(a, inst, inFlight);
-    if (why) return void (await this.fail(a, why));
+    if (why) return void (await this.fail(a, why, inst));
     const node = inst?.status?.nodeName as string;
-    await this.d.api.setStatus(a, {
+    const written = await this.write(a, {
       phase: 'Accepted',
-      reason: 'Accepted',
+      reason: ActionReason.Accepted,
       message: `handed to the node agent of ${node}`,
       instanceUID: inst?.metadata.uid,
       nodeName: node,
     });
-    return a;
+    this.d.logger.info('instance action accepted', { ...logFields(a), node });
+    await this.ownOne(written, inst);
+    return written;
   }
 
   private async refusalOf(
@@ -147,19 +170,38 @@ export class ActionReconciler {
     );
   }
 
-  private async fail(a: InstanceActionObject, why: Refusal): Promise<void> {
-    await this.d.api.setStatus(a, {
+  private async fail(a: InstanceActionObject, why: Refusal, inst: InstanceObject | undefined) {
+    const written = await this.write(a, {
       phase: 'Failed',
       reason: why.reason,
       message: why.message,
       completionTime: new Date(this.now()).toISOString(),
     });
+    this.d.logger.info('instance action failed', { ...logFields(a), reason: why.reason });
+    await this.ownOne(written, inst);
   }
 
+  /** Writes the status; the action is then owned from the copy written (its resourceVersion). */
+  private async write(a: InstanceActionObject, status: ActionStatus) {
+    this.written.add(a.metadata.uid);
+    return this.d.api.setStatus(a, status);
+  }
+
+  /** Every action of this Instance is owned by it (the history goes with the Instance). */
   private async own(actions: readonly InstanceActionObject[], inst: InstanceObject) {
-    for (const a of actions)
-      if (!a.metadata.ownerReferences?.some((o) => o.uid === inst.metadata.uid))
-        await this.d.api.setOwner(a, inst);
+    for (const a of actions) await this.ownOne(a, inst);
+  }
+
+  /**
+   * Owns `a` (as just written: the patch carries its resourceVersion) if it belongs to this
+   * Instance: accepted for its UID, or never accepted and created after it — not an action of
+   * an earlier Instance of the same name.
+   */
+  private async ownOne(a: InstanceActionObject, inst: InstanceObject | undefined) {
+    if (!inst || a.metadata.ownerReferences?.some((o) => o.uid === inst.metadata.uid)) return;
+    const uid = a.status?.instanceUID;
+    const born = Date.parse(String(inst.metadata.creationTimestamp ?? 0));
+    if (uid ? uid === inst.metadata.uid : created(a) >= born) await this.d.api.setOwner(a, inst);
   }
 
   /** Deletes what the history keeps no longer; returns when the next one is due. */
@@ -170,8 +212,10 @@ export class ActionReconciler {
     let next = MAX_RECHECK_MS;
     for (const [i, a] of finished.entries()) {
       const ends = Date.parse(a.status?.completionTime ?? '') + historyMaxAgeMs - this.now();
-      if (i < surplus || !(ends > 0)) await this.d.api.delete(a);
-      else next = Math.min(next, ends);
+      if (i < surplus || !(ends > 0)) {
+        await this.d.api.delete(a);
+        this.d.logger.debug('instance action pruned', logFields(a));
+      } else next = Math.min(next, ends);
     }
     return next;
   }
@@ -182,6 +226,15 @@ export class ActionReconciler {
 }
 
 const refusal = (reason: string, message: string): Refusal => ({ reason, message });
+
+const created = (a: InstanceActionObject) => Date.parse(String(a.metadata.creationTimestamp ?? 0));
+
+const logFields = (a: InstanceActionObject) => ({
+  action: `${a.metadata.namespace}/${a.metadata.name}`,
+  kind: a.spec.action,
+  instance: a.spec.instance,
+  requestedBy: a.spec.requestedBy,
+});
 
 /**
  * Oldest first. Creation times have a resolution of a second; within one, the resourceVersion

@@ -5,7 +5,7 @@ import { ValidateFunc } from "@kubernetes-models/validate";
 import { validate } from "../../_schemas/ComputeKovaDevV1alpha1InstanceAction.js";
 
 /**
- * A one-off action on an Instance (Nova's server actions and os-instance-actions): start, stop, reboot, pause, unpause or rebuild it. Creating one asks for the action; its status records who asked, when it ran, each step and the result, so an Instance's InstanceActions are its history (kubectl get ia --field-selector spec.instance=NAME, or kubectl kova actions NAME). The desired power of an Instance stays in its spec.runStrategy; an action that runStrategy would undo is refused.
+ * A one-off action on an Instance (Nova's server actions and os-instance-actions): start, stop, reboot, pause, unpause or rebuild it, or open its serial console. Creating one asks for the action; its status records who asked, when it ran, each step and the result, so an Instance's InstanceActions are its history (kubectl get ia --field-selector spec.instance=NAME, or kubectl kova actions NAME). The desired power of an Instance stays in its spec.runStrategy; an action that runStrategy would undo is refused.
  */
 export interface IInstanceAction {
   /**
@@ -26,13 +26,21 @@ export interface IInstanceAction {
      */
     "instance": string;
     /**
-     * Start powers a stopped Instance on. Stop shuts the guest down (ACPI), and powers it off if it has not stopped within the node's shutdown timeout. Reboot shuts the guest down and starts it again (soft, falling back to hard after the shutdown timeout), or with hard resets it at once. Pause freezes the guest in memory; Unpause lets it run again. Rebuild replaces the root disk with a fresh copy of the Image and keeps everything else (name, UID, addresses, MAC, ephemeral and swap disks); a running guest is stopped and started again, a stopped one stays stopped.
+     * Start powers a stopped Instance on. Stop shuts the guest down (ACPI), and powers it off if it has not stopped within the node's shutdown timeout. Reboot shuts the guest down and starts it again (soft, falling back to hard after the shutdown timeout), or with hard resets it at once. Pause freezes the guest in memory; Unpause lets it run again. Rebuild replaces the root disk with a fresh copy of the Image and keeps everything else (name, UID, addresses, MAC, ephemeral and swap disks); a running guest is stopped and started again, a stopped one stays stopped. Console opens a session on the guest's serial console, ConsoleLog reads what the console printed (both through the node's console endpoint, with a one-time ticket; they run beside other actions).
      */
-    "action": "Start" | "Stop" | "Reboot" | "Pause" | "Unpause" | "Rebuild";
+    "action": "Start" | "Stop" | "Reboot" | "Pause" | "Unpause" | "Rebuild" | "Console" | "ConsoleLog";
     /**
      * For Reboot, reset the guest at once instead of asking it to shut down.
      */
     "hard"?: boolean;
+    /**
+     * Console and ConsoleLog: the SHA-256 (hex) of a one-time ticket only the requester knows; the node's console endpoint lets in the one connection that presents it, within a minute of the action's acceptance. The ticket itself is never stored.
+     */
+    "ticketSHA256"?: string;
+    /**
+     * ConsoleLog only; the last this many lines (all when unset).
+     */
+    "tailLines"?: number;
     /**
      * The user who asks, as the API server authenticated them. An admission policy (kova-action-requester) refuses an action whose requestedBy is not the user creating it, so this record can be trusted; kubectl kova fills it in (kubectl auth whoami shows yours).
      */
@@ -67,6 +75,19 @@ export interface IInstanceAction {
      */
     "startTime"?: string;
     /**
+     * Console and ConsoleLog: where the node's console endpoint listens, and the SHA-256 fingerprint of its TLS certificate (a client pins it), written by the node agent when it takes the action up.
+     */
+    "console"?: {
+      /**
+       * host:port of the node agent's console endpoint (TLS).
+       */
+      "endpoint": string;
+      /**
+       * SHA-256 of the endpoint's certificate (DER), hex.
+       */
+      "certSHA256": string;
+    };
+    /**
      * When the action succeeded or failed.
      */
     "completionTime"?: string;
@@ -99,7 +120,7 @@ export interface IInstanceAction {
 }
 
 /**
- * A one-off action on an Instance (Nova's server actions and os-instance-actions): start, stop, reboot, pause, unpause or rebuild it. Creating one asks for the action; its status records who asked, when it ran, each step and the result, so an Instance's InstanceActions are its history (kubectl get ia --field-selector spec.instance=NAME, or kubectl kova actions NAME). The desired power of an Instance stays in its spec.runStrategy; an action that runStrategy would undo is refused.
+ * A one-off action on an Instance (Nova's server actions and os-instance-actions): start, stop, reboot, pause, unpause or rebuild it, or open its serial console. Creating one asks for the action; its status records who asked, when it ran, each step and the result, so an Instance's InstanceActions are its history (kubectl get ia --field-selector spec.instance=NAME, or kubectl kova actions NAME). The desired power of an Instance stays in its spec.runStrategy; an action that runStrategy would undo is refused.
  */
 export class InstanceAction extends Model<IInstanceAction> implements IInstanceAction {
   "apiVersion": IInstanceAction["apiVersion"];

@@ -1,0 +1,255 @@
+// Console sessions on this node: the Console and ConsoleLog actions the operator handed here.
+// Taking one up publishes where to connect (the endpoint and its certificate's fingerprint) in
+// the action's status (Running); the client then has a minute to connect with the ticket whose
+// SHA-256 the action names. The ticket opens one connection, once. A Console session relays
+// bytes between the client and the guest's serial socket (one session per guest at a time, as
+// QEMU serves one client); a ConsoleLog session sends the recorded output. The action then ends
+// Succeeded (or Failed with why), which is the session's record in the Instance's history.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { apiStatus, type Logger, type Patcher } from '@kova/controller-kit';
+import {
+  actionRef,
+  ActionReason,
+  isFinished,
+  isSession,
+  type ActionStatus,
+  type InstanceActionObject,
+} from '@kova/crds';
+import type { Instance } from '../deps.js';
+import type { StatePaths } from '../host/paths.js';
+import type { Admission, Hello } from './endpoint.js';
+
+/** How long a client has to connect after the action was taken up. */
+export const CONNECT_WINDOW_MS = 60_000;
+const WRITE_ATTEMPTS = 5;
+
+export interface SessionDeps {
+  actions: { get(name: string, namespace?: string): InstanceActionObject | undefined };
+  instances: { get(name: string, namespace?: string): Instance | undefined };
+  patcher: Pick<Patcher, 'mergeStatus'>;
+  paths: StatePaths;
+  logger: Logger;
+  /** Where clients connect, and the fingerprint they pin. */
+  endpoint: { endpoint: string; certSHA256: string };
+}
+
+type Outcome = { ok: true; message: string } | { ok: false; reason: string; message: string };
+
+const UNAUTHORIZED = {
+  ok: false as const,
+  reason: ActionReason.Unauthorized,
+  message: 'this ticket opens no console on this node (wrong, used or expired)',
+};
+
+export class ConsoleSessions {
+  /** Session actions this agent took up, with their expiry timers; a ticket opens one connection. */
+  private readonly pending = new Map<string, NodeJS.Timeout>();
+  /** Session actions being served now (by UID). */
+  private readonly serving = new Set<string>();
+  /** Per Instance UID, the Console action whose session is open (QEMU serves one client). */
+  private readonly open = new Map<string, string>();
+
+  constructor(private readonly d: SessionDeps) {}
+
+  /** Every event of an action handed to this node comes here. */
+  observe(a: InstanceActionObject): void {
+    if (!isSession(a.spec)) return;
+    const uid = a.metadata.uid;
+    if (a.status?.phase === 'Accepted' && !this.pending.has(uid)) void this.takeUp(a);
+    // Running but unknown here: taken up by an agent process before this one, whose certificate
+    // and tickets are gone.
+    else if (a.status?.phase === 'Running' && !this.pending.has(uid) && !this.serving.has(uid))
+      void this.finish(a, {
+        ok: false,
+        reason: ActionReason.AgentRestarted,
+        message: 'the node agent restarted before the client connected; open a new console',
+      });
+  }
+
+  /** Stops the expiry timers (the endpoint closing cuts the sessions themselves). */
+  stop(): void {
+    for (const t of this.pending.values()) clearTimeout(t);
+    this.pending.clear();
+  }
+
+  async admit(hello: Hello): Promise<Admission> {
+    const a = this.d.actions.get(hello.action, hello.namespace);
+    if (!a || !this.pending.has(a.metadata.uid) || !ticketMatches(hello.ticket, a))
+      return UNAUTHORIZED;
+    const inst = this.d.instances.get(a.spec.instance, a.metadata.namespace);
+    if (!inst || inst.metadata.uid !== a.status?.instanceUID)
+      return {
+        ok: false,
+        reason: ActionReason.InstanceNotFound,
+        message: `Instance ${a.spec.instance} is not on this node`,
+      };
+    const busy = this.open.get(inst.metadata.uid);
+    if (a.spec.action === 'Console' && busy)
+      return {
+        ok: false,
+        reason: ActionReason.ConsoleBusy,
+        message: `a console session (InstanceAction ${busy}) is open on Instance ${a.spec.instance}; QEMU serves one at a time`,
+      };
+    clearTimeout(this.pending.get(a.metadata.uid));
+    this.pending.delete(a.metadata.uid);
+    this.serving.add(a.metadata.uid);
+    if (a.spec.action === 'Console') this.open.set(inst.metadata.uid, a.metadata.name);
+    return { ok: true, serve: (socket) => this.serve(a, inst, socket) };
+  }
+
+  private async takeUp(a: InstanceActionObject): Promise<void> {
+    const uid = a.metadata.uid;
+    this.pending.set(
+      uid,
+      setTimeout(() => {
+        this.pending.delete(uid);
+        void this.finish(a, {
+          ok: false,
+          reason: ActionReason.ConsoleTimeout,
+          message: `no client connected within ${CONNECT_WINDOW_MS / 1000}s`,
+        });
+      }, CONNECT_WINDOW_MS),
+    );
+    await this.write(a, {
+      phase: 'Running',
+      reason: ActionReason.WaitingForClient,
+      message: `connect to ${this.d.endpoint.endpoint} with the ticket within ${CONNECT_WINDOW_MS / 1000}s`,
+      startTime: new Date().toISOString(),
+      console: this.d.endpoint,
+    });
+  }
+
+  private async serve(a: InstanceActionObject, inst: Instance, client: TLSSocket): Promise<void> {
+    const started = Date.now();
+    try {
+      const outcome =
+        a.spec.action === 'Console'
+          ? await this.relay(inst, client, started)
+          : await this.sendLog(inst, client, a.spec.tailLines);
+      await this.finish(a, outcome);
+    } finally {
+      if (this.open.get(inst.metadata.uid) === a.metadata.name) this.open.delete(inst.metadata.uid);
+      this.serving.delete(a.metadata.uid);
+    }
+  }
+
+  /** Carries bytes both ways until either side closes. */
+  private async relay(inst: Instance, client: TLSSocket, started: number): Promise<Outcome> {
+    const path = this.d.paths.instanceFile(inst.metadata.uid, 'console.sock');
+    const guest = connect(path);
+    try {
+      await once(guest, 'connect');
+    } catch (err) {
+      client.destroy();
+      return {
+        ok: false,
+        reason: ActionReason.ConsoleUnavailable,
+        message: `the guest's serial console cannot be reached (${(err as Error).message}); it exists while the domain runs`,
+      };
+    }
+    let bytesIn = 0;
+    let bytesOut = 0;
+    client.on('data', (b: Buffer) => (bytesIn += b.length));
+    guest.on('data', (b: Buffer) => (bytesOut += b.length));
+    client.pipe(guest);
+    guest.pipe(client);
+    client.resume();
+    await closed(client, guest);
+    const secs = ((Date.now() - started) / 1000).toFixed(1);
+    return {
+      ok: true,
+      message: `console session of ${secs}s: ${bytesIn} bytes in, ${bytesOut} bytes out`,
+    };
+  }
+
+  private async sendLog(
+    inst: Instance,
+    client: TLSSocket,
+    tail: number | undefined,
+  ): Promise<Outcome> {
+    const path = this.d.paths.instanceFile(inst.metadata.uid, 'console.log');
+    const text = await readFile(path).catch(() => Buffer.alloc(0));
+    const out = tail === undefined ? text : lastLines(text, tail);
+    client.end(out);
+    await once(client, 'close').catch(() => undefined);
+    return { ok: true, message: `sent ${out.length} bytes of console output` };
+  }
+
+  private async finish(a: InstanceActionObject, o: Outcome): Promise<void> {
+    await this.write(a, {
+      phase: o.ok ? 'Succeeded' : 'Failed',
+      reason: o.ok ? ActionReason.Succeeded : o.reason,
+      message: o.message,
+      completionTime: new Date().toISOString(),
+    });
+    this.d.logger.info('console session finished', {
+      action: `${a.metadata.namespace}/${a.metadata.name}`,
+      kind: a.spec.action,
+      result: o.ok ? 'Succeeded' : o.reason,
+    });
+  }
+
+  /**
+   * A status write on the freshest copy; a 409 (the informer lagged our own write) is retried.
+   * A finished action is never written again: its record stays as it ended.
+   */
+  private async write(a: InstanceActionObject, status: ActionStatus): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const cur = this.d.actions.get(a.metadata.name, a.metadata.namespace) ?? a;
+      if (isFinished(cur.status?.phase)) return;
+      try {
+        await this.d.patcher.mergeStatus(
+          actionRef(a),
+          cur.metadata.resourceVersion as string,
+          status,
+        );
+        return;
+      } catch (err) {
+        if (apiStatus(err) === 404) return;
+        if (apiStatus(err) !== 409 || attempt >= WRITE_ATTEMPTS) {
+          this.d.logger.warn('could not record the console session', {
+            action: a.metadata.name,
+            error: err as Error,
+          });
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 200 * attempt));
+      }
+    }
+  }
+}
+
+function ticketMatches(ticket: string, a: InstanceActionObject): boolean {
+  const want = Buffer.from(a.spec.ticketSHA256 ?? '', 'hex');
+  const got = createHash('sha256').update(ticket, 'utf8').digest();
+  return want.length === got.length && timingSafeEqual(want, got);
+}
+
+/** The last `n` lines of `text` (a final newline ends the last line, it starts none). */
+function lastLines(text: Buffer, n: number): Buffer {
+  let at = text.length - (text[text.length - 1] === 0x0a ? 1 : 0);
+  for (let i = 0; i < n; i++) {
+    if (at <= 0) return text;
+    const nl = text.lastIndexOf(0x0a, at - 1);
+    if (nl < 0) return text;
+    at = nl;
+  }
+  return text.subarray(at + 1);
+}
+
+/** Resolves once either side has closed; closes the other. */
+function closed(a: Socket, b: Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      a.destroy();
+      b.destroy();
+      resolve();
+    };
+    a.once('close', done);
+    b.once('close', done);
+  });
+}
