@@ -61,3 +61,14 @@ export function logger(component: string, base: Fields = {}, sink: Sink = defaul
     with: (fields) => logger(component, { ...base, ...fields }, sink),
   };
 }
+
+/** A Logger that drops every line: for tests of code that must be given one. */
+export const quietLogger: Logger = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+  with() {
+    return quietLogger;
+  },
+};

@@ -122,6 +122,17 @@ export class WorkQueue {
     await Promise.all(Array.from({ length: workers }, () => this.worker(handler)));
   }
 
+  /**
+   * A leader's term: runs the workers until `signal` aborts (leadership lost, shutdown), then
+   * shuts down; resolves once every sync has finished, so the next term never overlaps it.
+   */
+  runUntil(signal: AbortSignal, handler: SyncHandler, workers: number): Promise<void> {
+    const running = this.run(handler, workers);
+    signal.addEventListener('abort', () => this.shutDown(), { once: true });
+    if (signal.aborted) this.shutDown();
+    return running;
+  }
+
   /** Stops handing out keys and drops delayed ones; keys being processed finish. */
   shutDown(): void {
     this.stopped = true;

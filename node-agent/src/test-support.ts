@@ -1,6 +1,6 @@
 // Fakes of libvirt, the API server and the host for the reconciler's unit tests: each records
 // what it was asked to do, so a test states the expected actions (sample-controller style).
-import type { Logger } from '@kova/controller-kit';
+import { quietLogger } from '@kova/controller-kit';
 import type { IFlavor, IImage, INetwork, InstanceStatus } from '@kova/crds';
 import { Registry } from 'prom-client';
 import type { AgentConfig } from './config.js';
@@ -285,15 +285,7 @@ export class FakeCache {
   }
 }
 
-export const quietLogger: Logger = {
-  debug() {},
-  info() {},
-  warn() {},
-  error() {},
-  with() {
-    return quietLogger;
-  },
-};
+export { quietLogger };
 
 export interface World {
   d: AgentDeps;

@@ -162,39 +162,32 @@ function manual(i: PowerInput): PowerAction {
   };
 }
 
+/** RerunOnFailure leaves off a guest that shut itself down, or that a Stop action stopped. */
+function leftOff(i: PowerInput): PowerAction | undefined {
+  if (i.strategy !== 'RerunOnFailure' || i.state !== DomainState.SHUTOFF) return undefined;
+  const stoppedBy =
+    i.heldOff === 'PoweredOff'
+      ? { reason: 'PoweredOff', by: 'a Stop action powered it off' }
+      : !i.heldOff && i.reason === ShutoffReason.SHUTDOWN
+        ? { reason: 'GuestShutdown', by: 'the guest shut itself down' }
+        : undefined;
+  if (!stoppedBy) return undefined;
+  return {
+    kind: 'none',
+    report: {
+      phase: 'Stopped',
+      power: 'Shutdown',
+      ready: false,
+      reason: stoppedBy.reason,
+      message: `${stoppedBy.by}; runStrategy RerunOnFailure leaves it off`,
+    },
+  };
+}
+
 function stopped(i: PowerInput): PowerAction {
   const why = shutoffReasonName(i.reason);
-  if (
-    i.strategy === 'RerunOnFailure' &&
-    i.heldOff === 'PoweredOff' &&
-    i.state === DomainState.SHUTOFF
-  )
-    return {
-      kind: 'none',
-      report: {
-        phase: 'Stopped',
-        power: 'Shutdown',
-        ready: false,
-        reason: 'PoweredOff',
-        message: 'a Stop action powered it off; runStrategy RerunOnFailure leaves it off',
-      },
-    };
-  if (
-    i.strategy === 'RerunOnFailure' &&
-    !i.heldOff &&
-    i.state === DomainState.SHUTOFF &&
-    i.reason === ShutoffReason.SHUTDOWN
-  )
-    return {
-      kind: 'none',
-      report: {
-        phase: 'Stopped',
-        power: 'Shutdown',
-        ready: false,
-        reason: 'GuestShutdown',
-        message: 'the guest shut itself down; runStrategy RerunOnFailure leaves it off',
-      },
-    };
+  const off = leftOff(i);
+  if (off) return off;
   const power: PowerState = i.state === DomainState.CRASHED ? 'Crashed' : 'Shutdown';
   if (i.heldOff)
     return {

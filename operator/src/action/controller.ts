@@ -65,9 +65,7 @@ export class ActionController {
     });
     this.queue = queue;
     for (const key of new Set(this.state.actions.list().map(instanceKey))) queue.add(key);
-    this.running = queue.run((key) => this.reconciler.sync(key), 2);
-    signal.addEventListener('abort', () => queue.shutDown(), { once: true });
-    if (signal.aborted) queue.shutDown();
+    this.running = queue.runUntil(signal, (key) => this.reconciler.sync(key), 2);
     await this.running;
     if (this.queue === queue) this.queue = undefined;
   }

@@ -1,18 +1,9 @@
 // The operator's judgement of InstanceActions against fakes of its view and the API: for each
 // situation, the writes it makes (sample-controller's expected-action tests).
 import { describe, expect, it } from '@jest/globals';
+import { quietLogger } from '@kova/controller-kit';
 import type { ActionStatus, InstanceActionObject, InstanceObject } from '@kova/crds';
 import { ActionReconciler, TAKE_UP_TIMEOUT_MS } from './reconciler.js';
-
-const quietLogger = {
-  debug() {},
-  info() {},
-  warn() {},
-  error() {},
-  with() {
-    return quietLogger;
-  },
-};
 
 const NOW = Date.parse('2026-11-25T10:00:00Z');
 let rv = 10;

@@ -92,10 +92,8 @@ export class InstanceController {
     this.state.rebuild();
     this.queue = queue;
     for (const inst of this.state.instances.list()) queue.add(objectKey(inst));
-    this.running = queue.run((key) => this.reconciler.sync(key), this.config.workers);
+    this.running = queue.runUntil(signal, (key) => this.reconciler.sync(key), this.config.workers);
     const chores = this.housekeeping.run(signal);
-    signal.addEventListener('abort', () => queue.shutDown(), { once: true });
-    if (signal.aborted) queue.shutDown();
     await Promise.all([this.running, chores]);
     if (this.queue === queue) this.queue = undefined;
   }

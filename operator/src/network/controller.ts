@@ -90,9 +90,7 @@ export class NetworkController {
     });
     this.queue = queue;
     for (const net of this.state.networks.list()) queue.add(net.metadata?.name as string);
-    this.running = queue.run((name) => this.reconciler.sync(name), 1);
-    signal.addEventListener('abort', () => queue.shutDown(), { once: true });
-    if (signal.aborted) queue.shutDown();
+    this.running = queue.runUntil(signal, (name) => this.reconciler.sync(name), 1);
     await this.running;
     if (this.queue === queue) this.queue = undefined;
   }
