@@ -40,6 +40,7 @@ export const ActionReason = {
   ConsoleTimeout: 'ConsoleTimeout',
   ConsoleUnavailable: 'ConsoleUnavailable',
   AgentRestarted: 'AgentRestarted',
+  InternalError: 'InternalError',
 } as const;
 
 export interface Refusal {

@@ -46,6 +46,7 @@ const BUILD_WORKERS = 2;
 const LIFECYCLE_WORKERS = 4;
 const BUILD_PHASES: ReadonlySet<string> = new Set(['Networking', 'BlockDeviceMapping', 'Spawning']);
 const TICK_MS = 1000;
+const ACTIONS_WAIT_MS = 30_000;
 const STALL_MS = 30_000;
 
 const kova = (kind: KovaKind) => ({ apiVersion: API_VERSION, kind, plural: PLURAL[kind] });
@@ -133,6 +134,7 @@ export class NodeAgent {
   }
 
   async start(): Promise<void> {
+    checkSocketPath(this.paths);
     await mkdir(this.paths.instances, { recursive: true, mode: 0o755 });
     await mkdir(this.paths.images, { recursive: true, mode: 0o755 });
     await this.session.conn();
@@ -140,10 +142,18 @@ export class NodeAgent {
     const { virtType } = decision;
     this.logger.info('hypervisor type', { ...decision, node: this.config.nodeName });
     await Promise.all(this.informers.filter((i) => i !== this.actions).map((i) => i.start()));
-    // Actions must not hold up the guests: an agent started before its operator has installed
-    // the InstanceAction CRD (or with older RBAC) runs the Instances and takes actions up once
-    // it can list them (the informer retries on its own, and logs why).
-    void this.actions.start();
+    // The power handler must know the actions in flight before it acts (or it would restart a
+    // guest a reboot is shutting down), but actions must not hold up the guests for good: an
+    // agent whose InstanceActions cannot be listed (no CRD yet, older RBAC) runs its guests
+    // after a while and takes actions up once it can (the informer retries, and logs why).
+    const listed = await Promise.race([
+      this.actions.start().then(() => true),
+      new Promise<false>((r) => setTimeout(() => r(false), ACTIONS_WAIT_MS).unref()),
+    ]);
+    if (!listed)
+      this.logger.warn('InstanceActions cannot be listed yet; running the guests without them', {
+        waitedSeconds: ACTIONS_WAIT_MS / 1000,
+      });
     const tunnel = await tunnelEndpoint(
       this.config.tunnelAddress,
       this.kc.getCurrentCluster()?.server ?? 'https://127.0.0.1',
@@ -255,23 +265,30 @@ export class NodeAgent {
   private async startConsole(nodeAddress: string | undefined): Promise<void> {
     const cert = selfSignedCertificate(`kova-console ${this.config.nodeName}`);
     const address = this.config.consoleAddress ?? nodeAddress ?? '127.0.0.1';
-    // The endpoint is told who to admit before the sessions exist: no hello can arrive before
-    // the TLS handshake after listen(), and by then they do.
-    const endpoint: ConsoleEndpoint = new ConsoleEndpoint(
-      cert,
-      (hello) => sessions.admit(hello),
-      this.logger,
-    );
-    const port: number = await endpoint.listen(address, this.config.consolePort);
     const host = address.includes(':') ? `[${address}]` : address;
-    const sessions: ConsoleSessions = new ConsoleSessions({
+    let published = { endpoint: '', certSHA256: cert.sha256 };
+    const sessions = new ConsoleSessions({
       actions: this.actions,
       instances: this.instances,
       patcher: new Patcher(this.kc, AGENT_FIELD_MANAGER),
       paths: this.paths,
       logger: this.logger,
-      endpoint: { endpoint: `${host}:${port}`, certSHA256: cert.sha256 },
+      endpoint: () => published,
     });
+    const endpoint = new ConsoleEndpoint(cert, (hello) => sessions.admit(hello), this.logger);
+    let port: number;
+    try {
+      port = await endpoint.listen(address, this.config.consolePort);
+    } catch (err) {
+      // Without an endpoint the guests still run; console actions fail NotTakenUp (operator).
+      this.logger.error('console endpoint cannot listen; no consoles on this node', {
+        address,
+        port: this.config.consolePort,
+        error: err as Error,
+      });
+      return;
+    }
+    published = { endpoint: `${host}:${port}`, certSHA256: cert.sha256 };
     this.console = { endpoint, sessions };
     this.actions.on((a, type) => {
       if (type !== 'delete') sessions.observe(a);
@@ -337,6 +354,18 @@ export class NodeAgent {
           (a.status.phase === 'Accepted' || a.status.phase === 'Running'),
       );
   }
+}
+
+/**
+ * A guest's serial console is a Unix socket under the state dir; its path must fit the 107
+ * bytes a socket path may have, or no domain could be defined: say so at start.
+ */
+function checkSocketPath(paths: StatePaths): void {
+  const socket = paths.instanceFile('00000000-0000-4000-8000-000000000000', 'console.sock');
+  if (Buffer.byteLength(socket) > 107)
+    throw new Error(
+      `the state dir ${paths.root} is too long: a guest's console socket (${socket}) would exceed the 107 bytes of a Unix socket path; choose a shorter KOVA_STATE_DIR (agent.stateDir)`,
+    );
 }
 
 /** The checksums of an Image's files: kept by the garbage collector while Instances use it. */

@@ -101,6 +101,13 @@ const STEPS: Record<StepName, ActionStepDef> = {
     // addresses) stay.
     async start(c) {
       const h = c.d.host;
+      // Never under a live QEMU (a runStrategy that started it, an agent that lost the plan).
+      if ((await stateOf(c)) !== DomainState.SHUTOFF)
+        throw new BuildFault(
+          'DomainRunning',
+          'the domain runs; its disk is not replaced under it',
+          true,
+        );
       c.scratch.base = await recordedBase(c);
       if ((await h.exists(root(c))) && !(await h.exists(replaced(c))))
         await h.rename(root(c), replaced(c));

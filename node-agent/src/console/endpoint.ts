@@ -1,11 +1,13 @@
 // The node's console endpoint: a TLS server that lets in only a connection presenting the
 // one-time ticket of a console action handed to this node. The protocol: the client sends one
-// line of JSON ({namespace, action, ticket}); the endpoint answers one line ({ok: true}, or
-// {ok: false, reason, message}) and then carries the session's bytes. Nothing else answers here:
-// a connection without a valid hello within a few seconds is closed.
+// line of JSON ({namespace, action, ticket}); the endpoint answers one line ({ok: true} once the
+// session is ready, or {ok: false, reason, message}) and then carries the session's bytes.
+// Nothing else answers here: a handshake or a hello that does not come within seconds, or a
+// refused client that lingers, is cut, and only so many connections are held at once.
 import { once } from 'node:events';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { Logger } from '@kova/controller-kit';
+import { ActionReason } from '@kova/crds';
 import type { ConsoleCertificate } from './certificate.js';
 
 export interface Hello {
@@ -14,12 +16,16 @@ export interface Hello {
   ticket: string;
 }
 
+/** A session that may start: `serve` answers ok itself once it is ready, then runs it. */
 export type Admission =
-  | { ok: true; serve(socket: TLSSocket): Promise<void> }
+  | { ok: true; serve(socket: TLSSocket, ready: () => void): Promise<void> }
   | { ok: false; reason: string; message: string };
 
+const HANDSHAKE_TIMEOUT_MS = 10_000;
 const HELLO_TIMEOUT_MS = 10_000;
+const REFUSED_LINGER_MS = 2000;
 const MAX_HELLO_BYTES = 4096;
+const MAX_CONNECTIONS = 64;
 const KEEPALIVE_MS = 30_000;
 
 export class ConsoleEndpoint {
@@ -31,9 +37,18 @@ export class ConsoleEndpoint {
     private readonly admit: (hello: Hello) => Promise<Admission>,
     private readonly logger: Logger,
   ) {
-    // Half-open: a client whose input ended (a script's stdin) still gets what the guest prints.
-    const options = { key: cert.key, cert: cert.cert, minVersion: 'TLSv1.2' as const };
-    this.server = createServer({ ...options, allowHalfOpen: true }, (s) => this.accept(s));
+    this.server = createServer(
+      {
+        key: cert.key,
+        cert: cert.cert,
+        minVersion: 'TLSv1.2',
+        handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+        // Half-open: a client whose input ended (a script's stdin) still gets what follows.
+        allowHalfOpen: true,
+      },
+      (s) => this.accept(s),
+    );
+    this.server.maxConnections = MAX_CONNECTIONS;
     this.server.on('tlsClientError', (err) =>
       this.logger.debug('console endpoint: TLS handshake failed', { error: err }),
     );
@@ -42,14 +57,19 @@ export class ConsoleEndpoint {
   /** Listens; resolves to the port (the one asked for, or the one the system gave for 0). */
   async listen(address: string, port: number): Promise<number> {
     this.server.listen(port, address);
-    await once(this.server, 'listening');
+    await Promise.race([
+      once(this.server, 'listening'),
+      once(this.server, 'error').then(([err]) => Promise.reject(err as Error)),
+    ]);
     return (this.server.address() as { port: number }).port;
   }
 
   /** Stops listening and cuts the sessions in progress (their actions end with that). */
   async close(): Promise<void> {
     for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    // Connections still in their handshake are cut by its timeout; do not wait past it.
+    await Promise.race([closed, new Promise((r) => setTimeout(r, HANDSHAKE_TIMEOUT_MS).unref())]);
   }
 
   private accept(socket: TLSSocket): void {
@@ -57,7 +77,10 @@ export class ConsoleEndpoint {
     socket.once('close', () => this.sockets.delete(socket));
     socket.on('error', (err) => this.logger.debug('console connection error', { error: err }));
     socket.setKeepAlive(true, KEEPALIVE_MS);
-    void this.session(socket);
+    this.session(socket).catch((err: Error) => {
+      this.logger.warn('console session failed', { error: err });
+      socket.destroy();
+    });
   }
 
   private async session(socket: TLSSocket): Promise<void> {
@@ -65,18 +88,22 @@ export class ConsoleEndpoint {
     if (!hello) return void socket.destroy();
     const admission = await this.admit(hello).catch((err: Error): Admission => ({
       ok: false,
-      reason: 'InternalError',
+      reason: ActionReason.InternalError,
       message: err.message,
     }));
-    if (!admission.ok) {
-      const { reason, message } = admission;
-      this.logger.info('console connection refused', { action: hello.action, reason });
-      // Read on (and drop) whatever else comes, so the close is orderly, not a reset.
-      socket.resume();
-      return void socket.end(`${JSON.stringify({ ok: false, reason, message })}\n`);
-    }
-    socket.write(`${JSON.stringify({ ok: true })}\n`);
-    await admission.serve(socket);
+    if (!admission.ok) return this.refuse(socket, hello, admission);
+    await admission.serve(socket, () => socket.write(`${JSON.stringify({ ok: true })}\n`));
+  }
+
+  private refuse(socket: TLSSocket, hello: Hello, r: { reason: string; message: string }) {
+    this.logger.info('console connection refused', {
+      action: `${hello.namespace}/${hello.action}`,
+      reason: r.reason,
+    });
+    // Read on (and drop) what else comes, so the close is orderly, then cut a client that stays.
+    socket.resume();
+    socket.end(`${JSON.stringify({ ok: false, reason: r.reason, message: r.message })}\n`);
+    setTimeout(() => socket.destroy(), REFUSED_LINGER_MS).unref();
   }
 }
 

@@ -29,9 +29,16 @@ async function setup(logText = '') {
   const paths = new StatePaths(dir);
   mkdirSync(paths.instanceDir(UID), { recursive: true });
   writeFileSync(paths.instanceFile(UID, 'console.log'), logText);
+  /** When the stand-in guest had written all of a flood (it was never held back). */
+  const flooded: number[] = [];
   const guest: Server = createServer((s) => {
     s.setEncoding('utf8');
-    s.on('data', (d: string) => s.write(d.toUpperCase()));
+    s.on('data', (d: string) => {
+      if (d.startsWith('later')) setTimeout(() => s.write('LATER\n'), 300);
+      else if (d.startsWith('flood'))
+        s.write(Buffer.alloc(20 << 20, 120), () => flooded.push(Date.now()));
+      else s.write(d.toUpperCase());
+    });
   });
   guest.listen(paths.instanceFile(UID, 'console.sock'));
   await once(guest, 'listening');
@@ -51,7 +58,7 @@ async function setup(logText = '') {
     },
     paths,
     logger: quietLogger,
-    endpoint: { endpoint: 'set below', certSHA256: cert.sha256 },
+    endpoint: () => ({ endpoint: '127.0.0.1:0', certSHA256: cert.sha256 }),
   });
   const endpoint = new ConsoleEndpoint(cert, (h) => sessions.admit(h), quietLogger);
   const port = await endpoint.listen('127.0.0.1', 0);
@@ -94,7 +101,7 @@ async function setup(logText = '') {
     };
     return { socket, answer, output: () => text.slice(text.indexOf('\n') + 1) };
   };
-  return { request, dial, writes, store, port };
+  return { request, dial, writes, store, port, flooded };
 }
 
 describe('console sessions', () => {
@@ -130,6 +137,31 @@ describe('console sessions', () => {
       message: expect.stringContaining('c1'),
     });
     first.socket.end();
+  });
+
+  it('a client whose input ended still gets what the guest prints after (a script)', async () => {
+    const { request, dial } = await setup();
+    const c = await dial('c1', await request('c1', 'Console'));
+    await c.answer();
+    c.socket.end('later\n');
+    await once(c.socket, 'close');
+    expect(c.output()).toBe('LATER\n');
+  });
+
+  it('a client that stops reading never holds the guest back: output beyond the cap is dropped', async () => {
+    const { request, dial, flooded, store } = await setup();
+    const c = await dial('c1', await request('c1', 'Console'));
+    await c.answer();
+    c.socket.pause();
+    c.socket.write('flood\n');
+    const asked = Date.now();
+    while (!flooded.length && Date.now() - asked < 10_000)
+      await new Promise((r) => setTimeout(r, 50));
+    expect(flooded).toHaveLength(1);
+    c.socket.destroy();
+    while (store.get('c1')?.status?.phase !== 'Succeeded')
+      await new Promise((r) => setTimeout(r, 50));
+    expect(store.get('c1')?.status?.message).toMatch(/not delivered: the client fell behind/);
   });
 
   it('sends the recorded output, or its last lines, and closes', async () => {

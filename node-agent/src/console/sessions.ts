@@ -7,7 +7,9 @@
 // Succeeded (or Failed with why), which is the session's record in the Instance's history.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { once } from 'node:events';
-import { readFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
 import { connect, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { apiStatus, type Logger, type Patcher } from '@kova/controller-kit';
@@ -25,6 +27,15 @@ import type { Admission, Hello } from './endpoint.js';
 
 /** How long a client has to connect after the action was taken up. */
 export const CONNECT_WINDOW_MS = 60_000;
+/** Output a client may be behind before more is dropped for it (the log keeps everything). */
+const OUTPUT_CAP = 4 * 1024 * 1024;
+/** After the client's input ends, the session lasts until the guest is quiet this long… */
+const LINGER_QUIET_MS = 1000;
+/** …but no longer than this. */
+const LINGER_MAX_MS = 10_000;
+/** A closed session's last bytes get this long to reach the client. */
+const CLOSE_GRACE_MS = 2000;
+const TAIL_BLOCK = 64 * 1024;
 const WRITE_ATTEMPTS = 5;
 
 export interface SessionDeps {
@@ -33,8 +44,8 @@ export interface SessionDeps {
   patcher: Pick<Patcher, 'mergeStatus'>;
   paths: StatePaths;
   logger: Logger;
-  /** Where clients connect, and the fingerprint they pin. */
-  endpoint: { endpoint: string; certSHA256: string };
+  /** Where clients connect, and the fingerprint they pin (known once the endpoint listens). */
+  endpoint: () => { endpoint: string; certSHA256: string };
 }
 
 type Outcome = { ok: true; message: string } | { ok: false; reason: string; message: string };
@@ -81,11 +92,11 @@ export class ConsoleSessions {
     if (!a || !this.pending.has(a.metadata.uid) || !ticketMatches(hello.ticket, a))
       return UNAUTHORIZED;
     const inst = this.d.instances.get(a.spec.instance, a.metadata.namespace);
-    if (!inst || inst.metadata.uid !== a.status?.instanceUID)
+    if (!inst || inst.metadata.uid !== a.status?.instanceUID || inst.metadata.deletionTimestamp)
       return {
         ok: false,
         reason: ActionReason.InstanceNotFound,
-        message: `Instance ${a.spec.instance} is not on this node`,
+        message: `Instance ${a.spec.instance} is not on this node, or is being deleted`,
       };
     const busy = this.open.get(inst.metadata.uid);
     if (a.spec.action === 'Console' && busy)
@@ -98,7 +109,7 @@ export class ConsoleSessions {
     this.pending.delete(a.metadata.uid);
     this.serving.add(a.metadata.uid);
     if (a.spec.action === 'Console') this.open.set(inst.metadata.uid, a.metadata.name);
-    return { ok: true, serve: (socket) => this.serve(a, inst, socket) };
+    return { ok: true, serve: (socket, ready) => this.serve(a, inst, socket, ready) };
   }
 
   private async takeUp(a: InstanceActionObject): Promise<void> {
@@ -117,19 +128,24 @@ export class ConsoleSessions {
     await this.write(a, {
       phase: 'Running',
       reason: ActionReason.WaitingForClient,
-      message: `connect to ${this.d.endpoint.endpoint} with the ticket within ${CONNECT_WINDOW_MS / 1000}s`,
+      message: `connect to ${this.d.endpoint().endpoint} with the ticket within ${CONNECT_WINDOW_MS / 1000}s`,
       startTime: new Date().toISOString(),
-      console: this.d.endpoint,
+      console: this.d.endpoint(),
     });
   }
 
-  private async serve(a: InstanceActionObject, inst: Instance, client: TLSSocket): Promise<void> {
+  private async serve(
+    a: InstanceActionObject,
+    inst: Instance,
+    client: TLSSocket,
+    ready: () => void,
+  ): Promise<void> {
     const started = Date.now();
     try {
       const outcome =
         a.spec.action === 'Console'
-          ? await this.relay(inst, client, started)
-          : await this.sendLog(inst, client, a.spec.tailLines);
+          ? await this.relay(inst, client, ready, started)
+          : await this.sendLog(inst, client, ready, a.spec.tailLines);
       await this.finish(a, outcome);
     } finally {
       if (this.open.get(inst.metadata.uid) === a.metadata.name) this.open.delete(inst.metadata.uid);
@@ -137,46 +153,67 @@ export class ConsoleSessions {
     }
   }
 
-  /** Carries bytes both ways until either side closes. */
-  private async relay(inst: Instance, client: TLSSocket, started: number): Promise<Outcome> {
-    const path = this.d.paths.instanceFile(inst.metadata.uid, 'console.sock');
-    const guest = connect(path);
+  /**
+   * Carries keys in (with backpressure: the guest reads at its UART's pace) and output out —
+   * never holding the guest back: a client more than OUTPUT_CAP behind loses output (the log
+   * keeps it all), so a stalled client cannot stall the guest's serial port.
+   */
+  private async relay(
+    inst: Instance,
+    client: TLSSocket,
+    ready: () => void,
+    started: number,
+  ): Promise<Outcome> {
+    const guest = connect(this.d.paths.instanceFile(inst.metadata.uid, 'console.sock'));
     try {
       await once(guest, 'connect');
     } catch (err) {
-      client.destroy();
-      return {
-        ok: false,
-        reason: ActionReason.ConsoleUnavailable,
-        message: `the guest's serial console cannot be reached (${(err as Error).message}); it exists while the domain runs`,
-      };
+      const message = `the guest's serial console cannot be reached (${(err as Error).message}); it exists while the domain runs`;
+      client.end(
+        `${JSON.stringify({ ok: false, reason: ActionReason.ConsoleUnavailable, message })}\n`,
+      );
+      return { ok: false, reason: ActionReason.ConsoleUnavailable, message };
     }
-    let bytesIn = 0;
-    let bytesOut = 0;
-    client.on('data', (b: Buffer) => (bytesIn += b.length));
-    guest.on('data', (b: Buffer) => (bytesOut += b.length));
-    client.pipe(guest);
-    guest.pipe(client);
+    ready();
+    const bytes = { in: 0, out: 0, dropped: 0 };
+    client.on('data', (b: Buffer) => (bytes.in += b.length));
+    client.pipe(guest, { end: false });
+    guest.on('data', (b: Buffer) => {
+      bytes.out += b.length;
+      if (client.writableLength > OUTPUT_CAP) bytes.dropped += b.length;
+      else client.write(b);
+    });
     client.resume();
-    await closed(client, guest);
+    await sessionEnd(client, guest);
     const secs = ((Date.now() - started) / 1000).toFixed(1);
+    const dropped = bytes.dropped
+      ? ` (${bytes.dropped} not delivered: the client fell behind)`
+      : '';
     return {
       ok: true,
-      message: `console session of ${secs}s: ${bytesIn} bytes in, ${bytesOut} bytes out`,
+      message: `console session of ${secs}s: ${bytes.in} bytes in, ${bytes.out} bytes out${dropped}`,
     };
   }
 
+  /** Streams the log, or its last lines, from disk (never the whole file in memory). */
   private async sendLog(
     inst: Instance,
     client: TLSSocket,
+    ready: () => void,
     tail: number | undefined,
   ): Promise<Outcome> {
     const path = this.d.paths.instanceFile(inst.metadata.uid, 'console.log');
-    const text = await readFile(path).catch(() => Buffer.alloc(0));
-    const out = tail === undefined ? text : lastLines(text, tail);
-    client.end(out);
-    await once(client, 'close').catch(() => undefined);
-    return { ok: true, message: `sent ${out.length} bytes of console output` };
+    const start = tail === undefined ? 0 : await tailStart(path, tail);
+    ready();
+    let sent = 0;
+    const file = createReadStream(path, { start }).on('data', (b) => (sent += b.length));
+    try {
+      await pipeline(file, client);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      client.end();
+    }
+    return { ok: true, message: `sent ${sent} bytes of console output` };
   }
 
   private async finish(a: InstanceActionObject, o: Outcome): Promise<void> {
@@ -229,27 +266,58 @@ function ticketMatches(ticket: string, a: InstanceActionObject): boolean {
   return want.length === got.length && timingSafeEqual(want, got);
 }
 
-/** The last `n` lines of `text` (a final newline ends the last line, it starts none). */
-function lastLines(text: Buffer, n: number): Buffer {
-  let at = text.length - (text[text.length - 1] === 0x0a ? 1 : 0);
-  for (let i = 0; i < n; i++) {
-    if (at <= 0) return text;
-    const nl = text.lastIndexOf(0x0a, at - 1);
-    if (nl < 0) return text;
-    at = nl;
+/** Where the last `lines` lines of the file start (a final newline ends a line, starts none). */
+async function tailStart(path: string, lines: number): Promise<number> {
+  const fh = await open(path, 'r').catch(() => undefined);
+  if (!fh) return 0;
+  try {
+    const buf = Buffer.alloc(TAIL_BLOCK);
+    let end = (await fh.stat()).size;
+    let atEnd = true;
+    let seen = 0;
+    while (end > 0) {
+      const from = Math.max(0, end - TAIL_BLOCK);
+      const { bytesRead } = await fh.read(buf, 0, end - from, from);
+      for (let i = bytesRead - 1; i >= 0; i--) {
+        const newline = buf[i] === 0x0a;
+        if (newline && !atEnd && ++seen === lines) return from + i + 1;
+        atEnd = false;
+      }
+      end = from;
+    }
+    return 0;
+  } finally {
+    await fh.close();
   }
-  return text.subarray(at + 1);
 }
 
-/** Resolves once either side has closed; closes the other. */
-function closed(a: Socket, b: Socket): Promise<void> {
+/**
+ * Resolves once the session is over: either side closed, or the client's input ended (a script)
+ * and the guest has then been quiet a moment. Both sides are closed after.
+ */
+function sessionEnd(client: TLSSocket, guest: Socket): Promise<void> {
   return new Promise((resolve) => {
+    const timers: NodeJS.Timeout[] = [];
+    let over = false;
     const done = () => {
-      a.destroy();
-      b.destroy();
+      if (over) return;
+      over = true;
+      timers.forEach(clearTimeout);
+      guest.destroy();
+      client.end();
+      setTimeout(() => client.destroy(), CLOSE_GRACE_MS).unref();
       resolve();
     };
-    a.once('close', done);
-    b.once('close', done);
+    client.once('close', done);
+    guest.once('close', done);
+    client.once('end', () => {
+      const quiet = () => {
+        clearTimeout(timers[0]);
+        timers[0] = setTimeout(done, LINGER_QUIET_MS);
+      };
+      quiet();
+      guest.on('data', quiet);
+      timers.push(setTimeout(done, LINGER_MAX_MS));
+    });
   });
 }

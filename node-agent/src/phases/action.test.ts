@@ -3,6 +3,7 @@
 // recorded in the action, and a refusal when libvirt's view no longer allows the action.
 import { describe, expect, it } from '@jest/globals';
 import type { ActionStatus, InstanceActionObject } from '@kova/crds';
+import { BuildFault } from '../errors.js';
 import { AgentReconciler } from '../instance-reconciler.js';
 import { DomainState } from '../libvirt/index.js';
 import { instance, UID, world, type World } from '../test-support.js';
@@ -27,12 +28,16 @@ const running = {
 function withActions(w: World) {
   const store = new Map<string, InstanceActionObject>();
   let rv = 1000;
+  /** Returns true to make that write conflict (another writer got there first). */
+  let beforeWrite = (_status: ActionStatus) => false;
   const instances = w.d.patcher.mergeStatus;
   w.d.patcher = {
     ...w.d.patcher,
     mergeStatus: async (ref, version, body) => {
       if (ref.plural !== 'instanceactions') return instances(ref, version, body);
       const cur = store.get(ref.name) as InstanceActionObject;
+      if (version !== cur.metadata.resourceVersion || beforeWrite(body as ActionStatus))
+        throw Object.assign(new Error('the object has been modified'), { code: 409 });
       const next = {
         ...cur,
         metadata: { ...cur.metadata, resourceVersion: String(++rv) },
@@ -54,9 +59,16 @@ function withActions(w: World) {
   };
   const update = (status: ActionStatus, name = 'act') => {
     const cur = store.get(name) as InstanceActionObject;
-    store.set(name, { ...cur, status: { ...cur.status, ...status } });
+    const metadata = { ...cur.metadata, resourceVersion: String(++rv) };
+    store.set(name, { ...cur, metadata, status: { ...cur.status, ...status } });
   };
-  return { request, update, get: (name = 'act') => store.get(name) as InstanceActionObject };
+  const interfere = (f: (status: ActionStatus) => boolean) => (beforeWrite = f);
+  return {
+    request,
+    update,
+    interfere,
+    get: (name = 'act') => store.get(name) as InstanceActionObject,
+  };
 }
 
 function setup(status = running, runStrategy = 'Manual') {
@@ -152,21 +164,40 @@ describe('InstanceActions on the node', () => {
     expect(dom.state).toBe(DomainState.RUNNING);
   });
 
-  it('a Rebuild whose image cannot be fetched leaves the old root disk in place', async () => {
+  it('a Rebuild whose image cannot be fetched is refused before the guest is touched', async () => {
     const { w, request, get, dom } = setup();
     const root = w.d.paths.instanceFile(UID, 'root.qcow2');
     w.host.mtimes.set(root, 1);
-    dom.ignoreShutdown = false;
-    w.cache.fail = new Error('download failed: 503');
+    w.cache.fail = new BuildFault('ImageDownloadFailed', 'download failed: 503', true);
     request('Rebuild');
     await new AgentReconciler(w.d).sync(KEY);
     expect(get().status).toMatchObject({
       phase: 'Failed',
-      reason: 'StepFailed',
-      message: 'ReplaceRootDisk failed: download failed: 503',
+      reason: 'ImageDownloadFailed',
+      message: 'download failed: 503',
     });
+    expect(w.conn.calls).toEqual([]);
+    expect(dom.state).toBe(DomainState.RUNNING);
     expect(w.host.calls.filter((x) => x.includes('root'))).toEqual([]);
     expect(w.host.mtimes.get(root)).toBe(1);
+  });
+
+  it('a concurrent write to the action (the operator owning it) does not wedge its result', async () => {
+    const { w, request, get, update, interfere } = setup();
+    request('Reboot');
+    const r = new AgentReconciler(w.d);
+    // Another writer gets in just before the result: that write conflicts, once.
+    let once = true;
+    interfere((s) => {
+      if (s.phase !== 'Succeeded' || !once) return false;
+      once = false;
+      update({});
+      return true;
+    });
+    w.d.config.shutdownTimeoutMs = 0;
+    await expect(r.sync(KEY)).rejects.toThrow('modified');
+    await r.sync(KEY);
+    expect(get().status?.phase).toBe('Succeeded');
   });
 
   it('an agent restarted after recording a step Running starts that step again', async () => {

@@ -11,13 +11,13 @@
 //     the guest does now), the action's result after it (settle): whoever reads Succeeded
 //     finds the Instance already saying what the action did.
 // Progress lives in the action's status, so a restarted agent resumes at the step it was in.
-import type { Patcher } from '@kova/controller-kit';
-import { apiStatus } from '@kova/controller-kit';
+import { apiStatus, type Patcher } from '@kova/controller-kit';
 import {
   actionRef,
   actionRefusal,
   ActionReason,
   ConditionType,
+  isFinished,
   isSession,
   taskOf,
   type ActionStatus,
@@ -26,8 +26,11 @@ import {
 } from '@kova/crds';
 import { planOf, stepDef } from '../actions/steps.js';
 import type { StepContext } from '../build/step.js';
+import { recordedBase } from '../build/steps.js';
+import { BuildFault } from '../errors.js';
 import { keyOf } from '../deps.js';
 import { lookupDomain, powerStateOf } from '../domain-removal.js';
+import { ErrorCode, isLibvirtError } from '../libvirt/index.js';
 import { lv } from '../libvirt-call.js';
 import { POLL_MS } from '../power/policy.js';
 import type { StatusChange } from '../status.js';
@@ -100,14 +103,19 @@ export class ActionHandler {
         }
         const elapsed = Date.now() - since;
         const timeout = c.d.config.shutdownTimeoutMs;
-        if (elapsed >= timeout + STEP_TIMEOUT_MS) throw new StepTimeout(elapsed);
+        // The fallback first: after an agent outage a shutdown still gets its power-off.
         if (def.overdue && elapsed >= timeout && !step.message) {
           a = await this.setStep(a, i, { message: await def.overdue(c) });
           continue;
         }
+        if (elapsed >= timeout + STEP_TIMEOUT_MS) throw new StepTimeout(elapsed);
         return { kind: 'complete', requeueAfterMs: POLL_MS };
       } catch (err) {
-        if (apiStatus(err) !== undefined) throw err;
+        // The API server or libvirtd away is no verdict on the step: the sync is tried again.
+        if (apiStatus(err) !== undefined || unreachable(err)) {
+          this.started.delete(key);
+          throw err;
+        }
         this.started.delete(key);
         const message = (err as Error).message;
         a = await this.setStep(a, i, { phase: 'Failed', completionTime: now(), message });
@@ -121,17 +129,27 @@ export class ActionHandler {
    * reported the Instance's state; the reconciler calls it after every power sync.
    */
   async settle(c: StepContext): Promise<void> {
-    const pending = this.settling.get(c.inst.metadata.uid);
+    const uid = c.inst.metadata.uid;
+    const pending = this.settling.get(uid);
     if (!pending) return;
-    const { action: a, outcome: o } = pending;
-    const done = await this.write(a, {
-      phase: o.ok ? 'Succeeded' : 'Failed',
-      reason: o.ok ? ActionReason.Succeeded : o.reason,
-      message: o.message,
-      completionTime: now(),
-    });
-    this.settling.delete(c.inst.metadata.uid);
-    const who = a.spec.requestedBy ? ` requested by ${a.spec.requestedBy}` : '';
+    const { outcome: o } = pending;
+    // The newest copy: the operator may have written since (its owner patch, a failure).
+    const a = this.current(pending.action);
+    if (!a || isFinished(a.status?.phase)) return void this.settling.delete(uid);
+    let done: InstanceActionObject;
+    try {
+      done = await this.write(a, {
+        phase: o.ok ? 'Succeeded' : 'Failed',
+        reason: o.ok ? ActionReason.Succeeded : o.reason,
+        message: o.message,
+        completionTime: now(),
+      });
+    } catch (err) {
+      if (apiStatus(err) !== 404) throw err;
+      return void this.settling.delete(uid);
+    }
+    this.settling.delete(uid);
+    const who = requester(a);
     c.d.events.record(
       c.inst,
       o.ok ? 'Normal' : 'Warning',
@@ -155,12 +173,12 @@ export class ActionHandler {
     );
     const state = dom ? (await lv(c.d.metrics, 'getState', () => dom.getState())).state : undefined;
     const refusal = dom
-      ? actionRefusal(a.spec, {
+      ? (actionRefusal(a.spec, {
           name: c.inst.metadata.name,
           phase: c.inst.status?.phase,
           power: powerStateOf(state as number),
           runStrategy: c.inst.spec.runStrategy,
-        })
+        }) ?? (await this.imageRefusal(c, a)))
       : { reason: ActionReason.DomainMissing, message: 'the domain is not defined on the node' };
     if (refusal) {
       this.settling.set(c.inst.metadata.uid, { action: a, outcome: { ok: false, ...refusal } });
@@ -193,10 +211,25 @@ export class ActionHandler {
     });
   }
 
+  /**
+   * A Rebuild makes sure of its image before it touches the guest: a changed Image or a failed
+   * download refuses it with the guest as it was.
+   */
+  private async imageRefusal(c: StepContext, a: InstanceActionObject) {
+    if (a.spec.action !== 'Rebuild') return undefined;
+    try {
+      await recordedBase(c);
+      return undefined;
+    } catch (err) {
+      if (!(err instanceof BuildFault)) throw err;
+      return { reason: err.reason, message: err.message };
+    }
+  }
+
   /** The Instance's side of the end; the action's result follows once the power handler ran. */
   private finish(c: StepContext, a: InstanceActionObject, o: Outcome): PhaseResult {
     this.settling.set(c.inst.metadata.uid, { action: a, outcome: o });
-    const who = a.spec.requestedBy ? ` requested by ${a.spec.requestedBy}` : '';
+    const who = requester(a);
     // Stopped by request: the runStrategy must know it was no crash (RerunOnFailure keeps it off).
     const change: StatusChange =
       o.ok && a.spec.action === 'Stop'
@@ -232,6 +265,14 @@ export class ActionHandler {
     return written;
   }
 
+  /** The action as the informer or our last write has it; undefined once it is gone. */
+  private current(a: InstanceActionObject): InstanceActionObject | undefined {
+    const seen = this.source
+      .list(a.metadata.namespace)
+      .find((x) => x.metadata.uid === a.metadata.uid);
+    return seen ? this.latest(seen) : undefined;
+  }
+
   /** The newer of the informer's copy and our last write (dropped once the informer has it). */
   private latest(a: InstanceActionObject): InstanceActionObject {
     const ours = this.written.get(a.metadata.uid);
@@ -251,6 +292,15 @@ class StepTimeout extends Error {
 }
 
 const now = () => new Date().toISOString();
+
+const requester = (a: InstanceActionObject) =>
+  a.spec.requestedBy ? ` requested by ${a.spec.requestedBy}` : '';
+
+/** libvirtd away (restarting, connection lost): nothing is known about the step yet. */
+const unreachable = (err: unknown) =>
+  [ErrorCode.SYSTEM_ERROR, ErrorCode.RPC, ErrorCode.NO_CONNECT, ErrorCode.INVALID_CONN].some(
+    (code) => isLibvirtError(err, code),
+  );
 
 function failedStep(step: string, message = 'failed', timedOut = false): Outcome {
   return {

@@ -55,6 +55,14 @@ export class ActionReconciler {
   constructor(private readonly d: ActionDeps) {}
 
   async sync(key: string): Promise<SyncResult | void> {
+    try {
+      return await this.judgeAll(key);
+    } finally {
+      this.written.clear();
+    }
+  }
+
+  private async judgeAll(key: string): Promise<SyncResult> {
     const [namespace, instance] = key.split('/') as [string, string];
     const inst = this.d.instances.get(instance, namespace);
     const actions = this.d.actions
@@ -80,7 +88,6 @@ export class ActionReconciler {
         actions.filter((a) => !this.written.has(a.metadata.uid)),
         inst,
       );
-    this.written.clear();
     const next = await this.prune(actions);
     return { requeueAfterMs: inFlight ? Math.min(next, IN_FLIGHT_RECHECK_MS) : next };
   }
@@ -94,7 +101,8 @@ export class ActionReconciler {
       );
     if (inst.metadata.deletionTimestamp)
       return refusal(ActionReason.InstanceDeleting, `Instance ${a.spec.instance} is being deleted`);
-    const waited = this.now() - created(a);
+    const accepted = a.status?.acceptedTime ? Date.parse(a.status.acceptedTime) : created(a);
+    const waited = this.now() - accepted;
     if (a.status?.phase === 'Accepted' && waited > TAKE_UP_TIMEOUT_MS)
       return refusal(
         ActionReason.NotTakenUp,
@@ -118,6 +126,7 @@ export class ActionReconciler {
       message: `handed to the node agent of ${node}`,
       instanceUID: inst?.metadata.uid,
       nodeName: node,
+      acceptedTime: new Date(this.now()).toISOString(),
     });
     this.d.logger.info('instance action accepted', { ...logFields(a), node });
     await this.ownOne(written, inst);

@@ -17,7 +17,7 @@ const schema9 = {
       "$ref": "rhvwB6oJ558AQZYl1gNKLXL1Q8rjI77lQr18LwXlo"
     },
     "status": {
-      "$ref": "xHrvyUJouFw2HYisT74cMifTWUVB4ym345ZQ2Hwtqo"
+      "$ref": "fvKl6IvO2hqhyLa0pr2QvotPS7BIzivGn2zIEPZNpw"
     }
   },
   "required": ["spec", "apiVersion", "kind"],
@@ -627,6 +627,9 @@ const schema21 = {
     "nodeName": {
       "$ref": "GlcYMJF0EagTzhTCQIbCB22J377Z87wRm00IC2Ss2g"
     },
+    "acceptedTime": {
+      "$ref": "thZzwpySeU7LsVtTYjwqN1mWUAwFAnezim8OMie8k"
+    },
     "startTime": {
       "$ref": "thZzwpySeU7LsVtTYjwqN1mWUAwFAnezim8OMie8k"
     },
@@ -721,13 +724,13 @@ function validate21(data, {
   validate21.errors = vErrors;
   return errors === 0;
 }
-const schema8 = {
+const schema7 = {
   "type": "string",
   "format": "date-time",
   "nullable": true
 };
 const formats0 = formats["date-time"];
-function validate23(data, {
+function validate22(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -769,7 +772,7 @@ function validate23(data, {
       errors++;
     }
   }
-  validate23.errors = vErrors;
+  validate22.errors = vErrors;
   return errors === 0;
 }
 const schema23 = {
@@ -785,10 +788,10 @@ const schema23 = {
   },
   "nullable": true
 };
-const schema7 = {
+const schema8 = {
   "type": "string"
 };
-function validate22(data, {
+function validate23(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -812,10 +815,10 @@ function validate22(data, {
     }
     errors++;
   }
-  validate22.errors = vErrors;
+  validate23.errors = vErrors;
   return errors === 0;
 }
-function validate55(data, {
+function validate56(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -873,29 +876,29 @@ function validate55(data, {
       errors++;
     }
     if (data.endpoint !== undefined) {
-      if (!validate22(data.endpoint, {
+      if (!validate23(data.endpoint, {
         instancePath: instancePath + "/endpoint",
         parentData: data,
         parentDataProperty: "endpoint",
         rootData
       })) {
-        vErrors = vErrors === null ? validate22.errors : vErrors.concat(validate22.errors);
+        vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
         errors = vErrors.length;
       }
     }
     if (data.certSHA256 !== undefined) {
-      if (!validate22(data.certSHA256, {
+      if (!validate23(data.certSHA256, {
         instancePath: instancePath + "/certSHA256",
         parentData: data,
         parentDataProperty: "certSHA256",
         rootData
       })) {
-        vErrors = vErrors === null ? validate22.errors : vErrors.concat(validate22.errors);
+        vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
         errors = vErrors.length;
       }
     }
   }
-  validate55.errors = vErrors;
+  validate56.errors = vErrors;
   return errors === 0;
 }
 const schema24 = {
@@ -930,7 +933,7 @@ const schema26 = {
   "type": "string",
   "enum": ["Pending", "Running", "Succeeded", "Failed"]
 };
-function validate63(data, {
+function validate64(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -970,10 +973,10 @@ function validate63(data, {
     }
     errors++;
   }
-  validate63.errors = vErrors;
+  validate64.errors = vErrors;
   return errors === 0;
 }
-function validate61(data, {
+function validate62(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1015,46 +1018,46 @@ function validate61(data, {
       errors++;
     }
     if (data.name !== undefined) {
-      if (!validate22(data.name, {
+      if (!validate23(data.name, {
         instancePath: instancePath + "/name",
         parentData: data,
         parentDataProperty: "name",
+        rootData
+      })) {
+        vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
+        errors = vErrors.length;
+      }
+    }
+    if (data.phase !== undefined) {
+      if (!validate64(data.phase, {
+        instancePath: instancePath + "/phase",
+        parentData: data,
+        parentDataProperty: "phase",
+        rootData
+      })) {
+        vErrors = vErrors === null ? validate64.errors : vErrors.concat(validate64.errors);
+        errors = vErrors.length;
+      }
+    }
+    if (data.startTime !== undefined) {
+      if (!validate22(data.startTime, {
+        instancePath: instancePath + "/startTime",
+        parentData: data,
+        parentDataProperty: "startTime",
         rootData
       })) {
         vErrors = vErrors === null ? validate22.errors : vErrors.concat(validate22.errors);
         errors = vErrors.length;
       }
     }
-    if (data.phase !== undefined) {
-      if (!validate63(data.phase, {
-        instancePath: instancePath + "/phase",
-        parentData: data,
-        parentDataProperty: "phase",
-        rootData
-      })) {
-        vErrors = vErrors === null ? validate63.errors : vErrors.concat(validate63.errors);
-        errors = vErrors.length;
-      }
-    }
-    if (data.startTime !== undefined) {
-      if (!validate23(data.startTime, {
-        instancePath: instancePath + "/startTime",
-        parentData: data,
-        parentDataProperty: "startTime",
-        rootData
-      })) {
-        vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
-        errors = vErrors.length;
-      }
-    }
     if (data.completionTime !== undefined) {
-      if (!validate23(data.completionTime, {
+      if (!validate22(data.completionTime, {
         instancePath: instancePath + "/completionTime",
         parentData: data,
         parentDataProperty: "completionTime",
         rootData
       })) {
-        vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
+        vErrors = vErrors === null ? validate22.errors : vErrors.concat(validate22.errors);
         errors = vErrors.length;
       }
     }
@@ -1085,10 +1088,10 @@ function validate61(data, {
     }
     errors++;
   }
-  validate61.errors = vErrors;
+  validate62.errors = vErrors;
   return errors === 0;
 }
-function validate60(data, {
+function validate61(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -1115,18 +1118,18 @@ function validate60(data, {
   if (Array.isArray(data)) {
     const len0 = data.length;
     for (let i0 = 0; i0 < len0; i0++) {
-      if (!validate61(data[i0], {
+      if (!validate62(data[i0], {
         instancePath: instancePath + "/" + i0,
         parentData: data,
         parentDataProperty: i0,
         rootData
       })) {
-        vErrors = vErrors === null ? validate61.errors : vErrors.concat(validate61.errors);
+        vErrors = vErrors === null ? validate62.errors : vErrors.concat(validate62.errors);
         errors = vErrors.length;
       }
     }
   }
-  validate60.errors = vErrors;
+  validate61.errors = vErrors;
   return errors === 0;
 }
 function validate47(data, {
@@ -1209,47 +1212,58 @@ function validate47(data, {
         errors = vErrors.length;
       }
     }
+    if (data.acceptedTime !== undefined) {
+      if (!validate22(data.acceptedTime, {
+        instancePath: instancePath + "/acceptedTime",
+        parentData: data,
+        parentDataProperty: "acceptedTime",
+        rootData
+      })) {
+        vErrors = vErrors === null ? validate22.errors : vErrors.concat(validate22.errors);
+        errors = vErrors.length;
+      }
+    }
     if (data.startTime !== undefined) {
-      if (!validate23(data.startTime, {
+      if (!validate22(data.startTime, {
         instancePath: instancePath + "/startTime",
         parentData: data,
         parentDataProperty: "startTime",
         rootData
       })) {
-        vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
+        vErrors = vErrors === null ? validate22.errors : vErrors.concat(validate22.errors);
         errors = vErrors.length;
       }
     }
     if (data.console !== undefined) {
-      if (!validate55(data.console, {
+      if (!validate56(data.console, {
         instancePath: instancePath + "/console",
         parentData: data,
         parentDataProperty: "console",
         rootData
       })) {
-        vErrors = vErrors === null ? validate55.errors : vErrors.concat(validate55.errors);
+        vErrors = vErrors === null ? validate56.errors : vErrors.concat(validate56.errors);
         errors = vErrors.length;
       }
     }
     if (data.completionTime !== undefined) {
-      if (!validate23(data.completionTime, {
+      if (!validate22(data.completionTime, {
         instancePath: instancePath + "/completionTime",
         parentData: data,
         parentDataProperty: "completionTime",
         rootData
       })) {
-        vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
+        vErrors = vErrors === null ? validate22.errors : vErrors.concat(validate22.errors);
         errors = vErrors.length;
       }
     }
     if (data.steps !== undefined) {
-      if (!validate60(data.steps, {
+      if (!validate61(data.steps, {
         instancePath: instancePath + "/steps",
         parentData: data,
         parentDataProperty: "steps",
         rootData
       })) {
-        vErrors = vErrors === null ? validate60.errors : vErrors.concat(validate60.errors);
+        vErrors = vErrors === null ? validate61.errors : vErrors.concat(validate61.errors);
         errors = vErrors.length;
       }
     }

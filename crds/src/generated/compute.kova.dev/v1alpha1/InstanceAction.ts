@@ -71,6 +71,10 @@ export interface IInstanceAction {
      */
     "nodeName"?: string;
     /**
+     * When the operator accepted the action; its node's agent takes it up within two minutes of this, or it fails NotTakenUp.
+     */
+    "acceptedTime"?: string;
+    /**
      * When the node agent started the action.
      */
     "startTime"?: string;
