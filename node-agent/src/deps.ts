@@ -42,8 +42,6 @@ export interface HostOps {
   /** Removes one file; a missing one is no error. */
   removeFile(path: string): Promise<void>;
   rename(from: string, to: string): Promise<void>;
-  /** When the file's content last changed (epoch ms), or undefined when there is none. */
-  modifiedAt(path: string): Promise<number | undefined>;
   bridgeExists(name: string): Promise<boolean>;
 }
 
@@ -61,11 +59,6 @@ export function realHost(networks: NodeNetworks): HostOps {
       ),
     removeFile: (p) => rm(p, { force: true }),
     rename,
-    modifiedAt: (p) =>
-      stat(p).then(
-        (s) => s.mtimeMs,
-        () => undefined,
-      ),
     bridgeExists: linkExists,
   };
 }

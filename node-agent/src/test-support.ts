@@ -209,8 +209,6 @@ export class FakeApi {
 
 export class FakeHost implements HostOps {
   readonly files = new Set<string>();
-  /** Content change times of files, as a filesystem's mtime (0 when never set). */
-  readonly mtimes = new Map<string, number>();
   readonly bridges = new Set<string>();
   readonly calls: string[] = [];
   readonly failRemove: Error[] = [];
@@ -232,7 +230,6 @@ export class FakeHost implements HostOps {
   ) {
     this.calls.push(`createDisks ${uid}`);
     const root = paths.instanceFile(uid, 'root.qcow2');
-    if (!this.files.has(root)) this.mtimes.set(root, Date.now());
     this.files.add(root);
     if ((flavor.ephemeralGiB ?? 0) > 0) this.files.add(paths.instanceFile(uid, 'ephemeral.qcow2'));
     if ((flavor.swapMiB ?? 0) > 0) this.files.add(paths.instanceFile(uid, 'swap.qcow2'));
@@ -259,11 +256,8 @@ export class FakeHost implements HostOps {
     this.calls.push(`rename ${from} ${to}`);
     if (!this.files.delete(from)) throw new Error(`ENOENT: ${from}`);
     this.files.add(to);
-    this.mtimes.set(to, this.mtimes.get(from) ?? 0);
   }
-  async modifiedAt(path: string) {
-    return this.files.has(path) ? (this.mtimes.get(path) ?? 0) : undefined;
-  }
+
   async bridgeExists(name: string) {
     return this.bridges.has(name);
   }

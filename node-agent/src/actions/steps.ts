@@ -23,8 +23,8 @@ export type StepName =
 export interface ActionStepDef {
   name: StepName;
   start(c: StepContext): Promise<void>;
-  /** Whether the step's effect is there; `since` is when the step started (epoch ms). */
-  done(c: StepContext, since: number): Promise<boolean>;
+  /** Whether the step's effect is there. */
+  done(c: StepContext): Promise<boolean>;
   /** A step that may outlast the shutdown timeout takes this way out (says what it did). */
   overdue?(c: StepContext): Promise<string>;
 }
@@ -119,12 +119,10 @@ const STEPS: Record<StepName, ActionStepDef> = {
       }
       await h.removeFile(replaced(c));
     },
-    // A new disk is one written since the step started (a rename keeps a file's mtime).
-    async done(c, since) {
-      const h = c.d.host;
-      const written = await h.modifiedAt(root(c));
-      return written !== undefined && written >= since && !(await h.exists(replaced(c)));
-    },
+    // Done when start() returns: it runs to the end or throws. An agent restarted mid-step
+    // starts it again, which finishes a half-made replacement (or, if the first one had
+    // finished, makes another fresh disk: the same result).
+    done: async () => true,
   },
 };
 

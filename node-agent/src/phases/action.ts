@@ -96,7 +96,7 @@ export class ActionHandler {
           this.started.add(key);
           await def.start(c);
         }
-        if (await def.done(c, since)) {
+        if (await def.done(c)) {
           this.started.delete(key);
           a = await this.setStep(a, i, { phase: 'Succeeded', completionTime: now() });
           continue;
