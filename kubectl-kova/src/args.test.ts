@@ -53,6 +53,64 @@ describe('parseArgs', () => {
     expect(parseArgs(['restart', 'a', '--hard=false'])).toMatchObject({ hard: false });
   });
 
+  it("reads kubectl's global flags for the connection and impersonation", () => {
+    expect(
+      parseArgs([
+        'start',
+        'web-1',
+        '--as=alice',
+        '--as-group',
+        'oncall',
+        '--as-group=ops',
+        '--token',
+        't0k',
+        '-s',
+        'https://10.0.0.1:6443',
+        '--user=admin',
+        '--cluster',
+        'lab',
+        '--certificate-authority=/ca.crt',
+        '--insecure-skip-tls-verify',
+        '--request-timeout',
+        '10',
+      ]),
+    ).toMatchObject({
+      target: {
+        as: 'alice',
+        asGroups: ['oncall', 'ops'],
+        token: 't0k',
+        server: 'https://10.0.0.1:6443',
+        user: 'admin',
+        cluster: 'lab',
+        certificateAuthority: '/ca.crt',
+        insecureSkipTlsVerify: true,
+        requestTimeoutMs: 10_000,
+      },
+    });
+    // --request-timeout as kubectl reads it: seconds, a duration, or 0 for no bound.
+    expect(parseArgs(['actions', 'a', '--request-timeout=1m30s'])).toMatchObject({
+      target: { requestTimeoutMs: 90_000 },
+    });
+    expect(parseArgs(['actions', 'a', '--request-timeout=0'])).toMatchObject({ target: {} });
+    for (const bad of ['-1s', 'soon', '1.5'])
+      expect(usageError(['actions', 'a', `--request-timeout=${bad}`])).toEqual({
+        message:
+          'Invalid timeout value. Timeout must be a single integer in seconds, or an integer ' +
+          'followed by a corresponding time unit (e.g. 1s | 2m | 3h)',
+        verb: 'actions',
+      });
+  });
+
+  it('reads --timeout as kubectl wait does: 0 checks once, a negative one waits a week', () => {
+    expect(parseArgs(['stop', 'a', '--timeout=0'])).toMatchObject({ timeoutMs: 0 });
+    expect(parseArgs(['stop', 'a', '--timeout=-1s'])).toMatchObject({
+      timeoutMs: 7 * 24 * 3_600_000,
+    });
+    expect(parseArgs(['console', 'a', '--timeout=-5m'])).toMatchObject({
+      timeoutMs: 7 * 24 * 3_600_000,
+    });
+  });
+
   it('ends flags at --, so a name may start with a dash', () => {
     expect(parseArgs(['rebuild', '--', '-odd'])).toMatchObject({
       verb: 'rebuild',

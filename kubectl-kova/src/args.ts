@@ -13,11 +13,24 @@ import {
 export type Verb = ActionVerbName | SessionVerbName | 'actions';
 export type Output = 'json' | 'yaml';
 
-/** Where to connect, as kubectl's global flags say; unset means the kubeconfig decides. */
+/** Where to connect and as whom, as kubectl's global flags say; unset means the kubeconfig decides. */
 export interface Target {
   kubeconfig?: string;
   context?: string;
   namespace?: string;
+  /** A cluster or user of the kubeconfig other than the context's. */
+  cluster?: string;
+  user?: string;
+  server?: string;
+  /** Replaces the user's credentials. */
+  token?: string;
+  certificateAuthority?: string;
+  insecureSkipTlsVerify?: boolean;
+  /** Impersonation: the user and groups the API server acts as (Impersonate-User, -Group). */
+  as?: string;
+  asGroups?: string[];
+  /** Bounds each API request but the watch; unset or 0 for no bound, as in kubectl. */
+  requestTimeoutMs?: number;
 }
 
 export type Command =
@@ -62,6 +75,15 @@ type FlagName =
   | 'namespace'
   | 'context'
   | 'kubeconfig'
+  | 'cluster'
+  | 'user'
+  | 'server'
+  | 'token'
+  | 'certificate-authority'
+  | 'insecure-skip-tls-verify'
+  | 'as'
+  | 'as-group'
+  | 'request-timeout'
   | 'help'
   | 'output'
   | 'no-wait'
@@ -72,6 +94,8 @@ type FlagName =
 interface Flag {
   short?: string;
   takesValue: boolean;
+  /** Every value counts, as pflag's string arrays (--as-group a --as-group b). */
+  repeatable?: boolean;
   /** Verbs that accept it; every verb when absent. */
   verbs?: readonly Verb[];
 }
@@ -83,6 +107,15 @@ const FLAGS: Record<FlagName, Flag> = {
   namespace: { short: 'n', takesValue: true },
   context: { takesValue: true },
   kubeconfig: { takesValue: true },
+  cluster: { takesValue: true },
+  user: { takesValue: true },
+  server: { short: 's', takesValue: true },
+  token: { takesValue: true },
+  'certificate-authority': { takesValue: true },
+  'insecure-skip-tls-verify': { takesValue: false },
+  as: { takesValue: true },
+  'as-group': { takesValue: true, repeatable: true },
+  'request-timeout': { takesValue: true },
   help: { short: 'h', takesValue: false },
   output: { short: 'o', takesValue: true, verbs: [...ACTION_VERB_NAMES, 'actions'] },
   'no-wait': { takesValue: false, verbs: ACTION_VERB_NAMES },
@@ -124,11 +157,7 @@ export function parseArgs(argv: readonly string[]): Command {
       verb,
     );
   const instance = names[0] as string;
-  const target: Target = {
-    kubeconfig: stringFlag(flags, 'kubeconfig'),
-    context: stringFlag(flags, 'context'),
-    namespace: stringFlag(flags, 'namespace'),
-  };
+  const target = targetFlags(flags, verb);
   const output = outputFlag(flags, verb);
   if (verb === 'actions') return { verb, target, instance, output };
   if (isSessionVerb(verb)) {
@@ -148,17 +177,65 @@ export function parseArgs(argv: readonly string[]): Command {
   };
 }
 
+function targetFlags(flags: Flags, verb: Verb): Target {
+  const target: Target = {
+    kubeconfig: stringFlag(flags, 'kubeconfig'),
+    context: stringFlag(flags, 'context'),
+    namespace: stringFlag(flags, 'namespace'),
+    cluster: stringFlag(flags, 'cluster'),
+    user: stringFlag(flags, 'user'),
+    server: stringFlag(flags, 'server'),
+    token: stringFlag(flags, 'token'),
+    certificateAuthority: stringFlag(flags, 'certificate-authority'),
+    insecureSkipTlsVerify: flags.get('insecure-skip-tls-verify') === true || undefined,
+    as: stringFlag(flags, 'as'),
+    asGroups: flags.get('as-group') as string[] | undefined,
+    requestTimeoutMs: requestTimeoutFlag(stringFlag(flags, 'request-timeout'), verb),
+  };
+  // Only what was given, so that a Target compares as the flags read.
+  for (const key of Object.keys(target) as (keyof Target)[])
+    if (target[key] === undefined) delete target[key];
+  return target;
+}
+
+/** kubectl's --request-timeout: whole seconds, or a duration with its unit; 0 for no bound. */
+function requestTimeoutFlag(value: string | undefined, verb: Verb): number | undefined {
+  if (value === undefined) return undefined;
+  let ms = /^\d+$/.test(value) ? Number(value) * 1000 : NaN;
+  try {
+    if (Number.isNaN(ms)) ms = parseDuration(value);
+  } catch {
+    // kubectl's own words for a timeout it cannot read.
+  }
+  if (!(ms >= 0))
+    throw new UsageError(
+      'Invalid timeout value. Timeout must be a single integer in seconds, or an integer ' +
+        'followed by a corresponding time unit (e.g. 1s | 2m | 3h)',
+      verb,
+    );
+  return ms || undefined;
+}
+
 function refusal(name: FlagName, verb: Verb): string {
   const why = isSessionVerb(verb) ? NOT_FOR_SESSIONS[name] : undefined;
   return why ? `--${name} does not apply to ${verb}: ${why}` : `unknown flag: --${name}`;
 }
 
+/** What kubectl wait makes of a negative --timeout. */
+export const A_WEEK_MS = 7 * 24 * 3_600_000;
+
+/**
+ * --timeout as kubectl wait reads it: 0 checks once without waiting (waitUntil reads the action
+ * once), a negative one waits for a week.
+ */
 function timeoutFlag(flags: Flags, verb: Verb, byDefault: string): number {
+  let ms: number;
   try {
-    return parseDuration(stringFlag(flags, 'timeout') ?? byDefault);
+    ms = parseDuration(stringFlag(flags, 'timeout') ?? byDefault);
   } catch (err) {
     throw new UsageError(`--timeout: ${(err as Error).message}`, verb);
   }
+  return ms < 0 ? A_WEEK_MS : ms;
 }
 
 function tailFlag(value: string, verb: Verb): number {
@@ -171,9 +248,12 @@ function tailFlag(value: string, verb: Verb): number {
   return lines;
 }
 
-type Flags = Map<FlagName, string | boolean>;
+type Flags = Map<FlagName, string | boolean | string[]>;
 
-/** Splits argv into flags (the last of a repeated flag wins, as in kubectl) and positionals. */
+/**
+ * Splits argv into flags (the last of a repeated flag wins, as in kubectl, but for a repeatable
+ * one, which keeps them all) and positionals.
+ */
 function scan(argv: readonly string[]): { flags: Flags; positionals: string[] } {
   const flags: Flags = new Map();
   const positionals: string[] = [];
@@ -199,14 +279,13 @@ function scan(argv: readonly string[]): { flags: Flags; positionals: string[] } 
       flags.set(name, booleanValue(name, inline, verbSoFar()));
       continue;
     }
-    if (inline !== undefined) {
-      flags.set(name, inline);
-      continue;
+    let value = inline;
+    if (value === undefined) {
+      value = argv[++i];
+      if (value === undefined) throw new UsageError(`flag needs an argument: ${arg}`, verbSoFar());
     }
-    const next = argv[i + 1];
-    if (next === undefined) throw new UsageError(`flag needs an argument: ${arg}`, verbSoFar());
-    flags.set(name, next);
-    i++;
+    const before = flags.get(name);
+    flags.set(name, FLAGS[name].repeatable ? [...((before as string[]) ?? []), value] : value);
   }
   return { flags, positionals };
 }

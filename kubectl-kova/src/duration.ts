@@ -13,15 +13,17 @@ const UNIT_MS: Record<string, number> = {
 
 const TERM = /^(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/;
 
-/** Milliseconds of a Go duration; throws on anything time.ParseDuration would refuse. */
+/**
+ * Milliseconds of a Go duration, negative ones included (kubectl gives those a meaning); throws
+ * on anything time.ParseDuration would refuse.
+ */
 export function parseDuration(text: string): number {
   // Go accepts a bare 0 without a unit, and nothing else without one.
   if (text === '0') return 0;
-  let rest = text.startsWith('+') ? text.slice(1) : text;
-  if (rest === '' || rest.startsWith('-'))
-    throw new Error(
-      `invalid duration "${text}": use a positive number with a unit, e.g. 30s or 2m`,
-    );
+  const sign = text.startsWith('-') ? -1 : 1;
+  let rest = /^[-+]/.test(text) ? text.slice(1) : text;
+  if (rest === '')
+    throw new Error(`invalid duration "${text}": use a number with a unit, e.g. 30s or 2m`);
   let ms = 0;
   while (rest !== '') {
     const term = TERM.exec(rest);
@@ -30,5 +32,5 @@ export function parseDuration(text: string): number {
     ms += Number(term[1]) * (UNIT_MS[term[2] as string] as number);
     rest = rest.slice(term[0].length);
   }
-  return ms;
+  return sign * ms;
 }

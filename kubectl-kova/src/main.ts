@@ -3,8 +3,9 @@
 import { apiMessage, apiReason, apiStatus } from '@kova/controller-kit';
 import { runAction } from './act.js';
 import { parseArgs, UsageError, type Command } from './args.js';
-import { connect } from './client.js';
+import { ConfigurationError, connect } from './client.js';
 import { showActions } from './history.js';
+import { describeFailure } from './transient.js';
 import { runSession } from './session.js';
 import { usage } from './usage.js';
 
@@ -38,10 +39,16 @@ async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
-/** As kubectl words it: `Error from server (NotFound): …` for a Status, else `error: …`. */
+/**
+ * As kubectl words it: `Error from server (NotFound): …` for a Status, `Error in configuration: …`
+ * for a kubeconfig problem, else `error: …`.
+ */
 function describeError(err: unknown): string {
+  if (err instanceof ConfigurationError) return `Error in configuration: ${err.message}`;
   const reason = apiStatus(err) === undefined ? undefined : apiReason(err);
-  return reason ? `Error from server (${reason}): ${apiMessage(err)}` : `error: ${apiMessage(err)}`;
+  return reason
+    ? `Error from server (${reason}): ${apiMessage(err)}`
+    : `error: ${describeFailure(err)}`;
 }
 
 process.exitCode = await main(process.argv.slice(2));

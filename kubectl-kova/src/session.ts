@@ -29,7 +29,7 @@ export async function runSession(cluster: Cluster, cmd: SessionCommand): Promise
     deadline - Date.now(),
     (a) => isFinished(a.status?.phase) || endpointOf(a) !== undefined,
   );
-  if (!seen.reached) throw timedOut(seen.action, cmd.timeoutMs, 'open the console');
+  if (!seen.reached) throw timedOut(seen, cmd.timeoutMs, 'open the console');
   const { status } = seen.action;
   if (status?.phase === 'Failed') {
     process.stderr.write(`error: ${status.reason}: ${status.message}\n`);

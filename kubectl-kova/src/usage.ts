@@ -12,6 +12,15 @@ const GLOBAL_OPTIONS = `Global options:
     -n, --namespace='': The namespace of the Instance (default: the context's, else default)
     --context='': The kubeconfig context to use
     --kubeconfig='': Path to the kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)
+    --cluster='': The kubeconfig cluster to use instead of the context's
+    --user='': The kubeconfig user to use instead of the context's
+    -s, --server='': The address and port of the Kubernetes API server
+    --token='': Bearer token for authentication to the API server
+    --certificate-authority='': Path to a cert file for the certificate authority
+    --insecure-skip-tls-verify=false: Do not check the server's certificate (insecure)
+    --as='': Username to impersonate for the operation (the action's requestedBy)
+    --as-group=[]: Group to impersonate for the operation, repeatable
+    --request-timeout='0': How long to wait for a single server request (e.g. 10s); 0 for no limit
     -h, --help: Show this help`;
 
 export function usage(verb?: Verb): string {
@@ -52,7 +61,7 @@ Usage:
 
 Options:${hard}
     --no-wait=false: Print the created action's name and return without waiting for its result
-    --timeout='${DEFAULT_TIMEOUT}': How long to wait for the result (e.g. 30s, 2m); the action goes on after it
+    --timeout='${DEFAULT_TIMEOUT}': How long to wait for the result (e.g. 30s, 2m); 0 checks once, negative waits a week; the action goes on after it
     -o, --output='': Print the InstanceAction as json or yaml instead of a line
 
 ${GLOBAL_OPTIONS}
@@ -78,7 +87,7 @@ Usage:
   kubectl kova ${verb} NAME${attach ? '' : ' [--tail=N]'} [--timeout=${SESSION_TIMEOUT}] [options]
 
 Options:${attach ? '' : "\n    --tail='': Print only the last N lines (default: all)"}
-    --timeout='${SESSION_TIMEOUT}': How long to wait for the console to be reachable (e.g. 30s, 2m)
+    --timeout='${SESSION_TIMEOUT}': How long to wait for the console to be reachable (e.g. 30s, 2m); 0 checks once, negative waits a week
 
 ${GLOBAL_OPTIONS}
 `;

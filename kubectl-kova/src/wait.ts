@@ -11,12 +11,21 @@ import {
   type InstanceActionObject,
 } from '@kova/crds';
 import type { Cluster } from './client.js';
+import { backoffMs, describeFailure, isTransient } from './transient.js';
 
-/** `what` completes "timed out after 5s waiting for instanceaction/x to …". */
-export function timedOut(action: InstanceActionObject, timeoutMs: number, what: string): Error {
+/**
+ * `what` completes "timed out after 5s waiting for instanceaction/x to …"; the last error says
+ * why the action could not be seen, when the API server could not be reached.
+ */
+export function timedOut(
+  seen: { action: InstanceActionObject; lastError?: string },
+  timeoutMs: number,
+  what: string,
+): Error {
+  const { action, lastError } = seen;
   return new Error(
     `timed out after ${timeoutMs / 1000}s waiting for ${actionRef(action)} to ${what} ` +
-      `(phase: ${action.status?.phase ?? 'none yet'})`,
+      `(phase: ${action.status?.phase ?? 'none yet'}${lastError ? `; last error: ${lastError}` : ''})`,
   );
 }
 
@@ -52,7 +61,7 @@ export async function waitForResult(
   if (seen.reached) return seen.action;
   // The action goes on after the plugin stops waiting; the message says where to follow it.
   throw new Error(
-    `${timedOut(seen.action, timeoutMs, 'finish').message}; the action goes on, ` +
+    `${timedOut(seen, timeoutMs, 'finish').message}; the action goes on, ` +
       `see kubectl kova actions ${created.spec.instance}`,
   );
 }
@@ -61,7 +70,10 @@ const finished = (a: InstanceActionObject) => isFinished(a.status?.phase);
 
 /**
  * Follows the action until `reached` holds for it, calling `onProgress` with each new progress
- * line; after `timeoutMs`, resolves with the action as last seen and `reached: false`.
+ * line; after `timeoutMs`, resolves with the action as last seen, `reached: false` and the last
+ * transient failure, if one kept it from being seen. A `timeoutMs` of 0 reads the action once
+ * (kubectl wait's "check once"). Failures that may go away (see isTransient) are retried with
+ * backoff until then; a definite answer (the action's 404, a 403) ends it at once.
  */
 export async function waitUntil(
   cluster: Cluster,
@@ -69,7 +81,7 @@ export async function waitUntil(
   timeoutMs: number,
   reached: (a: InstanceActionObject) => boolean,
   onProgress: (line: string) => void = () => undefined,
-): Promise<{ action: InstanceActionObject; reached: boolean }> {
+): Promise<{ action: InstanceActionObject; reached: boolean; lastError?: string }> {
   const deadline = Date.now() + timeoutMs;
   let current = created;
   let printed: string | undefined;
@@ -79,19 +91,48 @@ export async function waitUntil(
     if (line && line !== printed) onProgress((printed = line));
   };
   see(created);
+  let mustRead = timeoutMs <= 0;
+  let failures = 0;
+  let lastError: string | undefined;
+  const failed = (err: unknown) => {
+    if (!isTransient(err)) throw err;
+    failures++;
+    lastError = describeFailure(err);
+  };
   for (;;) {
+    if (mustRead) {
+      try {
+        see(await cluster.getAction(current.metadata.name));
+        mustRead = false;
+        failures = 0;
+        lastError = undefined;
+      } catch (err) {
+        failed(err);
+      }
+    }
     if (reached(current)) return { action: current, reached: true };
     const remaining = deadline - Date.now();
-    if (remaining <= 0) return { action: current, reached: false };
+    if (remaining <= 0) return { action: current, reached: false, lastError };
+    if (failures > 0) {
+      await sleep(Math.min(backoffMs(failures), remaining));
+      continue;
+    }
     const end = await watchUntil(cluster, current, remaining, reached, see);
     if (end === 'deleted') throw new Error(`${actionRef(current)} was deleted before it finished`);
-    // The watch ended early (the API server closes watches, or the resourceVersion expired):
-    // read the object afresh and watch on from its resourceVersion.
-    if (end === 'ended') see(await cluster.getAction(current.metadata.name));
+    // The watch ended early (the API server closes watches, or the resourceVersion expired, or
+    // the connection broke): read the object afresh and watch on from its resourceVersion.
+    if (end === 'ended') mustRead = true;
+    else if (typeof end === 'object') {
+      failed(end.error);
+      mustRead = true;
+    }
   }
 }
 
-type WatchEnd = 'reached' | 'deleted' | 'ended' | 'timeout';
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** How a watch ended; `error` when it failed, which the caller judges (see isTransient). */
+type WatchEnd = 'reached' | 'deleted' | 'ended' | 'timeout' | { error: unknown };
 
 function watchUntil(
   cluster: Cluster,
@@ -106,7 +147,7 @@ function watchUntil(
     plural: PLURAL.InstanceAction,
     namespace: cluster.namespace,
   });
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve) => {
     let settled = false;
     const settle = (finish: () => void) => {
       if (settled) return;
@@ -133,12 +174,11 @@ function watchUntil(
         if (reached(obj)) settle(() => resolve('reached'));
       },
       (err: unknown) => {
-        // The API server refused the watch itself (e.g. Forbidden): that will not get better.
-        const status = apiStatus(err);
-        if (err && status !== undefined && status !== 410) settle(() => reject(err));
-        else settle(() => resolve('ended'));
+        // 410 Gone: the resourceVersion is too old, which a fresh read mends.
+        if (!err || apiStatus(err) === 410) settle(() => resolve('ended'));
+        else settle(() => resolve({ error: err }));
       },
     );
-    started.catch((err: unknown) => settle(() => reject(err)));
+    started.catch((err: unknown) => settle(() => resolve({ error: err })));
   });
 }
