@@ -366,7 +366,8 @@ async function tcpRelay(to: URL) {
         a.on('close', () => (sockets.delete(a), b.destroy()));
       }
     });
-    await new Promise<void>((r) => server?.listen(port, '127.0.0.1', r));
+    // On the API server's own address, which its certificate names.
+    await new Promise<void>((r) => server?.listen(port, to.hostname, r));
     port = (server.address() as AddressInfo).port;
   };
   await open();
