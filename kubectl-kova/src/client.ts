@@ -106,8 +106,9 @@ export function connect(target: Target): Cluster {
     throw new Error(
       `requesting uid, groups or user-extra for ${user?.name ?? ''} without impersonating a user`,
     );
-  if (target.server)
-    cluster = { name: OVERRIDDEN, skipTLSVerify: false, ...cluster, server: target.server };
+  // A trailing slash (https://host:6443/) would double the one every API path starts with.
+  const server = target.server?.replace(/\/+$/, '');
+  if (server) cluster = { name: OVERRIDDEN, skipTLSVerify: false, ...cluster, server };
   if (target.certificateAuthority && cluster)
     cluster = { ...cluster, caData: undefined, caFile: target.certificateAuthority };
   // As kubectl: skipping the server's certificate check drops the CA the kubeconfig names.

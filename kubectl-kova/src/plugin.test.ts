@@ -220,23 +220,28 @@ describe('kubectl kova against a real API server', () => {
     // The plugin reaches the API server through a TCP relay (--server), which is then shut:
     // the watch breaks, and the reads after it are refused until the relay listens again.
     const relay = await tcpRelay(new URL(serverUrl()));
-    const server = new URL(serverUrl());
-    server.port = String(relay.port);
-    const plugin = start(['stop', 'net-1', '--server', server.href, '--timeout', '1m']);
-    const name = (await createdFor('net-1')).metadata.name;
-    await until('the plugin watching through the relay', () => relay.connections() > 0);
-    await new Promise((r) => setTimeout(r, 500));
-    await relay.shut();
-    await new Promise((r) => setTimeout(r, 1500));
-    await setStatus(name, { phase: 'Succeeded', reason: 'Succeeded', completionTime: now() });
-    await new Promise((r) => setTimeout(r, 1500));
-    expect(plugin.stdout()).toBe('');
-    await relay.open();
+    try {
+      const server = new URL(serverUrl());
+      server.port = String(relay.port);
+      // With a trailing slash, as URLs are often written (href ends in '/').
+      const plugin = start(['stop', 'net-1', '--server', server.href, '--timeout', '1m']);
+      const name = (await createdFor('net-1')).metadata.name;
+      await until('the plugin watching through the relay', () => relay.connections() > 0);
+      await new Promise((r) => setTimeout(r, 500));
+      await relay.shut();
+      await new Promise((r) => setTimeout(r, 1500));
+      await setStatus(name, { phase: 'Succeeded', reason: 'Succeeded', completionTime: now() });
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(plugin.stdout()).toBe('');
+      await relay.open();
 
-    expect(await plugin.exit).toBe(0);
-    expect(plugin.stdout()).toBe('instance/net-1 stopped\n');
-    expect(plugin.stderr()).toBe('');
-    await relay.shut();
+      expect(await plugin.exit).toBe(0);
+      expect(plugin.stdout()).toBe('instance/net-1 stopped\n');
+      expect(plugin.stderr()).toBe('');
+    } finally {
+      // Shut also when it failed: an open relay would keep jest (and the heavy lock) alive.
+      await relay.shut();
+    }
   });
 
   describe('impersonating with --as and --as-group', () => {

@@ -64,7 +64,7 @@ it('passes while an operator leads, and fails once it released the Lease', async
     const { stdout } = await promisify(execFile)(process.execPath, [mainJs, 'check-install'], {
       env: { ...process.env, KOVA_SYSTEM_NAMESPACE: namespace, KOVA_CHECK_TIMEOUT_SECONDS: '0' },
     });
-    expect(stdout).toContain('kova is installed: 7 kinds served, an operator leads');
+    expect(stdout).toContain('kova is installed: 8 kinds served, an operator leads');
   } finally {
     await elector.release();
   }
