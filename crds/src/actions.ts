@@ -48,6 +48,19 @@ export interface Refusal {
   message: string;
 }
 
+/** How an action (or a console session) ended, before it is written to its status. */
+export type ActionOutcome = { ok: true; message: string } | ({ ok: false } & Refusal);
+
+/** The status that records an outcome: the action's end. */
+export function finishedStatus(o: ActionOutcome, at = new Date()): ActionStatus {
+  return {
+    phase: o.ok ? 'Succeeded' : 'Failed',
+    reason: o.ok ? ActionReason.Succeeded : o.reason,
+    message: o.message,
+    completionTime: at.toISOString(),
+  };
+}
+
 /**
  * Console sessions (Console, ConsoleLog) run beside power actions: they neither wait for one in
  * flight nor hold one up, and set no task.

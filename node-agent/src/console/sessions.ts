@@ -15,9 +15,11 @@ import type { TLSSocket } from 'node:tls';
 import { apiStatus, type Logger, type Patcher } from '@kova/controller-kit';
 import {
   actionRef,
+  finishedStatus,
   ActionReason,
   isFinished,
   isSession,
+  type ActionOutcome,
   type ActionStatus,
   type InstanceActionObject,
 } from '@kova/crds';
@@ -47,8 +49,6 @@ export interface SessionDeps {
   /** Where clients connect, and the fingerprint they pin (known once the endpoint listens). */
   endpoint: () => { endpoint: string; certSHA256: string };
 }
-
-type Outcome = { ok: true; message: string } | { ok: false; reason: string; message: string };
 
 const UNAUTHORIZED = {
   ok: false as const,
@@ -163,7 +163,7 @@ export class ConsoleSessions {
     client: TLSSocket,
     ready: () => void,
     started: number,
-  ): Promise<Outcome> {
+  ): Promise<ActionOutcome> {
     const guest = connect(this.d.paths.instanceFile(inst.metadata.uid, 'console.sock'));
     try {
       await once(guest, 'connect');
@@ -201,7 +201,7 @@ export class ConsoleSessions {
     client: TLSSocket,
     ready: () => void,
     tail: number | undefined,
-  ): Promise<Outcome> {
+  ): Promise<ActionOutcome> {
     const path = this.d.paths.instanceFile(inst.metadata.uid, 'console.log');
     const start = tail === undefined ? 0 : await tailStart(path, tail);
     ready();
@@ -216,13 +216,8 @@ export class ConsoleSessions {
     return { ok: true, message: `sent ${sent} bytes of console output` };
   }
 
-  private async finish(a: InstanceActionObject, o: Outcome): Promise<void> {
-    await this.write(a, {
-      phase: o.ok ? 'Succeeded' : 'Failed',
-      reason: o.ok ? ActionReason.Succeeded : o.reason,
-      message: o.message,
-      completionTime: new Date().toISOString(),
-    });
+  private async finish(a: InstanceActionObject, o: ActionOutcome): Promise<void> {
+    await this.write(a, finishedStatus(o));
     this.d.logger.info('console session finished', {
       action: `${a.metadata.namespace}/${a.metadata.name}`,
       kind: a.spec.action,

@@ -15,11 +15,13 @@ import { apiStatus, type Patcher } from '@kova/controller-kit';
 import {
   actionRef,
   actionRefusal,
+  finishedStatus,
   ActionReason,
   ConditionType,
   isFinished,
   isSession,
   taskOf,
+  type ActionOutcome,
   type ActionStatus,
   type ActionStep,
   type InstanceActionObject,
@@ -41,8 +43,6 @@ export interface ActionSource {
   list(namespace?: string): readonly InstanceActionObject[];
 }
 
-type Outcome = { ok: true; message: string } | { ok: false; reason: string; message: string };
-
 /** A step may take this long beyond the shutdown timeout before the action fails. */
 export const STEP_TIMEOUT_MS = 120_000;
 
@@ -52,7 +52,10 @@ export class ActionHandler {
   /** Steps this process started (action UID/step index): others were an earlier process's. */
   private readonly started = new Set<string>();
   /** Per Instance UID, the finished action whose result waits for the Instance's status. */
-  private readonly settling = new Map<string, { action: InstanceActionObject; outcome: Outcome }>();
+  private readonly settling = new Map<
+    string,
+    { action: InstanceActionObject; outcome: ActionOutcome }
+  >();
 
   constructor(
     private readonly source: ActionSource,
@@ -138,12 +141,7 @@ export class ActionHandler {
     if (!a || isFinished(a.status?.phase)) return void this.settling.delete(uid);
     let done: InstanceActionObject;
     try {
-      done = await this.write(a, {
-        phase: o.ok ? 'Succeeded' : 'Failed',
-        reason: o.ok ? ActionReason.Succeeded : o.reason,
-        message: o.message,
-        completionTime: now(),
-      });
+      done = await this.write(a, finishedStatus(o));
     } catch (err) {
       if (apiStatus(err) !== 404) throw err;
       return void this.settling.delete(uid);
@@ -227,7 +225,7 @@ export class ActionHandler {
   }
 
   /** The Instance's side of the end; the action's result follows once the power handler ran. */
-  private finish(c: StepContext, a: InstanceActionObject, o: Outcome): PhaseResult {
+  private finish(c: StepContext, a: InstanceActionObject, o: ActionOutcome): PhaseResult {
     this.settling.set(c.inst.metadata.uid, { action: a, outcome: o });
     const who = requester(a);
     // Stopped by request: the runStrategy must know it was no crash (RerunOnFailure keeps it off).
@@ -302,7 +300,7 @@ const unreachable = (err: unknown) =>
     (code) => isLibvirtError(err, code),
   );
 
-function failedStep(step: string, message = 'failed', timedOut = false): Outcome {
+function failedStep(step: string, message = 'failed', timedOut = false): ActionOutcome {
   return {
     ok: false,
     reason: timedOut ? ActionReason.StepTimeout : ActionReason.StepFailed,

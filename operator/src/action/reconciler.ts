@@ -14,6 +14,7 @@ import type { Logger, SyncResult } from '@kova/controller-kit';
 import {
   actionRefusal,
   ActionReason,
+  finishedStatus,
   isFinished,
   isSession,
   type ActionStatus,
@@ -180,12 +181,10 @@ export class ActionReconciler {
   }
 
   private async fail(a: InstanceActionObject, why: Refusal, inst: InstanceObject | undefined) {
-    const written = await this.write(a, {
-      phase: 'Failed',
-      reason: why.reason,
-      message: why.message,
-      completionTime: new Date(this.now()).toISOString(),
-    });
+    const written = await this.write(
+      a,
+      finishedStatus({ ok: false, ...why }, new Date(this.now())),
+    );
     this.d.logger.info('instance action failed', { ...logFields(a), reason: why.reason });
     await this.ownOne(written, inst);
   }
