@@ -37,7 +37,7 @@ import { selfSignedCertificate } from './console/certificate.js';
 import { ConsoleEndpoint } from './console/endpoint.js';
 import { ConsoleSessions } from './console/sessions.js';
 import { agentMetrics, type AgentMetrics } from './metrics.js';
-import { NodeNetworks, networksInUse } from './network/node-networks.js';
+import { guestNics, NodeNetworks, networksInUse } from './network/node-networks.js';
 import { removeLegacyGuard } from './network/legacy-guard.js';
 import { tunnelEndpoint } from './network/tunnel.js';
 import { ImageCache } from './steps/image-cache.js';
@@ -167,6 +167,7 @@ export class NodeAgent {
       tunnel,
       networks: this.networks,
       inUse: () => networksInUse(this.instances.list()),
+      nics: () => guestNics(this.instances.list()),
       logger: this.logger,
     });
     this.nodeNetworks = nodeNetworks;

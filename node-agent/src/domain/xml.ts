@@ -26,18 +26,6 @@ export interface DomainSpec {
   kernel?: { path: string; initrd?: string; cmdline?: string };
 }
 
-/**
- * The traffic filter on a NIC's tap: libvirt's nwfilter clean-traffic drops frames whose source
- * MAC or IPv4 address (ARP included) is not the NIC's own, and anything but IPv4 and ARP, so a
- * guest cannot pose as its neighbour. The MAC parameter is the interface's own.
- */
-export function trafficFilter(nic: Pick<Nic, 'ip'>): {
-  filter: string;
-  parameters: Record<string, string>;
-} {
-  return { filter: 'clean-traffic', parameters: { IP: nic.ip } };
-}
-
 /** libvirt domain names must be unique per host: namespace and name, with the UID to be sure. */
 export function domainName(namespace: string, name: string, uid: string): string {
   return `kova-${namespace}_${name}-${uid.slice(0, 8)}`;
@@ -94,9 +82,6 @@ export function domainXml(s: DomainSpec): string {
     iface.ele('target', { dev: nic.tap });
     iface.ele('model', { type: 'virtio' });
     iface.ele('mtu', { size: String(nic.mtu) });
-    const { filter, parameters } = trafficFilter(nic);
-    const ref = iface.ele('filterref', { filter });
-    for (const [name, value] of Object.entries(parameters)) ref.ele('parameter', { name, value });
   }
   // The serial port is a socket QEMU listens on (one client at a time: the agent's console
   // endpoint) and everything it prints is also appended to the log, connected or not.

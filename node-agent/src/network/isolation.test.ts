@@ -1,22 +1,19 @@
-// Guests against the real kernel: network namespaces play the guests, each behind a veth on a
-// kova bridge with the traffic filter libvirt puts on a domain's tap (a real nwfilter binding
-// in the real libvirtd), and kova's nftables rules the agent applies for two Networks, one with
-// egress. Another namespace plays what lies beyond the node (pods, services, the internet).
+// Guests against the real kernel: network namespaces play the guests, each behind a veth named
+// as the agent names a domain's tap, on a kova bridge, under kova's nftables rules the agent
+// applies for two Networks (one with egress) and for each guest NIC (anti-spoofing). Another namespace plays what lies beyond the node (pods, services, the internet).
 // Only addresses inside these namespaces are used.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { logger } from '@kova/controller-kit';
 import type { INetwork } from '@kova/crds';
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer, type Server } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { trafficFilter } from '../domain/xml.js';
 import { usableNetworkStatus } from '../test-support.js';
 import { tapName } from './names.js';
 import { NodeNetworks } from './node-networks.js';
+import type { GuestNic } from './ruleset.js';
 
 const BRIDGE = 'kvsect0';
 const EGRESS_BRIDGE = 'kvsect1';
@@ -62,12 +59,15 @@ const networks: Record<string, INetwork> = {
 };
 const networkOf = (g: keyof typeof guests) => (g === 'c' ? 'sec-egress' : 'sec-test');
 let inUse = new Set(Object.keys(networks));
+/** The guest NICs the node knows (the agent's: its Instances' interfaces). */
+let nics: GuestNic[] = [];
 /** The node side of Networks as the agent runs it, with no tunnel: a node alone. */
 const node = new NodeNetworks({
   nodeName: 'sec-node',
   tunnel: undefined,
   networks: { get: (n) => networks[n] },
   inUse: () => inUse,
+  nics: () => nics,
   logger: logger('isolation-test'),
 });
 let ipForwardBefore: string;
@@ -103,7 +103,6 @@ function serveIn(ns: string): Promise<ChildProcess> {
 
 const servers: ChildProcess[] = [];
 let hostServer: Server;
-let bindingDir: string;
 
 /** A namespace with one veth end named `eth0`, the other end `hostEnd` in the host. */
 function namespaceWithVeth(ns: string, hostEnd: string, ip: string, prefix: number, mac?: string) {
@@ -118,29 +117,14 @@ function inNsRun(ns: string, ...args: string[]) {
   return sh('ip', '-n', ns, ...args);
 }
 
-/** Binds the filter kova asks libvirt for onto a veth, as libvirt does for a domain's tap. */
-function bindFilter(port: string, guest: { uid: string; ip: string; mac: string }) {
-  const { filter, parameters } = trafficFilter(guest);
-  const params = Object.entries(parameters)
-    .map(([n, v]) => `<parameter name='${n}' value='${v}'/>`)
-    .join('');
-  const file = join(bindingDir, `${port}.xml`);
-  writeFileSync(
-    file,
-    `<filterbinding><owner><name>${port}</name><uuid>${guest.uid}</uuid></owner>` +
-      `<portdev name='${port}'/><mac address='${guest.mac}'/>` +
-      `<filterref filter='${filter}'>${params}</filterref></filterbinding>`,
-  );
-  sh('virsh', '-c', 'qemu:///system', 'nwfilter-binding-create', file);
-}
-
 beforeAll(async () => {
-  bindingDir = mkdtempSync(join(tmpdir(), 'kova-nwfilter-'));
   ipForwardBefore = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
   for (const [key, g] of Object.entries(guests)) {
     const net = networks[networkOf(key as keyof typeof guests)] as INetwork;
+    const tap = tapName(g.uid, 0);
+    nics = [...nics, { tap, mac: g.mac, ip: g.ip }];
     // The agent's networking step: the bridge, its gateway address and kova's rules.
-    const nics = await node.plug(
+    const plugged = await node.plug(
       g.uid,
       [
         {
@@ -153,12 +137,10 @@ beforeAll(async () => {
       ],
       (n) => networks[n],
     );
-    const tap = tapName(g.uid, 0);
-    expect(nics[0]).toMatchObject({ bridge: net.spec.bridge, tap, mtu: 1450 });
+    expect(plugged[0]).toMatchObject({ bridge: net.spec.bridge, tap, mtu: 1450 });
     namespaceWithVeth(g.ns, tap, g.ip, 24, g.mac);
     inNsRun(g.ns, 'route', 'add', 'default', 'via', net.spec.gateway);
     sh('ip', 'link', 'set', tap, 'master', net.spec.bridge, 'up');
-    bindFilter(tap, g);
   }
   // Beyond the node: routed, and it knows its way back only to the node (as the internet does).
   namespaceWithVeth(outside.ns, OUTSIDE_LINK, outside.ip, 24);
@@ -173,17 +155,12 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const s of servers) s.kill();
   hostServer?.close();
-  for (const g of Object.values(guests)) {
-    quietly(() =>
-      sh('virsh', '-c', 'qemu:///system', 'nwfilter-binding-delete', tapName(g.uid, 0)),
-    );
-    quietly(() => sh('ip', 'netns', 'del', g.ns));
-  }
+  for (const g of Object.values(guests)) quietly(() => sh('ip', 'netns', 'del', g.ns));
   quietly(() => sh('ip', 'netns', 'del', outside.ns));
   inUse = new Set();
+  nics = [];
   await node.sync();
   writeFileSync('/proc/sys/net/ipv4/ip_forward', ipForwardBefore);
-  rmSync(bindingDir, { recursive: true, force: true });
 });
 
 describe('guest network isolation', () => {
@@ -250,6 +227,7 @@ describe('egress and isolation between Networks', () => {
     for (const g of Object.values(guests))
       quietly(() => sh('ip', 'link', 'del', tapName(g.uid, 0)));
     inUse = new Set();
+    nics = [];
     await node.sync();
     expect(bridges()).not.toMatch(/kvsect/);
     expect(sh('nft', 'list', 'tables')).not.toMatch(/\bkova\b/);

@@ -21,13 +21,16 @@ interface LinkInfo {
   mtu: number;
   address?: string;
   ifalias?: string;
+  flags?: string[];
+  addr_info?: { local: string; prefixlen: number }[];
   linkinfo?: { info_kind?: string; info_data?: { id?: number; local?: string } };
 }
 
 const ZERO_MAC = '00:00:00:00:00:00';
 
+/** The link with its details and addresses (one `ip` process: a build reads it every time). */
 async function link(name: string): Promise<LinkInfo | undefined> {
-  const out = await run('ip', ['-j', '-d', 'link', 'show', 'dev', name]).catch(() => undefined);
+  const out = await run('ip', ['-j', '-d', 'addr', 'show', 'dev', name]).catch(() => undefined);
   return out ? (JSON.parse(out) as LinkInfo[])[0] : undefined;
 }
 
@@ -58,10 +61,21 @@ export async function ensureBridge(l: NetworkLinks): Promise<void> {
     br = await link(l.bridge);
   }
   await noIpv6(l.bridge);
+  if (br && bridgeAsWanted(br, l)) return;
   if (l.vni !== undefined && br?.address !== gatewayMac(l.vni))
     await run('ip', ['link', 'set', 'dev', l.bridge, 'address', gatewayMac(l.vni)]);
   await run('ip', ['addr', 'replace', `${l.gateway}/${l.prefix}`, 'dev', l.bridge]);
   await run('ip', ['link', 'set', 'dev', l.bridge, 'mtu', String(l.mtu), 'up']);
+}
+
+/** Up, with the Network's MTU, gateway address and (with a VNI) the gateway MAC. */
+function bridgeAsWanted(br: LinkInfo, l: NetworkLinks): boolean {
+  return (
+    !!br.flags?.includes('UP') &&
+    br.mtu === l.mtu &&
+    (l.vni === undefined || br.address === gatewayMac(l.vni)) &&
+    !!br.addr_info?.some((a) => a.local === l.gateway && a.prefixlen === l.prefix)
+  );
 }
 
 /**

@@ -18,7 +18,7 @@ import {
   type NetworkLinks,
 } from './links.js';
 import { gatewayMac, tapName, vxlanName, VXLAN_OVERHEAD } from './names.js';
-import { renderRuleset, type GuardedNetwork } from './ruleset.js';
+import { renderRuleset, type GuardedNetwork, type GuestNic } from './ruleset.js';
 import type { TunnelEndpoint } from './tunnel.js';
 
 export interface Nic extends Interface {
@@ -33,6 +33,8 @@ export interface NodeNetworksOptions {
   networks: Pick<Informer<INetwork>, 'get'>;
   /** Names of the Networks the Instances bound to this node have addresses on. */
   inUse: () => Set<string>;
+  /** The NICs of the Instances bound to this node, each held to its MAC and address. */
+  nics: () => GuestNic[];
   logger: Logger;
 }
 
@@ -190,14 +192,16 @@ export class NodeNetworks {
 
   /**
    * kova's nftables tables, rewritten in one transaction when they would change or are gone (a
-   * node reboot, a flushed ruleset). Never needlessly: libvirt's nwfilter edits the ruleset too
-   * (ebtables) while domains start, and fails when another transaction lands in between.
+   * node reboot, a flushed ruleset); never needlessly (each `nft -f` is a process and a ruleset
+   * swap in the kernel).
    */
   private async applyRules(nets: INetwork[]): Promise<void> {
     try {
       const guarded = [...nets.map((n) => this.guarded(n)), ...(await this.orphanBridges(nets))];
-      const text = renderRuleset(guarded);
-      if (text === this.appliedRules && (await this.tablesPresent(guarded.length > 0))) return;
+      const nics = this.o.nics();
+      const text = renderRuleset(guarded, nics);
+      const wanted = guarded.length > 0 || nics.length > 0;
+      if (text === this.appliedRules && (await this.tablesPresent(wanted))) return;
       if (guarded.some((n) => n.egress)) await writeFile('/proc/sys/net/ipv4/ip_forward', '1');
       await run('nft', ['-f', '-'], { input: text });
       this.appliedRules = text;
@@ -226,7 +230,7 @@ export class NodeNetworks {
   /** Whether kova's tables are there as last applied (a read: it changes nothing). */
   private async tablesPresent(wanted: boolean): Promise<boolean> {
     const tables = await run('nft', ['list', 'tables']);
-    return /^table inet kova$/m.test(tables) === wanted;
+    return /^table bridge kova$/m.test(tables) === wanted;
   }
 
   private guarded(net: INetwork): GuardedNetwork {
@@ -258,6 +262,17 @@ export class NodeNetworks {
 
 /** Why the operator refused this Network, if it did: such a Network is never built. */
 const refusal = (net: INetwork) => networkRefusal(net.metadata?.name as string, net);
+
+/** The NICs of the given Instances, by the tap each gets. */
+export function guestNics(instances: readonly IInstance[]): GuestNic[] {
+  return instances.flatMap((i) =>
+    (i.status?.interfaces ?? []).map((f, n) => ({
+      tap: tapName(i.metadata?.uid as string, n),
+      mac: f.mac,
+      ip: f.ip,
+    })),
+  );
+}
 
 /** The Networks the given Instances have addresses on. */
 export function networksInUse(instances: readonly IInstance[]): Set<string> {
