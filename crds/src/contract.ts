@@ -33,9 +33,16 @@ export const ConditionType = {
   Ready: 'Ready',
 } as const;
 
-/** The operator removes this once addresses and the capacity claim are released. */
+/**
+ * Set at binding by earlier operators; no longer set (an Instance's addresses and claim are
+ * released when it is gone, or by the operator's orphan sweep). The operator still lifts it from
+ * Instances that carry it, once their addresses and claim are released.
+ */
 export const OPERATOR_FINALIZER = 'compute.kova.dev/operator';
-/** The node agent removes this once the domain and its disks are gone from the node. */
+/**
+ * Set by the node agent at the hand-off, before it builds anything on the node; it removes it
+ * once the domain and its disks are gone from the node.
+ */
 export const NODE_CLEANUP_FINALIZER = 'compute.kova.dev/node-cleanup';
 
 export const OPERATOR_FIELD_MANAGER = 'kova-operator';
@@ -44,8 +51,7 @@ export const AGENT_FIELD_MANAGER = 'kova-node-agent';
 /** Namespace of the agents' heartbeat Leases (one per node, named after it) and of the operator's leader Lease. */
 export const DEFAULT_SYSTEM_NAMESPACE = 'kova-system';
 
-/** Labels put on IPAllocations so an Instance's addresses can be found and released. */
-export const INSTANCE_UID_LABEL = 'compute.kova.dev/instance-uid';
+/** Put on IPBlocks, so a Network's blocks are listed by label. */
 export const NETWORK_LABEL = 'compute.kova.dev/network';
 
 /** An Instance as read from the API: name, namespace and uid are always set there. */

@@ -17,7 +17,7 @@ export const PLURAL = {
   Network: 'networks',
   ServerGroup: 'servergroups',
   Hypervisor: 'hypervisors',
-  IPAllocation: 'ipallocations',
+  IPBlock: 'ipblocks',
   InstanceAction: 'instanceactions',
 } as const;
 

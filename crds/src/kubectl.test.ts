@@ -96,7 +96,7 @@ describe('kubectl against the local control plane', () => {
         'images',
         'instanceactions',
         'instances',
-        'ipallocations',
+        'ipblocks',
         'networks',
         'servergroups',
       ].map((p) => `${p}.compute.kova.dev`),

@@ -1,6 +1,7 @@
 // What a user does with Instances and what they check, for the e2e suites: create, wait for a
 // phase, read conditions, and look at the guest on its node (domain, serial console, HTTP).
-import { GROUP, VERSION, type IIPAllocation, type IInstance } from '@kova/crds';
+import type { CustomObjectsApi } from '@kubernetes/client-node';
+import { GROUP, VERSION, type IIPBlock, type IInstance } from '@kova/crds';
 import { until } from '@kova/hack';
 import type { Cluster } from './cluster.js';
 
@@ -80,13 +81,8 @@ export class Instances {
     await until(`${name} to be gone`, async () => !(await this.get(name)), timeoutMs, 100);
   }
 
-  async allocationsOf(uid: string): Promise<IIPAllocation[]> {
-    const all = (await this.c.api.listClusterCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: 'ipallocations',
-    })) as { items: IIPAllocation[] };
-    return all.items.filter((a) => a.spec.instance.uid === uid);
+  async allocationsOf(uid: string): Promise<HeldAddress[]> {
+    return (await heldAddresses(this.c.api)).filter((a) => a.instance.uid === uid);
   }
 
   // ---- the guest, seen from its node
@@ -169,4 +165,19 @@ export class Instances {
       250,
     );
   }
+}
+
+/** An address as its IPBlock lists it. */
+export type HeldAddress = NonNullable<IIPBlock['spec']['addresses']>[number] & { network: string };
+
+/** Every address held on every Network, from the IPBlocks. */
+export async function heldAddresses(api: CustomObjectsApi): Promise<HeldAddress[]> {
+  const list = (await api.listClusterCustomObject({
+    group: GROUP,
+    version: VERSION,
+    plural: 'ipblocks',
+  })) as { items: IIPBlock[] };
+  return list.items.flatMap((b) =>
+    (b.spec.addresses ?? []).map((a) => ({ network: b.spec.network, ...a })),
+  );
 }

@@ -179,7 +179,7 @@ describe('Helm chart', () => {
       ['patch', 'images.compute.kova.dev'],
       ['update', 'networks.compute.kova.dev'],
       ['get', 'secrets'],
-      ['create', 'ipallocations.compute.kova.dev'],
+      ['update', 'ipblocks.compute.kova.dev'],
     ])) {
       expect(`${verb} ${resource}: ${agent(verb, resource)}`).toBe(`${verb} ${resource}: no`);
     }
@@ -193,7 +193,8 @@ describe('Helm chart', () => {
     ])) {
       expect(`${verb} ${resource}: ${operator(verb, resource)}`).toBe(`${verb} ${resource}: no`);
     }
-    expect(operator('create', 'ipallocations.compute.kova.dev')).toBe('yes');
+    expect(operator('update', 'ipblocks.compute.kova.dev')).toBe('yes');
+    expect(operator('create', 'ipallocations.compute.kova.dev')).toBe('no');
     expect(operator('patch', 'networks.compute.kova.dev')).toBe('yes');
     expect(operator('patch', 'networks.compute.kova.dev/status')).toBe('yes');
     expect(operator('create', 'events')).toBe('yes');

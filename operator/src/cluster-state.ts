@@ -19,7 +19,7 @@ import {
   type IHypervisor,
   type IImage,
   type InstanceObject,
-  type IIPAllocation,
+  type IIPBlock,
   type INetwork,
   type IServerGroup,
   type KovaKind,
@@ -42,7 +42,7 @@ export class ClusterState {
   readonly images: Informer<IImage>;
   readonly networks: Informer<INetwork>;
   readonly serverGroups: Informer<IServerGroup>;
-  readonly allocations: Informer<IIPAllocation>;
+  readonly blocks: Informer<IIPBlock>;
   readonly leases: Informer<V1Lease>;
   readonly actions: Informer<InstanceActionObject>;
   readonly nodes: Informer<V1Node> | undefined;
@@ -72,7 +72,7 @@ export class ClusterState {
     this.images = new Informer(kc, kova('Image'), opts);
     this.networks = new Informer(kc, kova('Network'), opts);
     this.serverGroups = new Informer(kc, kova('ServerGroup'), opts);
-    this.allocations = new Informer(kc, kova('IPAllocation'), opts);
+    this.blocks = new Informer(kc, kova('IPBlock'), opts);
     this.actions = new Informer(kc, kova('InstanceAction'), opts);
     this.leases = new Informer(
       kc,
@@ -102,7 +102,7 @@ export class ClusterState {
       this.images,
       this.networks,
       this.serverGroups,
-      this.allocations,
+      this.blocks,
       this.leases,
       this.actions,
       ...(this.nodes ? [this.nodes] : []),

@@ -2,7 +2,7 @@
 // middle of a burst; the other takes over and finishes with the same guarantees.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
-import { API_VERSION, GROUP, PLURAL, VERSION, type IIPAllocation } from '@kova/crds';
+import { API_VERSION, GROUP, PLURAL, VERSION, type IIPBlock } from '@kova/crds';
 import type { LocalControlPlane, SimulatedFleet } from '@kova/hack';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -149,9 +149,9 @@ describe('operator failover', () => {
 
     const ifaces = items.flatMap((i) => i.status?.interfaces ?? []);
     expect(new Set(ifaces.map((f) => f.ip)).size).toBe(ifaces.length);
-    const allocs = await list<IIPAllocation>('ipallocations');
+    const allocs = (await list<IIPBlock>('ipblocks')).flatMap((b) => b.spec.addresses ?? []);
     expect(allocs.length).toBe(ifaces.length);
     const bound = new Set(items.filter((i) => i.status?.nodeName).map((i) => i.metadata.uid));
-    for (const al of allocs) expect(bound.has(al.spec.instance.uid)).toBe(true);
+    for (const al of allocs) expect(bound.has(al.instance.uid)).toBe(true);
   });
 });

@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import {
   AdmissionregistrationV1Api,
+  ApiextensionsV1Api,
   CoreV1Api,
   CustomObjectsApi,
   PatchStrategy,
@@ -19,7 +20,7 @@ import {
   NODE_CLEANUP_FINALIZER,
   PLURAL,
   VERSION,
-  type IIPAllocation,
+  type IIPBlock,
   type InstanceStatus,
 } from '@kova/crds';
 import {
@@ -33,6 +34,7 @@ import type { InstanceObject as Instance } from '@kova/crds';
 import { ClusterState } from './cluster-state.js';
 import { configFromEnv, type OperatorConfig } from './config.js';
 import { AddressAllocator } from './ipam/allocator.js';
+import { leasesOf, type AddressLease } from './ipam/blocks.js';
 import type { ReconcilerDeps } from './instance/sync-context.js';
 import {
   runOperator,
@@ -89,10 +91,10 @@ async function getInstance(namespace: string, name: string): Promise<Instance | 
     .catch(() => undefined)) as Instance | undefined;
 }
 
-async function allocations(): Promise<IIPAllocation[]> {
-  return (
-    (await api.listClusterCustomObject(kovaApi('ipallocations'))) as { items: IIPAllocation[] }
-  ).items;
+/** Every address held, as the IPBlocks list them. */
+async function allocations(): Promise<AddressLease[]> {
+  const list = (await api.listClusterCustomObject(kovaApi('ipblocks'))) as { items: IIPBlock[] };
+  return list.items.flatMap(leasesOf);
 }
 
 const cond = (s: InstanceStatus | undefined, type: string) =>
@@ -152,15 +154,17 @@ async function reportFault(
   );
 }
 
-/** Plays the node agent after it removed the domain: lifts its finalizer, retrying on conflict. */
-async function removeCleanupFinalizer(ns: string, name: string): Promise<void> {
+/** Plays the node agent: sets or lifts its node-cleanup finalizer, retrying on conflict. */
+async function setCleanupFinalizer(ns: string, name: string, on: boolean): Promise<void> {
   for (;;) {
-    const fresh = (await getInstance(ns, name)) as Instance;
+    const fresh = await getInstance(ns, name);
+    if (!fresh) return; // gone: nothing was built on a node, or its cleanup is done
+    const others = (fresh.metadata.finalizers ?? []).filter((f) => f !== NODE_CLEANUP_FINALIZER);
     try {
       await new Patcher(kc, 'fake-agent').setFinalizers(
         { apiVersion: API_VERSION, kind: 'Instance', plural: 'instances', name, namespace: ns },
         fresh.metadata.resourceVersion as string,
-        (fresh.metadata.finalizers ?? []).filter((f) => f !== NODE_CLEANUP_FINALIZER),
+        on ? [...others, NODE_CLEANUP_FINALIZER] : others,
       );
       return;
     } catch (err) {
@@ -168,6 +172,11 @@ async function removeCleanupFinalizer(ns: string, name: string): Promise<void> {
     }
   }
 }
+
+/** The agent's hand-off: it sets its finalizer before it builds anything on the node. */
+const handOff = (ns: string, name: string) => setCleanupFinalizer(ns, name, true);
+/** The agent after it removed the domain. */
+const removeCleanupFinalizer = (ns: string, name: string) => setCleanupFinalizer(ns, name, false);
 
 beforeAll(async () => {
   // 40 hypervisors of mixed sizes; `small` (1 vCPU, 1 GiB, 10 GiB) fits 15 on a small one and 31 on a big one.
@@ -222,9 +231,14 @@ describe('a burst of 1,000 Instances onto 40 hypervisors that fit only some', ()
   const total = 1000;
   let ns: string;
   let settled: Instance[];
+  let blockWrites: number;
 
   beforeAll(async () => {
     ns = await namespace('burst');
+    const writes = async () =>
+      (await apiServerCount('resource="ipblocks"', 'verb="PUT"')) +
+      (await apiServerCount('resource="ipblocks"', 'verb="POST"'));
+    const writesBefore = await writes();
     await create(
       'ServerGroup',
       { metadata: { name: 'spread' }, spec: { policy: 'anti-affinity', maxPerNode: 1 } },
@@ -257,6 +271,7 @@ describe('a burst of 1,000 Instances onto 40 hypervisors that fit only some', ()
       },
       240_000,
     );
+    blockWrites = (await writes()) - writesBefore;
   }, 300_000);
 
   it("binds exactly as many as fit, and never beyond any hypervisor's allocation ratio", async () => {
@@ -310,13 +325,15 @@ describe('a burst of 1,000 Instances onto 40 hypervisors that fit only some', ()
     expect(new Set(members).size).toBe(members.length);
   });
 
-  it('hands out every IP and MAC once, each backed by one IPAllocation', async () => {
+  it('hands out every IP and MAC once, each recorded once in an IPBlock', async () => {
     const ifaces = settled.flatMap((i) => i.status?.interfaces ?? []);
     expect(new Set(ifaces.map((f) => f.ip)).size).toBe(ifaces.length);
     expect(new Set(ifaces.map((f) => f.mac)).size).toBe(ifaces.length);
     for (const f of ifaces) expect(f.mac).toMatch(/^fa:16:3e(:[0-9a-f]{2}){3}$/);
-    const held = (await allocations()).filter((a) => a.spec.instance.namespace === ns);
+    const held = (await allocations()).filter((a) => a.instance.namespace === ns);
     expect(held.length).toBe(ifaces.length);
+    // Addresses handed out meanwhile share a block's write: far fewer writes than addresses.
+    expect(blockWrites).toBeLessThan(ifaces.length / 2);
   });
 
   it('binds the waiting ones once capacity is freed', async () => {
@@ -372,7 +389,7 @@ describe('faults reported by the agent', () => {
     expect(failed.status?.fault?.reason).toBe('MaxRetriesExceeded');
     for (const n of nodes) expect(failed.status?.fault?.message).toContain(n);
     expect(failed.status?.nodeName).toBeUndefined();
-    expect((await allocations()).filter((a) => a.spec.instance.name === 'flaky')).toEqual([]);
+    expect((await allocations()).filter((a) => a.instance.name === 'flaky')).toEqual([]);
   });
 
   it('fails at once on a fault no other node could fix', async () => {
@@ -590,6 +607,7 @@ describe('deletion', () => {
       const i = await getInstance(ns, 'doomed');
       return i?.status?.interfaces?.length ? i : undefined;
     });
+    await handOff(ns, 'doomed');
     await api.deleteNamespacedCustomObject({
       ...kovaApi('instances'),
       namespace: ns,
@@ -603,13 +621,28 @@ describe('deletion', () => {
     expect(cond(deleting.status, 'Ready')).toMatchObject({ status: 'False', reason: 'Deleting' });
     await sleep(500);
     expect(await getInstance(ns, 'doomed')).toBeDefined();
-    expect((await allocations()).some((a) => a.spec.instance.uid === bound.metadata.uid)).toBe(
-      true,
-    );
+    expect((await allocations()).some((a) => a.instance.uid === bound.metadata.uid)).toBe(true);
     await removeCleanupFinalizer(ns, 'doomed');
     await until('the Instance to be gone', async () => !(await getInstance(ns, 'doomed')));
-    expect((await allocations()).some((a) => a.spec.instance.uid === bound.metadata.uid)).toBe(
-      false,
+    expect((await allocations()).some((a) => a.instance.uid === bound.metadata.uid)).toBe(false);
+  });
+
+  it('deletes at once an Instance no agent has taken over yet, and releases its addresses', async () => {
+    await create('Instance', instance('early'), ns);
+    const bound = await until('bound', async () => {
+      const i = await getInstance(ns, 'early');
+      return i?.status?.interfaces?.length ? i : undefined;
+    });
+    expect(bound.metadata.finalizers ?? []).toEqual([]);
+    await api.deleteNamespacedCustomObject({
+      ...kovaApi('instances'),
+      namespace: ns,
+      name: 'early',
+    });
+    expect(await getInstance(ns, 'early')).toBeUndefined();
+    await until(
+      'its address to be released',
+      async () => !(await allocations()).some((a) => a.instance.uid === bound.metadata.uid),
     );
   });
 
@@ -619,6 +652,7 @@ describe('deletion', () => {
       const i = await getInstance(ns, 'orphan');
       return i?.status?.interfaces?.length ? i : undefined;
     });
+    await handOff(ns, 'orphan');
     fleet.stopHeartbeat(bound.status?.nodeName as string);
     await api.deleteNamespacedCustomObject({
       ...kovaApi('instances'),
@@ -627,9 +661,9 @@ describe('deletion', () => {
     });
     await until('the Instance to be gone', async () => !(await getInstance(ns, 'orphan')), 30_000);
     // #12.11: its VM may still run on the unreachable node, so its address is not handed out.
-    const held = (await allocations()).filter((a) => a.spec.instance.uid === bound.metadata.uid);
+    const held = (await allocations()).filter((a) => a.instance.uid === bound.metadata.uid);
     const node = bound.status?.nodeName as string;
-    expect(held.map((a) => a.metadata?.labels?.['compute.kova.dev/held-for-node'])).toEqual([node]);
+    expect(held.map((a) => a.heldForNode)).toEqual([node]);
     const ip = bound.status?.interfaces?.[0]?.ip as string;
     await create(
       'Instance',
@@ -641,16 +675,12 @@ describe('deletion', () => {
       return cond(i?.status, 'NetworkReady')?.reason === 'FixedIPInUse';
     });
     await sleep(3000);
-    expect((await allocations()).some((a) => a.spec.instance.uid === bound.metadata.uid)).toBe(
-      true,
-    );
+    expect((await allocations()).some((a) => a.instance.uid === bound.metadata.uid)).toBe(true);
     // Back: still held until its agent reports the domain gone, then handed to the waiting one.
     fleet.resumeHeartbeat(node);
     await fleet.reportDomains(node, [bound.metadata.uid]);
     await sleep(2000);
-    expect((await allocations()).some((a) => a.spec.instance.uid === bound.metadata.uid)).toBe(
-      true,
-    );
+    expect((await allocations()).some((a) => a.instance.uid === bound.metadata.uid)).toBe(true);
     await fleet.reportDomains(node, []);
     const got = await until(
       'the held address to go to wants-held',
@@ -734,17 +764,16 @@ describe('hardening: the control loop against real failures', () => {
       return cond(i?.status, 'Scheduled')?.reason === 'NoValidHost' ? i : undefined;
     });
     // Two replicas that both believe they lead, each with its own view.
-    const created = () => apiServerCount('code="201"', 'resource="ipallocations"', 'verb="POST"');
-    const before = await created();
     const replicas = [new ClusterState(kc, configFromEnv()), new ClusterState(kc, configFromEnv())];
     await Promise.all(replicas.map((r) => r.start()));
-    const allocators = replicas.map((r) => new AddressAllocator(kc, r.networks, r.allocations));
-    await Promise.all(allocators.map((a) => a.allocate(inst, { network: 'net1' })));
+    const allocators = replicas.map((r) => new AddressAllocator(kc, r.networks, r.blocks));
+    const got = await Promise.all(allocators.map((a) => a.allocate(inst, { network: 'net1' })));
     await Promise.all(replicas.map((r) => r.stop()));
-    // Two addresses were created for one Instance and one network.
-    expect((await created()) - before).toBe(2);
     const mine = async () =>
-      (await allocations()).filter((a) => a.spec.instance.uid === inst.metadata.uid);
+      (await allocations()).filter((a) => a.instance.uid === inst.metadata.uid);
+    // Each replica's answer is in a block for this Instance (one address, or two after a race).
+    const ips = got.map((a) => ('interface' in a ? a.interface.ip : a.reason));
+    expect((await mine()).map((l) => l.ip).sort()).toEqual([...new Set(ips)].sort());
     // The operator's next sync of the waiting Instance releases what a bind left behind: both.
     await api.patchNamespacedCustomObject(
       {
@@ -781,18 +810,13 @@ describe('hardening: the control loop against real failures', () => {
       const i = await getInstance(ns, 'flood-waiter');
       return cond(i?.status, 'NetworkReady')?.reason === 'FixedIPInUse' ? i : undefined;
     });
-    const conflictsBefore = await apiServerCount(
-      'code="409"',
-      'resource="ipallocations"',
-      'verb="POST"',
-    );
+    const blockRequests = () => apiServerCount('resource="ipblocks"', 'verb="PUT"');
+    const requestsBefore = await blockRequests();
     await sleep(6000); // six rounds of heartbeats from 46 hypervisors
     const after = (await getInstance(ns, 'flood-waiter')) as Instance;
     expect(after.metadata.resourceVersion).toBe(waiting.metadata.resourceVersion);
-    const conflicts =
-      (await apiServerCount('code="409"', 'resource="ipallocations"', 'verb="POST"')) -
-      conflictsBefore;
-    expect(conflicts).toBe(0);
+    // The taken address is refused from the block as known: no write is tried.
+    expect((await blockRequests()) - requestsBefore).toBe(0);
     const events = await kc.makeApiClient(CoreV1Api).listNamespacedEvent({
       namespace: ns,
       fieldSelector: `involvedObject.name=flood-waiter,reason=FixedIPInUse`,
@@ -812,6 +836,7 @@ describe('hardening: the control loop against real failures', () => {
     });
     await create('Instance', instance('takes-last', { networks: [{ network: 'one-left' }] }), ns);
     await bound('takes-last');
+    await handOff(ns, 'takes-last');
     const two = { networks: [{ network: 'net1' }, { network: 'one-left' }] };
     await create('Instance', instance('two-nets', two), ns);
     await until('NetworkExhausted', async () => {
@@ -867,29 +892,85 @@ describe('hardening: the control loop against real failures', () => {
     expect(cond(moved.status, 'Scheduled')?.observedGeneration).toBe(2);
   });
 
-  it('#12.1 schedules even when releasing an orphaned address fails on taking over', async () => {
+  it('moves the IPAllocations of an earlier release into IPBlocks before it allocates anything', async () => {
+    // A bound Instance whose address an earlier release recorded as an IPAllocation.
+    await create('Instance', instance('from-before'), ns);
+    const inst = await bound('from-before');
+    const ip = inst.status?.interfaces?.[0]?.ip as string;
     await stopOperator(operator);
-    const orphan = {
-      metadata: { name: 'net1.10-100-15-250', labels: { 'compute.kova.dev/instance-uid': 'gone' } },
+    await installLegacyAllocationKind();
+    await forget(ip);
+    const legacyApi = { group: GROUP, version: VERSION, plural: 'ipallocations' };
+    const legacy = (address: string, who: { name: string; uid: string }, held?: string) => ({
+      apiVersion: API_VERSION,
+      kind: 'IPAllocation',
+      metadata: {
+        name: `net1.${address.replace(/\./g, '-')}`,
+        labels: held ? { 'compute.kova.dev/held-for-node': held } : {},
+      },
       spec: {
         network: 'net1',
-        ip: '10.100.15.250',
-        mac: 'fa:16:3e:64:0f:fa',
-        instance: { namespace: ns, name: 'gone', uid: 'gone' },
+        ip: address,
+        mac: 'fa:16:3e:00:00:01',
+        instance: { namespace: ns, ...who },
+      },
+    });
+    const deleted = { name: 'deleted-while-down', uid: 'old-uid' };
+    for (const body of [
+      legacy(ip, { name: 'from-before', uid: inst.metadata.uid }),
+      legacy('10.100.14.2', deleted, 'hv-40'),
+    ])
+      await api.createClusterCustomObject({ ...legacyApi, body });
+    operator = await startOperator();
+    await until('the legacy objects to be gone', async () => {
+      const list = (await api.listClusterCustomObject(legacyApi)) as { items: unknown[] };
+      return list.items.length === 0;
+    });
+    const held = (await allocations()).filter((a) =>
+      [inst.metadata.uid, 'old-uid'].includes(a.instance.uid),
+    );
+    expect(held.map((a) => [a.ip, a.instance.name, a.heldForNode])).toEqual([
+      [ip, 'from-before', undefined],
+      ['10.100.14.2', deleted.name, 'hv-40'],
+    ]);
+    // Still held: a fixed IP asking for one is refused.
+    await create(
+      'Instance',
+      instance('wants-old', { networks: [{ network: 'net1', fixedIP: ip }] }),
+      ns,
+    );
+    await until('FixedIPInUse for an adopted address', async () => {
+      const i = await getInstance(ns, 'wants-old');
+      return cond(i?.status, 'NetworkReady')?.reason === 'FixedIPInUse';
+    });
+  });
+
+  it('#12.1 schedules even when releasing an orphaned address fails on taking over', async () => {
+    await stopOperator(operator);
+    // Alone in its block: releasing it deletes the block, which the policy refuses.
+    const orphan = {
+      metadata: { name: 'net1.10-100-15-192', labels: { 'compute.kova.dev/network': 'net1' } },
+      spec: {
+        network: 'net1',
+        cidr: '10.100.15.192/26',
+        addresses: [
+          {
+            ip: '10.100.15.250',
+            mac: 'fa:16:3e:64:0f:fa',
+            instance: { namespace: ns, name: 'gone', uid: 'gone' },
+          },
+        ],
       },
     };
-    await create('IPAllocation', orphan);
+    await create('IPBlock', orphan);
     await denyDeletesOf(orphan.metadata.name);
     operator = await startOperator();
     await create('Instance', instance('after-takeover'), ns);
     await bound('after-takeover');
-    expect((await allocations()).some((a) => a.metadata?.name === orphan.metadata.name)).toBe(true);
+    const orphaned = async () => (await allocations()).some((a) => a.instance.uid === 'gone');
+    expect(await orphaned()).toBe(true);
     await allowDeletes();
-    await until(
-      'the orphan to be released on a retry',
-      async () => !(await allocations()).some((a) => a.metadata?.name === orphan.metadata.name),
-      20_000,
-    );
+    await until('the orphan to be released on a retry', async () => !(await orphaned()), 20_000);
   });
 });
 
@@ -939,7 +1020,51 @@ describe('#13.5 what an Instance was given does not change under it', () => {
   });
 });
 
-/** A ValidatingAdmissionPolicy that refuses deleting one IPAllocation: an injected API failure. */
+/** Takes an address out of its IPBlock, as a release before IPBlocks never put it there. */
+async function forget(ip: string): Promise<void> {
+  const list = (await api.listClusterCustomObject(kovaApi('ipblocks'))) as { items: IIPBlock[] };
+  const block = list.items.find((b) => b.spec.addresses?.some((a) => a.ip === ip)) as IIPBlock;
+  const addresses = (block.spec.addresses ?? []).filter((a) => a.ip !== ip);
+  const name = block.metadata?.name as string;
+  await api.replaceClusterCustomObject({
+    ...kovaApi('ipblocks'),
+    name,
+    body: { ...block, spec: { ...block.spec, addresses } },
+  });
+}
+
+/** The IPAllocation kind of earlier releases (one object per address), as they installed it. */
+async function installLegacyAllocationKind(): Promise<void> {
+  const ext = kc.makeApiClient(ApiextensionsV1Api);
+  await ext.createCustomResourceDefinition({
+    body: {
+      metadata: { name: `ipallocations.${GROUP}` },
+      spec: {
+        group: GROUP,
+        scope: 'Cluster',
+        names: { kind: 'IPAllocation', plural: 'ipallocations', singular: 'ipallocation' },
+        versions: [
+          {
+            name: VERSION,
+            served: true,
+            storage: true,
+            schema: {
+              openAPIV3Schema: { type: 'object', x_kubernetes_preserve_unknown_fields: true },
+            },
+          },
+        ],
+      },
+    },
+  });
+  await until('the IPAllocation kind to be served', async () =>
+    api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: 'ipallocations' }).then(
+      () => true,
+      () => false,
+    ),
+  );
+}
+
+/** A ValidatingAdmissionPolicy that refuses deleting one IPBlock: an injected API failure. */
 async function denyDeletesOf(name: string): Promise<void> {
   const admission = kc.makeApiClient(AdmissionregistrationV1Api);
   await admission.createValidatingAdmissionPolicy({
@@ -953,7 +1078,7 @@ async function denyDeletesOf(name: string): Promise<void> {
               apiGroups: [GROUP],
               apiVersions: ['*'],
               operations: ['DELETE'],
-              resources: ['ipallocations'],
+              resources: ['ipblocks'],
             },
           ],
         },
@@ -972,7 +1097,7 @@ async function denyDeletesOf(name: string): Promise<void> {
   // Policies take effect asynchronously: wait until the delete is really refused.
   await until('the policy to refuse deletes', async () => {
     const dry = await api
-      .deleteClusterCustomObject({ ...kovaApi('ipallocations'), name, dryRun: 'All' })
+      .deleteClusterCustomObject({ ...kovaApi('ipblocks'), name, dryRun: 'All' })
       .then(
         () => 'allowed',
         (err) => String(apiStatus(err)),

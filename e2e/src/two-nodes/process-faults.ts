@@ -3,24 +3,16 @@
 // guest's QEMU (each inside its lab node), the API server — and then checks the end state:
 // what runs on which node, what is on disk there, what the API holds.
 import { describe, expect, it } from '@jest/globals';
-import { GROUP, VERSION, type IHypervisor, type IIPAllocation } from '@kova/crds';
+import type { IHypervisor } from '@kova/crds';
 import { until } from '@kova/hack';
-import type { Instance } from '../instances.js';
+import { heldAddresses, type Instance } from '../instances.js';
 import { A, B, domainsIn, filesIn, lab, on } from './context.js';
 
 const BURST = 50;
 const PER_NODE = 25;
 const NANO_MIB = 128;
 
-async function allocations(): Promise<IIPAllocation[]> {
-  return (
-    (await lab().cluster.api.listClusterCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: 'ipallocations',
-    })) as { items: IIPAllocation[] }
-  ).items;
-}
+const allocations = () => heldAddresses(lab().cluster.api);
 
 /** Waits for the Instance's power state to leave Running; returns how long after `since`. */
 async function powerChange(name: string, since: number): Promise<{ ms: number; inst: Instance }> {
@@ -123,7 +115,7 @@ function operatorBurst(): void {
         const macs = all.map((i) => i.status?.interfaces?.[0]?.mac);
         expect(new Set(ips).size).toBe(BURST);
         expect(new Set(macs).size).toBe(BURST);
-        expect((await allocations()).map((a) => a.spec.ip).sort()).toEqual([...ips].sort());
+        expect((await allocations()).map((a) => a.ip).sort()).toEqual([...ips].sort());
         // Each node runs the domains of exactly the Instances bound to it.
         for (const node of [A, B]) {
           const bound = all.filter((i) => i.status?.nodeName === node);

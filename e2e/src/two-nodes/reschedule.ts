@@ -26,7 +26,7 @@ export function reschedule(): void {
         expect(inst.status?.fault).toBeUndefined();
         await expectGuestOnlyOn(inst);
         const allocations = await vms.allocationsOf(inst.metadata.uid);
-        expect(allocations.map((a) => a.spec.ip)).toEqual([vms.ipOf(inst)]);
+        expect(allocations.map((a) => a.ip)).toEqual([vms.ipOf(inst)]);
         await vms.deleteAndWait('moved');
       } finally {
         await chmod(brokenDir, 0o755);

@@ -5,11 +5,14 @@ import { blockDevicesPlan, buildUndoPlan, handoffPlan, spawnPlan } from '../buil
 import { nicsOf } from '../build/steps.js';
 import { BuildAborted, runSteps, type NodeStep, type StepContext } from '../build/step.js';
 import { BuildFault } from '../errors.js';
+import { holdForCleanup } from './lifecycle.js';
 import type { PhaseResult } from './result.js';
 
 export async function handoff(c: StepContext): Promise<PhaseResult> {
   return guarded(c, ConditionType.NetworkReady, [], async () => {
-    await runSteps(handoffPlan(), c);
+    // The finalizer is written while the networks are plugged: both before anything is built.
+    const [held] = await Promise.all([holdForCleanup(c), runSteps(handoffPlan(), c)]);
+    c.inst = held;
     const nics = nicsOf(c.inst.metadata.uid, c.inst.status?.interfaces ?? [], (n) =>
       c.d.networks.get(n),
     );

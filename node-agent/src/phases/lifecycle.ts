@@ -1,15 +1,32 @@
-// The ends of an Instance's life on the node: deletion (stop, remove the domain and its files,
-// release the finalizer) and a failed Instance (drop what the agent reported that no longer
-// holds).
+// The ends of an Instance's life on the node: the node-cleanup finalizer set before anything is
+// built, deletion (stop, remove the domain and its files, release the finalizer) and a failed
+// Instance (drop what the agent reported that no longer holds).
 import { apiStatus } from '@kova/controller-kit';
 import { ConditionType, instanceRef, NODE_CLEANUP_FINALIZER } from '@kova/crds';
 import type { StepContext } from '../build/step.js';
-import { keyOf } from '../deps.js';
+import { keyOf, type Instance } from '../deps.js';
 import { lookupDomain, powerStateOf, removeDomain } from '../domain-removal.js';
 import { DomainState } from '../libvirt/index.js';
 import { lv, tolerateInvalid } from '../libvirt-call.js';
 import { POLL_MS } from '../power/policy.js';
 import type { PhaseResult } from './result.js';
+
+/**
+ * The node-cleanup finalizer, set by the agent of the node the Instance is handed to before it
+ * makes anything there, so a delete waits for the domain and disks to go. Not the operator's
+ * at binding: an Instance deleted before its hand-off has nothing on any node, and binding
+ * costs one API write less. Refused (409) on a view that changed, deletion included: the API
+ * server takes no new finalizer on an object being deleted, and the retried sync sees it.
+ */
+export async function holdForCleanup(c: StepContext): Promise<Instance> {
+  const { metadata } = c.inst;
+  const has = metadata.finalizers ?? [];
+  if (has.includes(NODE_CLEANUP_FINALIZER)) return c.inst;
+  return (await c.d.patcher.setFinalizers(instanceRef(c.inst), metadata.resourceVersion as string, [
+    ...has,
+    NODE_CLEANUP_FINALIZER,
+  ])) as Instance;
+}
 
 export class TeardownHandler {
   private readonly shutdownRequested = new Map<string, number>();

@@ -46,7 +46,7 @@ export class InstanceController {
     overrides: Partial<Pick<ReconcilerDeps, 'patcher'>> = {},
   ) {
     this.state = new ClusterState(kc, config, logger, registry);
-    this.allocator = new AddressAllocator(kc, this.state.networks, this.state.allocations);
+    this.allocator = new AddressAllocator(kc, this.state.networks, this.state.blocks);
     this.housekeeping = new Housekeeping(this.state, this.allocator, config, logger);
     this.reconciler = new InstanceReconciler({
       state: this.state,
@@ -66,7 +66,7 @@ export class InstanceController {
     const capacity = [s.hypervisors, s.flavors, s.images, s.serverGroups, s.nodes];
     for (const informer of capacity) informer?.on(() => this.kick('capacity'));
     s.networks.on((net, type) => this.onNetwork(net, type));
-    s.allocations.on((_, type) => type === 'delete' && this.kickAll());
+    this.allocator.onFreed(() => this.kickAll());
   }
 
   /** Starts watching (usable for readiness before leadership). */

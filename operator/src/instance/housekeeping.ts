@@ -5,7 +5,7 @@
 import { sleep, type Logger } from '@kova/controller-kit';
 import type { ClusterState } from '../cluster-state.js';
 import type { OperatorConfig } from '../config.js';
-import { HELD_FOR_NODE_LABEL, type AddressAllocator } from '../ipam/allocator.js';
+import type { AddressAllocator } from '../ipam/allocator.js';
 
 const RETRY_MIN_MS = 1_000;
 const RETRY_MAX_MS = 60_000;
@@ -41,15 +41,15 @@ export class Housekeeping {
 
   /**
    * Addresses whose Instance no longer exists (deleted while no operator led) are freed. The
-   * Instance and IPAllocation views are separate watches, so a missing Instance is confirmed
+   * Instance and IPBlock views are separate watches, so a missing Instance is confirmed
    * with the API server before its address goes: a lagging watch must not free a live one.
    */
   private async releaseOrphans(): Promise<number> {
     const live = new Set(this.state.instances.list().map((i) => i.metadata.uid));
-    const suspects = this.state.allocations
-      .list()
-      .filter((a) => !a.metadata?.labels?.[HELD_FOR_NODE_LABEL])
-      .map((a) => a.spec.instance)
+    const suspects = this.allocator
+      .leases()
+      .filter((l) => !l.heldForNode)
+      .map((l) => l.instance)
       .filter((i) => !live.has(i.uid));
     let failures = 0;
     for (const i of new Map(suspects.map((x) => [x.uid, x])).values()) {
@@ -65,11 +65,11 @@ export class Housekeeping {
   private async releaseHeld(): Promise<number> {
     let failures = 0;
     for (const a of this.allocator.held()) {
-      const node = a.metadata?.labels?.[HELD_FOR_NODE_LABEL] as string;
-      if (!this.state.domainGoneFrom(node, a.spec.instance.uid)) continue;
+      const node = a.heldForNode as string;
+      if (!this.state.domainGoneFrom(node, a.instance.uid)) continue;
       failures += await this.attempt('releasing an address held for a node', async () => {
         await this.allocator.releaseHeld(a);
-        const { ip, network } = a.spec;
+        const { ip, network } = a;
         this.logger.info('released an address held for a node: its VM is gone', {
           node,
           ip,

@@ -236,10 +236,12 @@ describe('the handler table', () => {
 });
 
 describe('finalizers', () => {
-  it('adds both finalizers before anything else', async () => {
+  it('sets none: a bind is one status write (the agent sets node-cleanup at the hand-off)', async () => {
     f.put(undefined, { finalizers: [] });
     await f.sync();
-    expect(f.calls[0]).toEqual(['setFinalizers', FINALIZERS]);
+    expect(f.named('setFinalizers')).toEqual([]);
+    expect(f.status()).toHaveLength(1);
+    expect(f.status()[0]).toMatchObject({ phase: 'Networking', nodeName: 'hv-a' });
   });
 });
 
@@ -513,6 +515,23 @@ describe('Deleting', () => {
       ['setFinalizers', []],
     ]);
     expect(f.claims.get('uid-1')).toBeUndefined();
+  });
+
+  it("with only the agent's node-cleanup finalizer, waits for that agent and then lets it go", async () => {
+    const agentOnly = { ...deleting, finalizers: [NODE_CLEANUP_FINALIZER] };
+    f.put({ phase: 'Deleting', nodeName: 'hv-a' }, agentOnly);
+    expect((await f.sync())?.requeueAfterMs).toBeGreaterThan(0);
+    expect(f.calls).toEqual([]);
+    f.down.set('hv-a', 400_000);
+    await f.sync();
+    expect(f.named('holdForNode')).toEqual([['holdForNode', 'uid-1', 'hv-a']]);
+    expect(f.named('setFinalizers')).toEqual([['setFinalizers', []]]);
+  });
+
+  it('leaves an Instance with no kova finalizer to the API server', async () => {
+    f.put({ phase: 'Networking', nodeName: 'hv-a' }, { ...deleting, finalizers: [] });
+    await f.sync();
+    expect(f.calls).toEqual([]);
   });
 
   it('releases what a deleted Instance held when its delete event comes', async () => {

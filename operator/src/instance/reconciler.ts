@@ -1,17 +1,9 @@
-// The operator's sync of one Instance, read top to bottom: read the view, make sure our
-// finalizers are on, pick the handler for the Instance's state from the table, run it, save
+// The operator's sync of one Instance, read top to bottom: read the view, pick the handler for the Instance's state from the table, run it, save
 // the status it drafted once (only if it changed), then record its Events. Every write carries
 // the resourceVersion of the view it was decided on, so a stale decision is refused (409) and
 // retried on a fresh view.
 import { apiStatus, type SyncResult } from '@kova/controller-kit';
-import {
-  ConditionType,
-  instanceRef,
-  interfacesAllocated,
-  NODE_CLEANUP_FINALIZER,
-  OPERATOR_FINALIZER,
-  type InstanceObject,
-} from '@kova/crds';
+import { ConditionType, instanceRef, interfacesAllocated, type InstanceObject } from '@kova/crds';
 import { handleAgentFault } from './handlers/agent-fault.js';
 import { fillMissingRecord } from './handlers/bound-record.js';
 import { finalize } from './handlers/deleting.js';
@@ -50,10 +42,9 @@ export class InstanceReconciler {
 
   async sync(key: string): Promise<SyncResult | void> {
     const [namespace, name] = key.split('/') as [string, string];
-    const cached = this.d.state.instances.get(name, namespace);
-    if (!cached) return this.forgetGone(key);
+    const inst = this.d.state.instances.get(name, namespace);
+    if (!inst) return this.forgetGone(key);
     try {
-      const inst = await this.ensureFinalizers(cached);
       const state = stateOf(inst);
       const ctx: SyncContext = { inst, status: new StatusDraft(inst), d: this.d, events: [] };
       if (BOUND_STATES.has(state)) fillMissingRecord(ctx);
@@ -80,17 +71,6 @@ export class InstanceReconciler {
     }
   }
 
-  private async ensureFinalizers(inst: InstanceObject): Promise<InstanceObject> {
-    const has = inst.metadata.finalizers ?? [];
-    if (inst.metadata.deletionTimestamp || FINALIZERS.every((f) => has.includes(f))) return inst;
-    const end = this.d.metrics.apiWriteSeconds.startTimer({ op: 'finalizers' });
-    const finalizers = [...new Set([...has, ...FINALIZERS])];
-    const rv = inst.metadata.resourceVersion as string;
-    return (await this.d.patcher
-      .setFinalizers(instanceRef(inst), rv, finalizers)
-      .finally(end)) as InstanceObject;
-  }
-
   private async save(ctx: SyncContext, state: OperatorState): Promise<void> {
     // Scheduled is the operator's in every state: it follows the spec's generation.
     if (state !== 'Deleting') ctx.status.restamp(ConditionType.Scheduled);
@@ -108,8 +88,6 @@ export class InstanceReconciler {
     }
   }
 }
-
-const FINALIZERS = [OPERATOR_FINALIZER, NODE_CLEANUP_FINALIZER];
 
 /** States of an Instance bound to a node, whose status holds the record of what it was given. */
 const BOUND_STATES: ReadonlySet<OperatorState> = new Set(['Networking', 'OnNode']);

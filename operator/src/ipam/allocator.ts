@@ -1,27 +1,19 @@
-// Address allocation arbitrated by the API server: an address belongs to whoever created the
-// IPAllocation named after it. Creating an existing name fails with 409, so two allocators —
-// even two operator replicas that both believe they lead — can never hand out one address twice.
+// Address allocation arbitrated by the API server: an address belongs to the Instance its
+// IPBlock lists it for, and every block write carries the resourceVersion it was computed from
+// (block-writer.ts), so two allocators — even two operator replicas that both believe they
+// lead — can never hand out one address twice.
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { Informer } from '@kova/controller-kit';
 import {
-  CustomObjectsApi,
-  PatchStrategy,
-  setHeaderOptions,
-  type KubeConfig,
-} from '@kubernetes/client-node';
-import { apiStatus, type Informer } from '@kova/controller-kit';
-import {
-  API_VERSION,
-  INSTANCE_UID_LABEL,
-  NETWORK_LABEL,
   networkNotUsableMessage,
   networkUsable,
-  PLURAL,
-  GROUP,
-  VERSION,
-  type IIPAllocation,
+  type IIPBlock,
   type INetwork,
   type InstanceObject,
   type Interface,
 } from '@kova/crds';
+import { BlockWriter } from './block-writer.js';
+import { blockOf, leasesOf, type AddressLease, type BlockEdit } from './blocks.js';
 import {
   allocationRanges,
   contains,
@@ -39,44 +31,56 @@ export interface NetworkRequest {
   fixedIP?: string;
 }
 
-/** Set on the addresses of an Instance deleted while its node was down: held for that node. */
-export const HELD_FOR_NODE_LABEL = 'compute.kova.dev/held-for-node';
-
-const allocationName = (network: string, ip: string) => `${network}.${ip.replace(/\./g, '-')}`;
-const api = { group: GROUP, version: VERSION, plural: PLURAL.IPAllocation };
-
 export class AddressAllocator {
-  private readonly custom: CustomObjectsApi;
-  /** Addresses in use per network: the informer's view plus our own creations it has not shown yet. */
+  private readonly writer: BlockWriter;
+  /** Every block as last known: the informer's view, or our own write when it is newer. */
+  private readonly blocks = new Map<string, IIPBlock>();
+  /** Per Instance and network, its leases: more than one only after a race. */
+  private readonly byInstance = new Map<string, Map<string, AddressLease[]>>();
+  /** Addresses held per network, and those being written for an allocation right now. */
   private readonly used = new Map<string, Set<number>>();
-  /** Per Instance and network, every allocation seen: more than one only after a race. */
-  private readonly byInstance = new Map<string, Map<string, IIPAllocation[]>>();
-  private readonly byName = new Map<string, IIPAllocation>();
+  private readonly reserved = new Map<string, Set<number>>();
   private readonly cursor = new Map<string, number>();
   /** Allocations under way per network, checked usable and not yet answered (deletion waits). */
   private readonly inFlight = new Map<string, number>();
+  private readonly freedListeners: (() => void)[] = [];
 
   constructor(
     kc: KubeConfig,
     private readonly networks: Informer<INetwork>,
-    allocations: Informer<IIPAllocation>,
+    blocks: Informer<IIPBlock>,
   ) {
-    this.custom = kc.makeApiClient(CustomObjectsApi);
-    allocations.on((a, type) => (type === 'delete' ? this.forget(a) : this.remember(a)));
+    this.writer = new BlockWriter(kc, {
+      block: (name) => this.blocks.get(name),
+      observe: (name, block) => this.observe(name, block),
+    });
+    blocks.on((b, type) =>
+      this.observe(b.metadata?.name as string, type === 'delete' ? undefined : b),
+    );
   }
 
-  /** Addresses on the network being created right now: not in any view yet. */
+  /** Called whenever an address is freed: Instances waiting for one may try again. */
+  onFreed(listener: () => void): void {
+    this.freedListeners.push(listener);
+  }
+
+  /** Addresses on the network being allocated right now: not in any view yet. */
   creating(network: string): number {
     return this.inFlight.get(network) ?? 0;
   }
 
-  allocationsOf(uid: string): IIPAllocation[] {
+  allocationsOf(uid: string): AddressLease[] {
     return [...(this.byInstance.get(uid)?.values() ?? [])].flat();
   }
 
-  /** Allocations held for a node after their Instance was deleted while the node was down. */
-  held(): IIPAllocation[] {
-    return [...this.byName.values()].filter((a) => a.metadata?.labels?.[HELD_FOR_NODE_LABEL]);
+  /** Every address held, by whom. */
+  leases(): AddressLease[] {
+    return [...this.blocks.values()].flatMap(leasesOf);
+  }
+
+  /** Addresses held for a node after their Instance was deleted while the node was down. */
+  held(): AddressLease[] {
+    return this.leases().filter((l) => l.heldForNode);
   }
 
   async allocate(inst: InstanceObject, req: NetworkRequest): Promise<Allocation> {
@@ -88,7 +92,7 @@ export class AddressAllocator {
       };
     }
     const mine = await this.heldBy(inst.metadata.uid, req.network);
-    if (mine) return { interface: toInterface(net, mine.spec.ip) };
+    if (mine) return { interface: toInterface(net, mine.ip) };
     // What an Instance holds stays; a new address only on a Network the operator has checked.
     const notUsable = networkWait(req.network, net);
     if (notUsable) return notUsable;
@@ -103,54 +107,67 @@ export class AddressAllocator {
     });
     // A concurrent allocation for the same Instance (two terms, two replicas) may also have won.
     const kept = await this.heldBy(inst.metadata.uid, req.network);
-    return kept && 'interface' in result ? { interface: toInterface(net, kept.spec.ip) } : result;
+    return kept && 'interface' in result ? { interface: toInterface(net, kept.ip) } : result;
   }
 
   /**
-   * The Instance's address on the network; should a race have given it two, the first by name
-   * is kept and the others deleted, so none is left that nobody tracks.
+   * The Instance's address on the network; should a race have given it two, the lowest is kept
+   * and the others released, so none is left that nobody tracks.
    */
-  private async heldBy(uid: string, network: string): Promise<IIPAllocation | undefined> {
-    const all = [...(this.byInstance.get(uid)?.get(network) ?? [])].sort((a, b) =>
-      (a.metadata?.name as string).localeCompare(b.metadata?.name as string),
+  private async heldBy(uid: string, network: string): Promise<AddressLease | undefined> {
+    const all = [...(this.byInstance.get(uid)?.get(network) ?? [])].sort(
+      (a, b) => ipToNumber(a.ip) - ipToNumber(b.ip),
     );
-    for (const extra of all.slice(1)) await this.remove(extra);
+    await Promise.all(all.slice(1).map((extra) => this.remove(extra)));
     return all[0];
+  }
+
+  /**
+   * Records an address held elsewhere before (an earlier operator's IPAllocation); false when
+   * its block lists another holder, or its Network is gone.
+   */
+  adopt(lease: AddressLease): Promise<boolean> {
+    const net = this.networks.get(lease.network);
+    if (!net) return Promise.resolve(false);
+    return this.writer.edit(blockOf(net, ipToNumber(lease.ip)), { kind: 'add', lease });
   }
 
   /** Keeps the Instance's addresses from being handed out again until the node is back. */
   async holdForNode(uid: string, node: string): Promise<void> {
-    const body = { metadata: { labels: { [HELD_FOR_NODE_LABEL]: node } } };
-    const headers = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
-    for (const a of this.allocationsOf(uid)) {
-      const name = a.metadata?.name as string;
-      const patched = await this.custom
-        .patchClusterCustomObject({ ...api, name, body }, headers)
-        .catch((err) => {
-          if (apiStatus(err) !== 404) throw err;
-        });
-      if (patched) this.remember(patched as IIPAllocation);
-    }
+    await Promise.all(
+      this.allocationsOf(uid).map((l) => this.edit(l, { kind: 'hold', ip: l.ip, uid, node })),
+    );
   }
 
   /** Frees an address held for a node, once the caller judged the node back. */
-  async releaseHeld(a: IIPAllocation): Promise<void> {
-    await this.remove(a);
+  async releaseHeld(lease: AddressLease): Promise<void> {
+    await this.remove(lease);
   }
 
   /** Releases every address the Instance holds, except those held for a node that is down. */
   async release(uid: string): Promise<void> {
-    for (const a of this.allocationsOf(uid)) {
-      if (!a.metadata?.labels?.[HELD_FOR_NODE_LABEL]) await this.remove(a);
-    }
+    const free = this.allocationsOf(uid).filter((l) => !l.heldForNode);
+    await Promise.all(free.map((l) => this.remove(l)));
   }
 
-  private async remove(a: IIPAllocation): Promise<void> {
-    const name = a.metadata?.name as string;
-    await this.custom.deleteClusterCustomObject({ ...api, name }).catch((err) => {
-      if (apiStatus(err) !== 404) throw err;
-    });
-    this.forget(a);
+  private remove(lease: AddressLease): Promise<boolean> {
+    return this.edit(lease, { kind: 'remove', ip: lease.ip, uid: lease.instance.uid });
+  }
+
+  private edit(lease: AddressLease, edit: BlockEdit): Promise<boolean> {
+    const net = this.networks.get(lease.network);
+    const ref = net
+      ? blockOf(net, ipToNumber(lease.ip))
+      : this.blockHolding(lease.network, lease.ip);
+    return ref ? this.writer.edit(ref, edit) : Promise.resolve(true);
+  }
+
+  /** The block of a lease whose Network is gone: found by what the blocks list. */
+  private blockHolding(network: string, ip: string) {
+    for (const [name, b] of this.blocks)
+      if (b.spec.network === network && b.spec.addresses?.some((a) => a.ip === ip))
+        return { name, network, cidr: b.spec.cidr };
+    return undefined;
   }
 
   private async allocateFixed(
@@ -172,27 +189,16 @@ export class AddressAllocator {
         message: `fixed IP ${ip} is not a usable host address of Network ${name} (${net.spec.cidr}, gateway ${net.spec.gateway})`,
       };
     }
-    const known = this.byName.get(allocationName(name, ip));
-    if (known && known.spec.instance.uid !== inst.metadata.uid) return inUse(name, ip, known);
-    const created = await this.tryCreate(inst, name, ip);
-    if (created) return { interface: toInterface(net, ip) };
-    const holder = await this.holderOf(name, ip);
-    if (holder?.spec.instance.uid === inst.metadata.uid) return { interface: toInterface(net, ip) };
-    return inUse(name, ip, holder);
+    if (await this.record(inst, net, n)) return { interface: toInterface(net, ip) };
+    return inUse(name, ip, this.holderOf(net, n));
   }
 
   private async allocateNext(inst: InstanceObject, net: INetwork): Promise<Allocation> {
     const name = net.metadata?.name as string;
     const ranges = allocationRanges(net.spec);
     for (const n of this.candidates(name, ranges)) {
-      // Reserved before the create call, so that concurrent allocations try other addresses.
-      this.usedSet(name).add(n);
       this.cursor.set(name, n + 1);
-      const created = await this.tryCreate(inst, name, numberToIp(n)).catch((err) => {
-        this.usedSet(name).delete(n);
-        throw err;
-      });
-      if (created) return { interface: toInterface(net, numberToIp(n)) };
+      if (await this.record(inst, net, n)) return { interface: toInterface(net, numberToIp(n)) };
     }
     return {
       reason: 'NetworkExhausted',
@@ -200,9 +206,30 @@ export class AddressAllocator {
     };
   }
 
+  /** Writes the address into its block for the Instance; false when another holds it. */
+  private async record(inst: InstanceObject, net: INetwork, n: number): Promise<boolean> {
+    const network = net.metadata?.name as string;
+    const { name, namespace, uid } = inst.metadata;
+    const ip = numberToIp(n);
+    // Reserved until answered, so that concurrent allocations try other addresses.
+    const reserved = this.setOf(this.reserved, network).add(n);
+    const lease = { network, ip, mac: macFor(ip), instance: { namespace, name, uid } };
+    try {
+      return await this.writer.edit(blockOf(net, n), { kind: 'add', lease });
+    } finally {
+      reserved.delete(n);
+    }
+  }
+
+  private holderOf(net: INetwork, n: number): AddressLease | undefined {
+    const block = this.blocks.get(blockOf(net, n).name);
+    return leasesOf(block).find((l) => l.ip === numberToIp(n));
+  }
+
   /** Free-looking addresses, starting after the last one handed out, wrapping around once. */
   private *candidates(network: string, ranges: Range[]): Generator<number> {
-    const used = this.usedSet(network);
+    const used = this.setOf(this.used, network);
+    const reserved = this.setOf(this.reserved, network);
     const start = this.cursor.get(network) ?? 0;
     const all = (from: number, to: number) =>
       ranges.flatMap((r) => {
@@ -211,72 +238,48 @@ export class AddressAllocator {
         return lo <= hi ? [[lo, hi] as const] : [];
       });
     for (const [lo, hi] of [...all(start, Infinity), ...all(0, start - 1)]) {
-      for (let n = lo; n <= hi; n++) if (!used.has(n)) yield n;
+      for (let n = lo; n <= hi; n++) if (!used.has(n) && !reserved.has(n)) yield n;
     }
   }
 
-  private async tryCreate(inst: InstanceObject, network: string, ip: string): Promise<boolean> {
-    const { name, namespace, uid } = inst.metadata;
-    const body: IIPAllocation = {
-      apiVersion: API_VERSION,
-      kind: 'IPAllocation',
-      metadata: {
-        name: allocationName(network, ip),
-        labels: { [INSTANCE_UID_LABEL]: uid, [NETWORK_LABEL]: network },
-      },
-      spec: { network, ip, mac: macFor(ip), instance: { namespace, name, uid } },
-    };
-    try {
-      this.remember(
-        (await this.custom.createClusterCustomObject({ ...api, body })) as IIPAllocation,
-      );
-      return true;
-    } catch (err) {
-      if (apiStatus(err) !== 409) throw err;
-      this.usedSet(network).add(ipToNumber(ip));
-      return false;
-    }
-  }
-
-  private async holderOf(network: string, ip: string): Promise<IIPAllocation | undefined> {
-    const a = (await this.custom
-      .getClusterCustomObject({ ...api, name: allocationName(network, ip) })
-      .catch((err) => {
-        if (apiStatus(err) !== 404) throw err;
-      })) as IIPAllocation | undefined;
-    if (a) this.remember(a);
-    return a;
-  }
-
-  private usedSet(network: string): Set<number> {
-    let s = this.used.get(network);
+  private setOf(sets: Map<string, Set<number>>, network: string): Set<number> {
+    let s = sets.get(network);
     if (!s) {
       s = new Set();
-      this.used.set(network, s);
+      sets.set(network, s);
     }
     return s;
   }
 
-  private remember(a: IIPAllocation): void {
-    const name = a.metadata?.name as string;
-    this.usedSet(a.spec.network).add(ipToNumber(a.spec.ip));
-    this.byName.set(name, a);
-    const uid = a.spec.instance.uid;
-    const mine = this.byInstance.get(uid) ?? new Map<string, IIPAllocation[]>();
-    const others = (mine.get(a.spec.network) ?? []).filter((o) => o.metadata?.name !== name);
-    mine.set(a.spec.network, [...others, a]);
+  /** A block as read or written: the indexes follow its list. */
+  private observe(name: string, block: IIPBlock | undefined): void {
+    const before = leasesOf(this.blocks.get(name));
+    if (block) this.blocks.set(name, block);
+    else this.blocks.delete(name);
+    const after = leasesOf(block);
+    for (const l of before) this.unindex(l);
+    for (const l of after) this.index(l);
+    const kept = new Set(after.map((l) => `${l.ip}/${l.instance.uid}`));
+    if (before.some((l) => !kept.has(`${l.ip}/${l.instance.uid}`)))
+      for (const listener of this.freedListeners) listener();
+  }
+
+  private index(l: AddressLease): void {
+    this.setOf(this.used, l.network).add(ipToNumber(l.ip));
+    const uid = l.instance.uid;
+    const mine = this.byInstance.get(uid) ?? new Map<string, AddressLease[]>();
+    const others = (mine.get(l.network) ?? []).filter((o) => o.ip !== l.ip);
+    mine.set(l.network, [...others, l]);
     this.byInstance.set(uid, mine);
   }
 
-  private forget(a: IIPAllocation): void {
-    const name = a.metadata?.name as string;
-    this.used.get(a.spec.network)?.delete(ipToNumber(a.spec.ip));
-    this.byName.delete(name);
-    const mine = this.byInstance.get(a.spec.instance.uid);
-    const rest = (mine?.get(a.spec.network) ?? []).filter((o) => o.metadata?.name !== name);
-    if (rest.length) mine?.set(a.spec.network, rest);
-    else mine?.delete(a.spec.network);
-    if (mine?.size === 0) this.byInstance.delete(a.spec.instance.uid);
+  private unindex(l: AddressLease): void {
+    this.used.get(l.network)?.delete(ipToNumber(l.ip));
+    const mine = this.byInstance.get(l.instance.uid);
+    const rest = (mine?.get(l.network) ?? []).filter((o) => o.ip !== l.ip);
+    if (rest.length) mine?.set(l.network, rest);
+    else mine?.delete(l.network);
+    if (mine?.size === 0) this.byInstance.delete(l.instance.uid);
   }
 }
 
@@ -298,9 +301,9 @@ export function networkWait(
   return { reason: 'NetworkNotReady', message: networkNotUsableMessage(name, net) };
 }
 
-function inUse(network: string, ip: string, holder: IIPAllocation | undefined): Allocation {
-  const i = holder?.spec.instance;
-  const node = holder?.metadata?.labels?.[HELD_FOR_NODE_LABEL];
+function inUse(network: string, ip: string, holder: AddressLease | undefined): Allocation {
+  const i = holder?.instance;
+  const node = holder?.heldForNode;
   const who = i ? `Instance ${i.namespace}/${i.name}` : 'another Instance';
   const why = node
     ? `; ${who} was deleted while hypervisor ${node} was down and its VM may still run there: ` +

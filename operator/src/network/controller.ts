@@ -19,12 +19,13 @@ import {
   OPERATOR_FIELD_MANAGER,
   PLURAL,
   VERSION,
-  type IIPAllocation,
+  type IIPBlock,
   type INetwork,
 } from '@kova/crds';
 import type { Registry } from 'prom-client';
 import type { ClusterState } from '../cluster-state.js';
 import type { OperatorConfig } from '../config.js';
+import { leasesOf } from '../ipam/blocks.js';
 import { networkMetrics } from './metrics.js';
 import { NetworkReconciler, type NetworkApi, type NetworkDeps } from './reconciler.js';
 import { NetworkUsage } from './usage.js';
@@ -32,7 +33,7 @@ import { NetworkUsage } from './usage.js';
 /** The informers the controller reads, as ClusterState has them. */
 export type NetworkInformers = Pick<
   ClusterState,
-  'networks' | 'instances' | 'allocations' | 'hypervisors'
+  'networks' | 'instances' | 'blocks' | 'hypervisors'
 >;
 
 export class NetworkController {
@@ -68,8 +69,8 @@ export class NetworkController {
     const nodes = (names: string[]) => this.later(names, config.networkNodesDelayMs);
     state.instances.on((inst, type) => nodes(this.usage.observeInstance(inst, type)));
     state.hypervisors.on((hv, type) => nodes(this.usage.observeHypervisor(hv, type)));
-    state.allocations.on((a, type) => {
-      for (const name of this.usage.observeAllocation(a, type)) {
+    state.blocks.on((b, type) => {
+      for (const name of this.usage.observeBlock(b, type)) {
         // A Network being deleted waits for its last address: that is news, not a count.
         const deleting = !!state.networks.get(name)?.metadata?.deletionTimestamp;
         this.later([name], deleting ? config.networkNodesDelayMs : config.networkCountsDelayMs);
@@ -144,13 +145,13 @@ function apiReads(kc: KubeConfig): NetworkApi {
       const list = await custom.listClusterCustomObject({ ...api, plural: PLURAL.Network });
       return (list as { items: INetwork[] }).items;
     },
-    async listAllocations(network) {
+    async listLeases(network) {
       const list = await custom.listClusterCustomObject({
         ...api,
-        plural: PLURAL.IPAllocation,
+        plural: PLURAL.IPBlock,
         labelSelector: `${NETWORK_LABEL}=${network}`,
       });
-      return (list as { items: IIPAllocation[] }).items;
+      return (list as { items: IIPBlock[] }).items.flatMap(leasesOf);
     },
   };
 }

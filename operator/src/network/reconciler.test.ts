@@ -8,13 +8,14 @@ import {
   NETWORK_LABEL,
   networkUsable,
   type IHypervisor,
-  type IIPAllocation,
+  type IIPBlock,
   type INetwork,
   type InstanceObject,
 } from '@kova/crds';
 import { Registry } from 'prom-client';
 import { configFromEnv } from '../config.js';
 import { networkWait } from '../ipam/allocator.js';
+import { leasesOf, type AddressLease } from '../ipam/blocks.js';
 import { NetworkController, type NetworkInformers } from './controller.js';
 import { networkMetrics } from './metrics.js';
 import { NetworkReconciler } from './reconciler.js';
@@ -50,22 +51,20 @@ function network(
   } as Net;
 }
 
-function allocation(net: string, ip: string, ns: string, name: string, held?: string) {
+/** A block holding one address (so each address's block comes and goes on its own). */
+function allocation(net: string, ip: string, ns: string, name: string, held?: string): IIPBlock {
+  const address = {
+    ip,
+    mac: 'fa:16:3e:00:00:00',
+    instance: { namespace: ns, name, uid: `${ns}/${name}` },
+    ...(held ? { heldForNode: held } : {}),
+  };
   return {
-    metadata: {
-      name: `${net}.${ip.replace(/\./g, '-')}`,
-      labels: {
-        [NETWORK_LABEL]: net,
-        ...(held ? { 'compute.kova.dev/held-for-node': held } : {}),
-      },
-    },
-    spec: {
-      network: net,
-      ip,
-      mac: 'fa:16:3e:00:00:00',
-      instance: { namespace: ns, name, uid: `${ns}/${name}` },
-    },
-  } as unknown as IIPAllocation;
+    apiVersion: 'compute.kova.dev/v1alpha1',
+    kind: 'IPBlock',
+    metadata: { name: `${net}.${ip.replace(/\./g, '-')}`, labels: { [NETWORK_LABEL]: net } },
+    spec: { network: net, cidr: `${ip}/32`, addresses: [address] },
+  };
 }
 
 function bound(name: string, node: string, ...networks: string[]): InstanceObject {
@@ -94,7 +93,7 @@ class Fakes {
   usage = new NetworkUsage();
   /** What the API server lists, when it differs from the view. */
   freshNetworks: Net[] | undefined;
-  freshAllocations: IIPAllocation[] = [];
+  freshLeases: AddressLease[] = [];
   creating = 0;
   config = { ...configFromEnv(), vniMin: 1000, vniMax: 1002 };
   readonly registry = new Registry();
@@ -130,10 +129,7 @@ class Fakes {
         this.calls.push(['listNetworks']),
         this.freshNetworks ?? [...this.nets.values()]
       ),
-      listAllocations: async (n) => (
-        this.calls.push(['listAllocations', n]),
-        this.freshAllocations
-      ),
+      listLeases: async (n) => (this.calls.push(['listLeases', n]), this.freshLeases),
     },
     patcher: this.patcher,
     events: this.events,
@@ -342,10 +338,10 @@ describe('usage in status', () => {
         { vni: 1000 },
       ),
     );
-    f.usage.observeAllocation(allocation('a', '10.0.0.10', 'ns', 'one'), 'add');
-    f.usage.observeAllocation(allocation('a', '10.0.0.11', 'ns', 'two'), 'add');
-    f.usage.observeAllocation(allocation('a', '10.0.0.200', 'ns', 'fixed'), 'add');
-    f.usage.observeAllocation(allocation('other', '10.0.0.12', 'ns', 'x'), 'add');
+    f.usage.observeBlock(allocation('a', '10.0.0.10', 'ns', 'one'), 'add');
+    f.usage.observeBlock(allocation('a', '10.0.0.11', 'ns', 'two'), 'add');
+    f.usage.observeBlock(allocation('a', '10.0.0.200', 'ns', 'fixed'), 'add');
+    f.usage.observeBlock(allocation('other', '10.0.0.12', 'ns', 'x'), 'add');
     f.usage.observeHypervisor(hypervisor('hv-b', '192.168.0.2'), 'add');
     f.usage.observeHypervisor(hypervisor('hv-a'), 'add');
     expect(f.usage.observeInstance(bound('one', 'hv-b', 'a'), 'add')).toEqual(['a']);
@@ -388,7 +384,7 @@ describe('deletion', () => {
   it('waits while Instances hold addresses, says who (the first five, then how many more), with a Warning', async () => {
     const f = new Fakes().add(deleting());
     for (let i = 0; i < 7; i++)
-      f.usage.observeAllocation(allocation('a', `10.0.0.${10 + i}`, 'ns', `vm-${i}`), 'add');
+      f.usage.observeBlock(allocation('a', `10.0.0.${10 + i}`, 'ns', `vm-${i}`), 'add');
     const result = await f.sync('a');
     expect(f.calls.some((c) => c[0] === 'setFinalizers')).toBe(false);
     const ready = f.ready();
@@ -405,14 +401,14 @@ describe('deletion', () => {
     await f.sync('a');
     expect(f.calls).toEqual([]); // the same holders: nothing to write, no Event
 
-    f.usage.observeAllocation(allocation('a', '10.0.0.16', 'ns', 'vm-6'), 'delete');
+    f.usage.observeBlock(allocation('a', '10.0.0.16', 'ns', 'vm-6'), 'delete');
     await f.sync('a');
     expect(f.ready()?.message).toContain('held by 6 Instances');
     expect(f.recorded()).toEqual([['Warning', 'InUse']]);
   });
 
   it('names an address held for a node that is down', () => {
-    const h = holdersOf([allocation('a', '10.0.0.5', 'ns', 'gone', 'hv-3')]);
+    const h = holdersOf(leasesOf(allocation('a', '10.0.0.5', 'ns', 'gone', 'hv-3')));
     expect(h.message).toBe('held by 1 Instance: ns/gone (deleted; held for node hv-3)');
   });
 
@@ -420,14 +416,14 @@ describe('deletion', () => {
     const f = new Fakes().add(deleting({ holders: 1 }));
     await f.sync('a');
     expect(f.calls).toEqual([
-      ['listAllocations', 'a'],
+      ['listLeases', 'a'],
       ['setFinalizers', 'a', []],
     ]);
   });
 
   it('keeps waiting when the API server still has an address the watch has not shown', async () => {
     const f = new Fakes().add(deleting());
-    f.freshAllocations = [allocation('a', '10.0.0.5', 'ns', 'late')];
+    f.freshLeases = leasesOf(allocation('a', '10.0.0.5', 'ns', 'late'));
     const result = await f.sync('a');
     expect(f.calls.some((c) => c[0] === 'setFinalizers')).toBe(false);
     expect(f.ready()?.message).toContain('held by 1 Instance: ns/late');
@@ -438,7 +434,7 @@ describe('deletion', () => {
     const f = new Fakes().add(deleting());
     f.creating = 1;
     await f.sync('a');
-    expect(f.calls.some((c) => c[0] === 'setFinalizers' || c[0] === 'listAllocations')).toBe(false);
+    expect(f.calls.some((c) => c[0] === 'setFinalizers' || c[0] === 'listLeases')).toBe(false);
   });
 });
 
@@ -491,7 +487,7 @@ describe('the controller under a burst of bindings', () => {
     const informers = {
       networks: new FakeInformer<INetwork>(),
       instances: new FakeInformer<InstanceObject>(),
-      allocations: new FakeInformer<IIPAllocation>(),
+      blocks: new FakeInformer<IIPBlock>(),
       hypervisors: new FakeInformer<IHypervisor>(),
     };
     const f = new Fakes();
@@ -521,7 +517,7 @@ describe('the controller under a burst of bindings', () => {
         events: f.events,
         api: {
           listNetworks: async () => informers.networks.list() as Net[],
-          listAllocations: async () => [],
+          listLeases: async () => [],
         },
       },
     );
@@ -534,7 +530,7 @@ describe('the controller under a burst of bindings', () => {
     expect(writes).toHaveLength(1); // VNI and Ready
     for (let i = 0; i < 500; i++) {
       const inst = bound(`vm-${i}`, `hv-${i % 100}`, 'bench');
-      informers.allocations.emit(
+      informers.blocks.emit(
         `a${i}`,
         allocation('bench', `10.128.${1 + Math.floor(i / 250)}.${i % 250}`, 'ns', `vm-${i}`),
         'add',

@@ -12,7 +12,6 @@ import {
   NETWORK_FINALIZER,
   NetworkReason,
   PLURAL,
-  type IIPAllocation,
   type INetwork,
 } from '@kova/crds';
 import type { OperatorConfig } from '../config.js';
@@ -27,6 +26,7 @@ import {
   type Holders,
   type Refusal,
 } from './rules.js';
+import type { AddressLease } from '../ipam/blocks.js';
 import type { NetworkUsage } from './usage.js';
 
 export type NetworkStatus = NonNullable<INetwork['status']>;
@@ -34,7 +34,8 @@ export type NetworkStatus = NonNullable<INetwork['status']>;
 /** Reads straight from the API server, for the decisions a lagging watch must not make. */
 export interface NetworkApi {
   listNetworks(): Promise<INetwork[]>;
-  listAllocations(network: string): Promise<IIPAllocation[]>;
+  /** Every address held on the Network, from its IPBlocks. */
+  listLeases(network: string): Promise<AddressLease[]>;
 }
 
 export interface NetworkDeps {
@@ -152,7 +153,7 @@ export class NetworkReconciler {
     let holders = this.observeUsage(ctx);
     let retry = HELD_RETRY_MS;
     if (holders.count === 0 && this.d.allocator.creating(name) === 0) {
-      const fresh = await this.d.api.listAllocations(name);
+      const fresh = await this.d.api.listLeases(name);
       if (fresh.length === 0) return this.release(net);
       holders = holdersOf(fresh);
       retry = STALE_VIEW_RETRY_MS * 5;

@@ -1,8 +1,8 @@
 // The rules of a Network's life, as pure functions: which of two Networks is the older (it keeps
 // what both claim), whether a Network is refused for clashing with an older one, which VNI a
 // new Network gets, and how the holders that keep a Network from going are named.
-import { NetworkReason, type IIPAllocation, type INetwork } from '@kova/crds';
-import { HELD_FOR_NODE_LABEL } from '../ipam/allocator.js';
+import { NetworkReason, type INetwork } from '@kova/crds';
+import type { AddressLease } from '../ipam/blocks.js';
 import { allocationRanges, contains, ipToNumber, parseCidr, rangeSize } from '../ipam/ipv4.js';
 
 export interface Refusal {
@@ -75,10 +75,10 @@ export function lowestFreeVni(used: ReadonlySet<number>, min: number, max: numbe
 }
 
 /** Addresses of the Network allocated and still free in its allocation pools. */
-export function addressCounts(net: INetwork, allocations: readonly IIPAllocation[]) {
+export function addressCounts(net: INetwork, allocations: readonly AddressLease[]) {
   const ranges = allocationRanges(net.spec);
   const inPools = allocations.filter((a) => {
-    const n = ipToNumber(a.spec.ip);
+    const n = ipToNumber(a.ip);
     return ranges.some((r) => contains({ network: r.start, broadcast: r.end, prefix: 0 }, n));
   }).length;
   return {
@@ -96,11 +96,11 @@ export interface Holders {
 const NAMED = 5;
 
 /** The Instances holding addresses on the Network (also those held for a node that is down). */
-export function holdersOf(allocations: readonly IIPAllocation[]): Holders {
+export function holdersOf(allocations: readonly AddressLease[]): Holders {
   const byUid = new Map<string, string>();
   for (const a of allocations) {
-    const i = a.spec.instance;
-    const node = a.metadata?.labels?.[HELD_FOR_NODE_LABEL];
+    const i = a.instance;
+    const node = a.heldForNode;
     const who = `${i.namespace}/${i.name}`;
     byUid.set(i.uid, node ? `${who} (deleted; held for node ${node})` : who);
   }

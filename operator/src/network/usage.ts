@@ -1,15 +1,11 @@
 // Who uses each Network, kept current from informer events so a Network's sync reads it without
-// scanning every Instance: the addresses allocated on it (IPAllocations), the nodes that have
+// scanning every Instance: the addresses allocated on it (its IPBlocks' leases), the nodes that have
 // Instances with an address on it (status.nodeName with status.interfaces) and each node's
 // tunnel endpoint (its Hypervisor's status.tunnelAddress). Each observe call says which
 // Networks the event changed, so only those are synced again.
 import type { InformerEvent } from '@kova/controller-kit';
-import {
-  NETWORK_LABEL,
-  type IHypervisor,
-  type IIPAllocation,
-  type InstanceObject,
-} from '@kova/crds';
+import { NETWORK_LABEL, type IHypervisor, type IIPBlock, type InstanceObject } from '@kova/crds';
+import { leasesOf, type AddressLease } from '../ipam/blocks.js';
 
 export interface NodeEntry {
   name: string;
@@ -26,8 +22,8 @@ export class NetworkUsage {
   private readonly placements = new Map<string, Placement>();
   /** Per Network: Instances per node. */
   private readonly nodeCounts = new Map<string, Map<string, number>>();
-  /** Per Network: its allocations by name. */
-  private readonly allocations = new Map<string, Map<string, IIPAllocation>>();
+  /** Per Network: the leases of each of its blocks, by block name. */
+  private readonly allocations = new Map<string, Map<string, AddressLease[]>>();
   /** Per existing Hypervisor: its reported tunnel endpoint ('' when none yet). */
   private readonly tunnels = new Map<string, string>();
 
@@ -47,12 +43,12 @@ export class NetworkUsage {
     return [...changed];
   }
 
-  observeAllocation(a: IIPAllocation, type: InformerEvent): string[] {
-    const network = networkOf(a);
-    const name = a.metadata?.name as string;
-    const mine = this.allocations.get(network) ?? new Map<string, IIPAllocation>();
+  observeBlock(b: IIPBlock, type: InformerEvent): string[] {
+    const network = b.metadata?.labels?.[NETWORK_LABEL] ?? b.spec.network;
+    const name = b.metadata?.name as string;
+    const mine = this.allocations.get(network) ?? new Map<string, AddressLease[]>();
     if (type === 'delete') mine.delete(name);
-    else mine.set(name, a);
+    else mine.set(name, leasesOf(b));
     if (mine.size) this.allocations.set(network, mine);
     else this.allocations.delete(network);
     return [network];
@@ -76,8 +72,8 @@ export class NetworkUsage {
     });
   }
 
-  allocationsOf(network: string): IIPAllocation[] {
-    return [...(this.allocations.get(network)?.values() ?? [])];
+  allocationsOf(network: string): AddressLease[] {
+    return [...(this.allocations.get(network)?.values() ?? [])].flat();
   }
 
   /** Every Network that has an address allocated or an Instance on a node. */
@@ -95,10 +91,6 @@ export class NetworkUsage {
     else this.nodeCounts.delete(network);
     return n;
   }
-}
-
-export function networkOf(a: IIPAllocation): string {
-  return a.metadata?.labels?.[NETWORK_LABEL] ?? a.spec.network;
 }
 
 function placementOf(inst: InstanceObject): Placement | undefined {

@@ -1,6 +1,7 @@
 // Deleting: phase Deleting first (Ready goes False), then wait for the agent to remove the
-// domain and its disks (it lifts the node-cleanup finalizer), then release the addresses and
-// the claim and lift the operator's finalizer. A node down too long is not waited for; its
+// domain and its disks (it lifts the node-cleanup finalizer); the Instance is then gone and its
+// delete event releases the addresses and the claim (an operator finalizer set by earlier
+// operators is lifted once they are released). A node down too long is not waited for; its
 // addresses are then held for it until it is back, since its VM may still be running.
 import {
   ConditionType,
@@ -14,7 +15,8 @@ import { done, RETRY_WAITING_MS, waitFor, type Result, type SyncContext } from '
 export async function finalize(ctx: SyncContext): Promise<Result> {
   const { inst, status } = ctx;
   const finalizers = inst.metadata.finalizers ?? [];
-  if (!finalizers.includes(OPERATOR_FINALIZER)) return done;
+  const ours = [NODE_CLEANUP_FINALIZER, OPERATOR_FINALIZER].filter((f) => finalizers.includes(f));
+  if (!ours.length) return done;
   if (status.phase !== 'Deleting') {
     status.set('phase', 'Deleting');
     status.setCondition({
@@ -25,7 +27,7 @@ export async function finalize(ctx: SyncContext): Promise<Result> {
     });
     return done;
   }
-  if (finalizers.includes(NODE_CLEANUP_FINALIZER)) return awaitNodeCleanup(ctx);
+  if (ours.includes(NODE_CLEANUP_FINALIZER)) return awaitNodeCleanup(ctx);
   await releaseAndLift(ctx, inst);
   return done;
 }

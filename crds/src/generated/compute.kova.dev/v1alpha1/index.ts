@@ -4,6 +4,6 @@ export * from "./Hypervisor.js";
 export * from "./Image.js";
 export * from "./Instance.js";
 export * from "./InstanceAction.js";
-export * from "./IPAllocation.js";
+export * from "./IPBlock.js";
 export * from "./Network.js";
 export * from "./ServerGroup.js";

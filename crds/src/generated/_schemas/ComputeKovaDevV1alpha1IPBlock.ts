@@ -7,17 +7,17 @@ const schema7 = {
       "$ref": "0icZVa9gqfHuzIbceiwyCCND5iNzfdwmL3sK79mE"
     },
     "kind": {
-      "$ref": "2f5HjTYb56kugC1q3BwOCeyxCbrouccSAewYYMIjPE"
+      "$ref": "sH7jetlEFntdjoglIcvmW3D4SJ1domgVK80gtaWo"
     },
     "metadata": {
       "$ref": "a6f0oUEaFqHmymdwnqPORTNOTU7GczWAkwGD0uYU"
     },
     "spec": {
-      "$ref": "SUavlT3WPYdBpbHSvcdn1jc3UCkLXroTb40S74LMA"
+      "$ref": "BkUODmk5rsxgViflfmWzK4XXmHHjuDBSCIEvDPG9QA"
     }
   },
   "required": ["spec", "apiVersion", "kind"],
-  "$id": "compute.kova.dev.v1alpha1.IPAllocation"
+  "$id": "compute.kova.dev.v1alpha1.IPBlock"
 };
 const schema8 = {
   "type": "string",
@@ -68,7 +68,7 @@ function validate23(data, {
 }
 const schema9 = {
   "type": "string",
-  "enum": ["IPAllocation"]
+  "enum": ["IPBlock"]
 };
 function validate25(data, {
   instancePath = "",
@@ -94,7 +94,7 @@ function validate25(data, {
     }
     errors++;
   }
-  if (!(data === "IPAllocation")) {
+  if (!(data === "IPBlock")) {
     const err1 = {
       instancePath,
       schemaPath: "#/enum",
@@ -142,28 +142,25 @@ function validate27(data, {
 }
 const schema12 = {
   "type": "object",
-  "required": ["network", "ip", "mac", "instance"],
+  "required": ["network", "cidr"],
   "properties": {
     "network": {
       "$ref": "W5GpjkfZRCLa7yfFjmIMJXhllT5xShcWeGBcQ6BJ18"
     },
-    "ip": {
-      "$ref": "Si2KLlHz33x714zN6LYKEjte3JF5qFje13LBB3tV6o"
+    "cidr": {
+      "$ref": "mLVZNDOI4VsD38tLtR8vl1oRJemKS07scUSicJlE"
     },
-    "mac": {
-      "$ref": "FCNXQQnweTghegyHw209XGDBzrYGN0SyUviqwdln8c"
-    },
-    "instance": {
-      "$ref": "SqUazSjNn6JShQ9IVMyVO4gfgixkxnrDGIpqQSo7f30"
+    "addresses": {
+      "$ref": "LYVvnmhiob7W3ZuWfn4GJF1XTdsztvewcQAn3kpG0GU"
     }
   }
 };
-const schema13 = {
+const schema6 = {
   "type": "string",
   "maxLength": 253
 };
 import func2 from "@kubernetes-models/validate/runtime/ucs2length";
-function validate32(data, {
+function validate21(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -204,14 +201,88 @@ function validate32(data, {
     }
     errors++;
   }
-  validate32.errors = vErrors;
+  validate21.errors = vErrors;
+  return errors === 0;
+}
+const schema13 = {
+  "type": "string",
+  "maxLength": 18
+};
+function validate33(data, {
+  instancePath = "",
+  parentData,
+  parentDataProperty,
+  rootData = data
+} = {}) {
+  let vErrors = null;
+  let errors = 0;
+  if (typeof data === "string") {
+    if (func2(data) > 18) {
+      const err0 = {
+        instancePath,
+        schemaPath: "#/maxLength",
+        keyword: "maxLength",
+        params: {
+          limit: 18
+        }
+      };
+      if (vErrors === null) {
+        vErrors = [err0];
+      } else {
+        vErrors.push(err0);
+      }
+      errors++;
+    }
+  } else {
+    const err1 = {
+      instancePath,
+      schemaPath: "#/type",
+      keyword: "type",
+      params: {
+        type: "string"
+      }
+    };
+    if (vErrors === null) {
+      vErrors = [err1];
+    } else {
+      vErrors.push(err1);
+    }
+    errors++;
+  }
+  validate33.errors = vErrors;
   return errors === 0;
 }
 const schema14 = {
+  "type": "array",
+  "maxItems": 256,
+  "items": {
+    "$ref": "7bvl4CP6zBPyHz31e9ce7hgzvD3V4X9bLV1re9i8dqs"
+  },
+  "nullable": true
+};
+const schema15 = {
+  "type": "object",
+  "required": ["ip", "mac", "instance"],
+  "properties": {
+    "ip": {
+      "$ref": "Si2KLlHz33x714zN6LYKEjte3JF5qFje13LBB3tV6o"
+    },
+    "mac": {
+      "$ref": "FCNXQQnweTghegyHw209XGDBzrYGN0SyUviqwdln8c"
+    },
+    "instance": {
+      "$ref": "YscjG1yFaj1xkOSaRmrsN3O7nm6Q4mgVyC7TEh8bbho"
+    },
+    "heldForNode": {
+      "$ref": "BaupFy3GvTRiKYHKliFKTaQW00q04zDjMXZdAzxeuQ"
+    }
+  }
+};
+const schema16 = {
   "type": "string",
   "maxLength": 15
 };
-function validate34(data, {
+function validate37(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -252,14 +323,14 @@ function validate34(data, {
     }
     errors++;
   }
-  validate34.errors = vErrors;
+  validate37.errors = vErrors;
   return errors === 0;
 }
-const schema15 = {
+const schema17 = {
   "type": "string",
   "maxLength": 17
 };
-function validate36(data, {
+function validate39(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -300,28 +371,29 @@ function validate36(data, {
     }
     errors++;
   }
-  validate36.errors = vErrors;
+  validate39.errors = vErrors;
   return errors === 0;
 }
-const schema16 = {
+const schema18 = {
   "type": "object",
   "required": ["namespace", "name", "uid"],
   "properties": {
     "namespace": {
-      "$ref": "jdFtv6DGtroqVatkuk8ipQtGFLMzfSuVek97sB0uauQ"
+      "$ref": "kVhKoEkFCpYCBOsP5OvTsXJ39WdjdMwyyhXvIyCOTok"
     },
     "name": {
-      "$ref": "jdFtv6DGtroqVatkuk8ipQtGFLMzfSuVek97sB0uauQ"
+      "$ref": "W5GpjkfZRCLa7yfFjmIMJXhllT5xShcWeGBcQ6BJ18"
     },
     "uid": {
-      "$ref": "jdFtv6DGtroqVatkuk8ipQtGFLMzfSuVek97sB0uauQ"
+      "$ref": "IXsnjPYt5qK5kiM8585oSrv0H4dIqBuAHM58URhCWY"
     }
   }
 };
-const schema6 = {
-  "type": "string"
+const schema19 = {
+  "type": "string",
+  "maxLength": 63
 };
-function validate21(data, {
+function validate42(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -329,8 +401,25 @@ function validate21(data, {
 } = {}) {
   let vErrors = null;
   let errors = 0;
-  if (typeof data !== "string") {
-    const err0 = {
+  if (typeof data === "string") {
+    if (func2(data) > 63) {
+      const err0 = {
+        instancePath,
+        schemaPath: "#/maxLength",
+        keyword: "maxLength",
+        params: {
+          limit: 63
+        }
+      };
+      if (vErrors === null) {
+        vErrors = [err0];
+      } else {
+        vErrors.push(err0);
+      }
+      errors++;
+    }
+  } else {
+    const err1 = {
       instancePath,
       schemaPath: "#/type",
       keyword: "type",
@@ -339,16 +428,64 @@ function validate21(data, {
       }
     };
     if (vErrors === null) {
-      vErrors = [err0];
+      vErrors = [err1];
     } else {
-      vErrors.push(err0);
+      vErrors.push(err1);
     }
     errors++;
   }
-  validate21.errors = vErrors;
+  validate42.errors = vErrors;
   return errors === 0;
 }
-function validate38(data, {
+const schema20 = {
+  "type": "string",
+  "maxLength": 36
+};
+function validate45(data, {
+  instancePath = "",
+  parentData,
+  parentDataProperty,
+  rootData = data
+} = {}) {
+  let vErrors = null;
+  let errors = 0;
+  if (typeof data === "string") {
+    if (func2(data) > 36) {
+      const err0 = {
+        instancePath,
+        schemaPath: "#/maxLength",
+        keyword: "maxLength",
+        params: {
+          limit: 36
+        }
+      };
+      if (vErrors === null) {
+        vErrors = [err0];
+      } else {
+        vErrors.push(err0);
+      }
+      errors++;
+    }
+  } else {
+    const err1 = {
+      instancePath,
+      schemaPath: "#/type",
+      keyword: "type",
+      params: {
+        type: "string"
+      }
+    };
+    if (vErrors === null) {
+      vErrors = [err1];
+    } else {
+      vErrors.push(err1);
+    }
+    errors++;
+  }
+  validate45.errors = vErrors;
+  return errors === 0;
+}
+function validate41(data, {
   instancePath = "",
   parentData,
   parentDataProperty,
@@ -406,13 +543,13 @@ function validate38(data, {
       errors++;
     }
     if (data.namespace !== undefined) {
-      if (!validate21(data.namespace, {
+      if (!validate42(data.namespace, {
         instancePath: instancePath + "/namespace",
         parentData: data,
         parentDataProperty: "namespace",
         rootData
       })) {
-        vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
+        vErrors = vErrors === null ? validate42.errors : vErrors.concat(validate42.errors);
         errors = vErrors.length;
       }
     }
@@ -428,13 +565,13 @@ function validate38(data, {
       }
     }
     if (data.uid !== undefined) {
-      if (!validate21(data.uid, {
+      if (!validate45(data.uid, {
         instancePath: instancePath + "/uid",
         parentData: data,
         parentDataProperty: "uid",
         rootData
       })) {
-        vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
+        vErrors = vErrors === null ? validate45.errors : vErrors.concat(validate45.errors);
         errors = vErrors.length;
       }
     }
@@ -454,7 +591,234 @@ function validate38(data, {
     }
     errors++;
   }
-  validate38.errors = vErrors;
+  validate41.errors = vErrors;
+  return errors === 0;
+}
+const schema21 = {
+  "type": "string",
+  "maxLength": 253,
+  "nullable": true
+};
+function validate48(data, {
+  instancePath = "",
+  parentData,
+  parentDataProperty,
+  rootData = data
+} = {}) {
+  let vErrors = null;
+  let errors = 0;
+  if (typeof data !== "string" && data !== null) {
+    const err0 = {
+      instancePath,
+      schemaPath: "#/type",
+      keyword: "type",
+      params: {
+        type: "string"
+      }
+    };
+    if (vErrors === null) {
+      vErrors = [err0];
+    } else {
+      vErrors.push(err0);
+    }
+    errors++;
+  }
+  if (typeof data === "string") {
+    if (func2(data) > 253) {
+      const err1 = {
+        instancePath,
+        schemaPath: "#/maxLength",
+        keyword: "maxLength",
+        params: {
+          limit: 253
+        }
+      };
+      if (vErrors === null) {
+        vErrors = [err1];
+      } else {
+        vErrors.push(err1);
+      }
+      errors++;
+    }
+  }
+  validate48.errors = vErrors;
+  return errors === 0;
+}
+function validate36(data, {
+  instancePath = "",
+  parentData,
+  parentDataProperty,
+  rootData = data
+} = {}) {
+  let vErrors = null;
+  let errors = 0;
+  if (data && typeof data == "object" && !Array.isArray(data)) {
+    if (data.ip === undefined) {
+      const err0 = {
+        instancePath,
+        schemaPath: "#/required",
+        keyword: "required",
+        params: {
+          missingProperty: "ip"
+        }
+      };
+      if (vErrors === null) {
+        vErrors = [err0];
+      } else {
+        vErrors.push(err0);
+      }
+      errors++;
+    }
+    if (data.mac === undefined) {
+      const err1 = {
+        instancePath,
+        schemaPath: "#/required",
+        keyword: "required",
+        params: {
+          missingProperty: "mac"
+        }
+      };
+      if (vErrors === null) {
+        vErrors = [err1];
+      } else {
+        vErrors.push(err1);
+      }
+      errors++;
+    }
+    if (data.instance === undefined) {
+      const err2 = {
+        instancePath,
+        schemaPath: "#/required",
+        keyword: "required",
+        params: {
+          missingProperty: "instance"
+        }
+      };
+      if (vErrors === null) {
+        vErrors = [err2];
+      } else {
+        vErrors.push(err2);
+      }
+      errors++;
+    }
+    if (data.ip !== undefined) {
+      if (!validate37(data.ip, {
+        instancePath: instancePath + "/ip",
+        parentData: data,
+        parentDataProperty: "ip",
+        rootData
+      })) {
+        vErrors = vErrors === null ? validate37.errors : vErrors.concat(validate37.errors);
+        errors = vErrors.length;
+      }
+    }
+    if (data.mac !== undefined) {
+      if (!validate39(data.mac, {
+        instancePath: instancePath + "/mac",
+        parentData: data,
+        parentDataProperty: "mac",
+        rootData
+      })) {
+        vErrors = vErrors === null ? validate39.errors : vErrors.concat(validate39.errors);
+        errors = vErrors.length;
+      }
+    }
+    if (data.instance !== undefined) {
+      if (!validate41(data.instance, {
+        instancePath: instancePath + "/instance",
+        parentData: data,
+        parentDataProperty: "instance",
+        rootData
+      })) {
+        vErrors = vErrors === null ? validate41.errors : vErrors.concat(validate41.errors);
+        errors = vErrors.length;
+      }
+    }
+    if (data.heldForNode !== undefined) {
+      if (!validate48(data.heldForNode, {
+        instancePath: instancePath + "/heldForNode",
+        parentData: data,
+        parentDataProperty: "heldForNode",
+        rootData
+      })) {
+        vErrors = vErrors === null ? validate48.errors : vErrors.concat(validate48.errors);
+        errors = vErrors.length;
+      }
+    }
+  } else {
+    const err3 = {
+      instancePath,
+      schemaPath: "#/type",
+      keyword: "type",
+      params: {
+        type: "object"
+      }
+    };
+    if (vErrors === null) {
+      vErrors = [err3];
+    } else {
+      vErrors.push(err3);
+    }
+    errors++;
+  }
+  validate36.errors = vErrors;
+  return errors === 0;
+}
+function validate35(data, {
+  instancePath = "",
+  parentData,
+  parentDataProperty,
+  rootData = data
+} = {}) {
+  let vErrors = null;
+  let errors = 0;
+  if (!Array.isArray(data) && data !== null) {
+    const err0 = {
+      instancePath,
+      schemaPath: "#/type",
+      keyword: "type",
+      params: {
+        type: "array"
+      }
+    };
+    if (vErrors === null) {
+      vErrors = [err0];
+    } else {
+      vErrors.push(err0);
+    }
+    errors++;
+  }
+  if (Array.isArray(data)) {
+    if (data.length > 256) {
+      const err1 = {
+        instancePath,
+        schemaPath: "#/maxItems",
+        keyword: "maxItems",
+        params: {
+          limit: 256
+        }
+      };
+      if (vErrors === null) {
+        vErrors = [err1];
+      } else {
+        vErrors.push(err1);
+      }
+      errors++;
+    }
+    const len0 = data.length;
+    for (let i0 = 0; i0 < len0; i0++) {
+      if (!validate36(data[i0], {
+        instancePath: instancePath + "/" + i0,
+        parentData: data,
+        parentDataProperty: i0,
+        rootData
+      })) {
+        vErrors = vErrors === null ? validate36.errors : vErrors.concat(validate36.errors);
+        errors = vErrors.length;
+      }
+    }
+  }
+  validate35.errors = vErrors;
   return errors === 0;
 }
 function validate31(data, {
@@ -482,13 +846,13 @@ function validate31(data, {
       }
       errors++;
     }
-    if (data.ip === undefined) {
+    if (data.cidr === undefined) {
       const err1 = {
         instancePath,
         schemaPath: "#/required",
         keyword: "required",
         params: {
-          missingProperty: "ip"
+          missingProperty: "cidr"
         }
       };
       if (vErrors === null) {
@@ -498,84 +862,41 @@ function validate31(data, {
       }
       errors++;
     }
-    if (data.mac === undefined) {
-      const err2 = {
-        instancePath,
-        schemaPath: "#/required",
-        keyword: "required",
-        params: {
-          missingProperty: "mac"
-        }
-      };
-      if (vErrors === null) {
-        vErrors = [err2];
-      } else {
-        vErrors.push(err2);
-      }
-      errors++;
-    }
-    if (data.instance === undefined) {
-      const err3 = {
-        instancePath,
-        schemaPath: "#/required",
-        keyword: "required",
-        params: {
-          missingProperty: "instance"
-        }
-      };
-      if (vErrors === null) {
-        vErrors = [err3];
-      } else {
-        vErrors.push(err3);
-      }
-      errors++;
-    }
     if (data.network !== undefined) {
-      if (!validate32(data.network, {
+      if (!validate21(data.network, {
         instancePath: instancePath + "/network",
         parentData: data,
         parentDataProperty: "network",
         rootData
       })) {
-        vErrors = vErrors === null ? validate32.errors : vErrors.concat(validate32.errors);
+        vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
         errors = vErrors.length;
       }
     }
-    if (data.ip !== undefined) {
-      if (!validate34(data.ip, {
-        instancePath: instancePath + "/ip",
+    if (data.cidr !== undefined) {
+      if (!validate33(data.cidr, {
+        instancePath: instancePath + "/cidr",
         parentData: data,
-        parentDataProperty: "ip",
+        parentDataProperty: "cidr",
         rootData
       })) {
-        vErrors = vErrors === null ? validate34.errors : vErrors.concat(validate34.errors);
+        vErrors = vErrors === null ? validate33.errors : vErrors.concat(validate33.errors);
         errors = vErrors.length;
       }
     }
-    if (data.mac !== undefined) {
-      if (!validate36(data.mac, {
-        instancePath: instancePath + "/mac",
+    if (data.addresses !== undefined) {
+      if (!validate35(data.addresses, {
+        instancePath: instancePath + "/addresses",
         parentData: data,
-        parentDataProperty: "mac",
+        parentDataProperty: "addresses",
         rootData
       })) {
-        vErrors = vErrors === null ? validate36.errors : vErrors.concat(validate36.errors);
-        errors = vErrors.length;
-      }
-    }
-    if (data.instance !== undefined) {
-      if (!validate38(data.instance, {
-        instancePath: instancePath + "/instance",
-        parentData: data,
-        parentDataProperty: "instance",
-        rootData
-      })) {
-        vErrors = vErrors === null ? validate38.errors : vErrors.concat(validate38.errors);
+        vErrors = vErrors === null ? validate35.errors : vErrors.concat(validate35.errors);
         errors = vErrors.length;
       }
     }
   } else {
-    const err4 = {
+    const err2 = {
       instancePath,
       schemaPath: "#/type",
       keyword: "type",
@@ -584,9 +905,9 @@ function validate31(data, {
       }
     };
     if (vErrors === null) {
-      vErrors = [err4];
+      vErrors = [err2];
     } else {
-      vErrors.push(err4);
+      vErrors.push(err2);
     }
     errors++;
   }
@@ -599,7 +920,7 @@ function validate22(data, {
   parentDataProperty,
   rootData = data
 } = {}) {
-  /*# sourceURL="compute.kova.dev.v1alpha1.IPAllocation" */;
+  /*# sourceURL="compute.kova.dev.v1alpha1.IPBlock" */;
   let vErrors = null;
   let errors = 0;
   if (data && typeof data == "object" && !Array.isArray(data)) {
