@@ -1,11 +1,12 @@
 // Boot latency, kova against the raw limit, in one run on this machine:
 //  - kova: N Instances, one after another, through the whole local stack (API server, operator,
 //    node agent, libvirt, QEMU TCG); creation → Active measured by the client (create call to
-//    the first read showing Active), phases from the conditions' transition times;
+//    the first watch event showing Active, as `kubectl wait` sees it), phases from the
+//    conditions' transition times;
 //  - raw: the same disk preparation (qcow2 overlay, config drive) and the same domain XML,
 //    done directly with qemu-img, genisoimage and libvirt, until the domain runs.
 import { CustomObjectsApi } from '@kubernetes/client-node';
-import { loadKubeConfig, logger } from '@kova/controller-kit';
+import { Informer, loadKubeConfig, logger } from '@kova/controller-kit';
 import { API_VERSION, GROUP, VERSION, type IInstance } from '@kova/crds';
 import { LocalKova, until } from '@kova/hack';
 import {
@@ -43,7 +44,10 @@ const PHASES: [string, string][] = [
 async function kovaSamples(
   kova: LocalKova,
 ): Promise<{ total: number[]; phases: Record<string, number[]> }> {
-  const api = loadKubeConfig(kova.kubeconfigPath).makeApiClient(CustomObjectsApi);
+  const kc = loadKubeConfig(kova.kubeconfigPath);
+  const api = kc.makeApiClient(CustomObjectsApi);
+  const active = activeWatch(kc);
+  await active.start();
   const ref = (name: string) => ({
     group: GROUP,
     version: VERSION,
@@ -61,6 +65,7 @@ async function kovaSamples(
       metadata: { name },
       spec: { flavor: 'm1.nano', image: 'kova-guest', networks: [{ network: 'default' }] },
     };
+    const seen = active.next(name);
     const t0 = Date.now();
     await api.createNamespacedCustomObject({
       group: GROUP,
@@ -69,17 +74,7 @@ async function kovaSamples(
       namespace: 'default',
       body,
     });
-    const inst = await until(
-      `${name} Active`,
-      async () => {
-        const got = (await api.getNamespacedCustomObject(ref(name))) as IInstance;
-        if (got.status?.fault)
-          throw new Error(`${name}: ${got.status.fault.reason}: ${got.status.fault.message}`);
-        return got.status?.phase === 'Active' ? got : undefined;
-      },
-      120_000,
-      10,
-    );
+    const inst = await seen;
     const t1 = Date.now();
     if (i > 0) {
       // the first boot warms the image cache and the hypervisor registration
@@ -106,7 +101,42 @@ async function kovaSamples(
       50,
     );
   }
+  await active.stop();
   return { total, phases };
+}
+
+/** A watch on the Instances: `next(name)` resolves with the first event showing it Active. */
+function activeWatch(kc: ReturnType<typeof loadKubeConfig>) {
+  const watch = new Informer<IInstance>(
+    kc,
+    { apiVersion: API_VERSION, kind: 'Instance', plural: 'instances', namespace: 'default' },
+    { logger: log },
+  );
+  const waiting = new Map<
+    string,
+    { resolve: (i: IInstance) => void; reject: (e: Error) => void }
+  >();
+  watch.on((inst) => {
+    const name = inst.metadata?.name as string;
+    const w = waiting.get(name);
+    const fault = inst.status?.fault;
+    if (!w || (!fault && inst.status?.phase !== 'Active')) return;
+    waiting.delete(name);
+    if (fault) w.reject(new Error(`${name}: ${fault.reason}: ${fault.message}`));
+    else w.resolve(inst);
+  });
+  return {
+    start: () => watch.start(),
+    stop: () => watch.stop(),
+    next: (name: string) =>
+      new Promise<IInstance>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`${name} not Active in 120 s`)), 120_000);
+        const done =
+          <T>(f: (v: T) => void) =>
+          (v: T) => (clearTimeout(timer), f(v));
+        waiting.set(name, { resolve: done(resolve), reject: done(reject) });
+      }),
+  };
 }
 
 /** The same work without Kubernetes: overlay, config drive, define, start, until running. */

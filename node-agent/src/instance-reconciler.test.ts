@@ -9,6 +9,11 @@ import { DomainState, ErrorCode, ShutoffReason } from './libvirt/index.js';
 import { instance, NODE, UID, world, type World } from './test-support.js';
 
 const KEY = 'ns/vm';
+/** Resolves once `seen` holds, looking every millisecond for up to a second. */
+async function until(seen: () => boolean): Promise<void> {
+  for (let i = 0; i < 1000 && !seen(); i++) await new Promise((r) => setTimeout(r, 1));
+  if (!seen()) throw new Error('not seen within a second');
+}
 const root = (w: World) => w.d.paths.instanceFile(UID, 'root.qcow2');
 const iso = (w: World) => w.d.paths.instanceFile(UID, 'cidata.iso');
 const cond = (s: InstanceStatus | undefined, type: string) =>
@@ -55,7 +60,10 @@ describe('hand-off and build phases', () => {
     w.api.put(instance({ phase: 'Networking' }));
     await new AgentReconciler(w.d).sync(KEY);
     expect(phases(w)).toEqual(['BlockDeviceMapping', 'Spawning', 'Active']);
-    expect(w.host.calls).toEqual([`plugNetworks ${UID}`, `createDisks ${UID}`, 'buildConfigDrive']);
+    // Plugged, disks and config drive made side by side: each once, in no set order.
+    expect([...w.host.calls].sort()).toEqual(
+      ['buildConfigDrive', `createDisks ${UID}`, `plugNetworks ${UID}`].sort(),
+    );
     expect(w.cache.calls).toEqual(['ensure blank']);
     expect(w.conn.calls).toEqual([`defineXML ${UID}`, `create ${UID}`]);
     const s = w.api.get('vm')?.status;
@@ -64,6 +72,63 @@ describe('hand-off and build phases', () => {
     for (const t of ['NetworkReady', 'BlockDevicesReady', 'Spawned', 'Ready'])
       expect(cond(s, t)?.status).toBe('True');
     expect(w.events).toContain('Normal Spawned');
+  });
+
+  it('sets its node-cleanup finalizer at the hand-off, before it defines the domain', async () => {
+    const w = world();
+    w.api.put(instance({ phase: 'Networking' }, { finalizers: [] }));
+    const defineXML = w.conn.defineXML.bind(w.conn);
+    let finalizersAtDefine: string[] | undefined;
+    w.conn.defineXML = async (xml: string) => {
+      finalizersAtDefine = w.api.get('vm')?.metadata.finalizers;
+      return defineXML(xml);
+    };
+    await new AgentReconciler(w.d).sync(KEY);
+    expect(w.api.finalizerWrites).toEqual([['compute.kova.dev/node-cleanup']]);
+    expect(finalizersAtDefine).toEqual(['compute.kova.dev/node-cleanup']);
+    expect(phases(w)).toEqual(['BlockDeviceMapping', 'Spawning', 'Active']);
+  });
+
+  it('makes the disks while the networks are still being plugged', async () => {
+    const w = world();
+    w.api.put(instance({ phase: 'Networking' }));
+    const plug = w.host.plugNetworks.bind(w.host);
+    w.host.plugNetworks = async (...args) => {
+      // Holds the plug until the disks are being made: a build in sequence never gets there.
+      await until(() => w.host.calls.some((c) => c.startsWith('createDisks')));
+      return plug(...args);
+    };
+    await new AgentReconciler(w.d).sync(KEY);
+    expect(phases(w)).toEqual(['BlockDeviceMapping', 'Spawning', 'Active']);
+  });
+
+  it('defines no domain and reports nothing when its finalizer cannot be set, and retries', async () => {
+    const w = world();
+    w.api.put(instance({ phase: 'Networking' }, { finalizers: [] }));
+    w.api.failFinalizers.push(conflict());
+    await expect(new AgentReconciler(w.d).sync(KEY)).rejects.toThrow('modified');
+    expect(w.conn.calls).toEqual([]);
+    expect(w.api.writes).toEqual([]);
+    await new AgentReconciler(w.d).sync(KEY);
+    expect(phases(w)).toEqual(['BlockDeviceMapping', 'Spawning', 'Active']);
+  });
+
+  it('undoes the disks made meanwhile when plugging the networks fails', async () => {
+    const w = world();
+    w.api.put(instance({ phase: 'Networking' }));
+    w.host.plugNetworks = async () => {
+      await until(() => w.host.files.has(iso(w)));
+      throw new BuildFault('BridgeCreateFailed', 'could not set up bridge br-test', true);
+    };
+    await new AgentReconciler(w.d).sync(KEY);
+    const s = w.api.get('vm')?.status;
+    expect(s?.fault?.reason).toBe('BridgeCreateFailed');
+    expect(cond(s, 'NetworkReady')).toMatchObject({
+      status: 'False',
+      reason: 'BridgeCreateFailed',
+    });
+    expect(w.host.calls).toContain(`removeInstanceFiles ${UID}`);
+    expect(w.host.files.has(root(w))).toBe(false);
   });
 
   it('leaves a Networking Instance alone until every network has an address', async () => {

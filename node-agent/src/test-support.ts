@@ -201,8 +201,12 @@ export class FakeApi {
       this.finalizerWrites.push(finalizers);
       const cur = this.get(ref.name, ref.namespace);
       if (!cur) throw Object.assign(new Error('not found'), { code: 404 });
-      this.store.delete(`${ref.namespace}/${ref.name}`);
-      return cur;
+      // The last finalizer of an object being deleted: the API server removes it.
+      if (cur.metadata.deletionTimestamp && finalizers.length === 0) {
+        this.store.delete(`${ref.namespace}/${ref.name}`);
+        return cur;
+      }
+      return this.put({ ...cur, metadata: { ...cur.metadata, finalizers } });
     },
   };
 }

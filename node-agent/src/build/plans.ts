@@ -29,12 +29,12 @@ const power = (inst: Instance, built: boolean) =>
 /** Networking → BlockDeviceMapping: the one place a build plugs networking. */
 export const handoffPlan = (): NodeStep[] => [plugNetworksStep];
 
-/** BlockDeviceMapping → Spawning. */
-export const blockDevicesPlan = (): NodeStep[] => [
-  imageStep,
-  disksStep({ createRoot: true }),
-  configDriveStep,
+/** BlockDeviceMapping → Spawning: the disks (after their image) and the config drive, side by side. */
+export const blockDevicesLines = (): NodeStep[][] => [
+  [imageStep, disksStep({ createRoot: true })],
+  [configDriveStep],
 ];
+export const blockDevicesPlan = (): NodeStep[] => blockDevicesLines().flat();
 
 /** Spawning → Active, or Stopped without a start under runStrategy Halted. */
 export const spawnPlan = (inst: Instance): NodeStep[] => [defineStep, ...power(inst, false)];

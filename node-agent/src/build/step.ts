@@ -60,6 +60,16 @@ export async function runSteps(steps: readonly NodeStep[], c: StepContext): Prom
   }
 }
 
+/** Runs independent lines of steps side by side; once every line has ended, its first failure is thrown. */
+export async function runSideBySide(
+  lines: readonly (readonly NodeStep[])[],
+  c: StepContext,
+): Promise<void> {
+  const ended = await Promise.allSettled(lines.map((line) => runSteps(line, c)));
+  const failed = ended.find((e): e is PromiseRejectedResult => e.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
 /** Undoes the steps in reverse order; the first failure stops it (the caller retries). */
 export async function undoSteps(steps: readonly NodeStep[], c: StepContext): Promise<void> {
   for (const step of [...steps].reverse()) await step.undo(c);

@@ -1,42 +1,84 @@
 // Handlers of the build phases: the hand-off from the operator (Networking with every address
 // allocated), BlockDeviceMapping and Spawning. Each runs its plan, then names the next phase.
 import { ConditionType } from '@kova/crds';
-import { blockDevicesPlan, buildUndoPlan, handoffPlan, spawnPlan } from '../build/plans.js';
+import { blockDevicesLines, buildUndoPlan, handoffPlan, spawnPlan } from '../build/plans.js';
 import { nicsOf } from '../build/steps.js';
-import { BuildAborted, runSteps, type NodeStep, type StepContext } from '../build/step.js';
+import {
+  BuildAborted,
+  runSideBySide,
+  runSteps,
+  type NodeStep,
+  type StepContext,
+} from '../build/step.js';
 import { BuildFault } from '../errors.js';
+import type { StatusChange } from '../status.js';
 import { holdForCleanup } from './lifecycle.js';
 import type { PhaseResult } from './result.js';
 
+/**
+ * Networking → BlockDeviceMapping → Spawning, the networks plugged while the block devices are
+ * made (as Nova's build allocates networks while it maps block devices), and the node-cleanup
+ * finalizer set meanwhile: it is on before the domain is defined, so a delete waits for the
+ * domain's removal (disks of an Instance deleted before it are the garbage collector's). Phase
+ * BlockDeviceMapping is reported once plugged, while the disks may still be under way.
+ */
 export async function handoff(c: StepContext): Promise<PhaseResult> {
-  return guarded(c, ConditionType.NetworkReady, [], async () => {
-    // The finalizer is written while the networks are plugged: both before anything is built.
-    const [held] = await Promise.all([holdForCleanup(c), runSteps(handoffPlan(), c)]);
-    c.inst = held;
-    const nics = nicsOf(c.inst.metadata.uid, c.inst.status?.interfaces ?? [], (n) =>
-      c.d.networks.get(n),
-    );
-    return {
-      kind: 'continue',
-      status: {
-        phase: 'BlockDeviceMapping',
-        buildStartedAt: new Date().toISOString(),
-        conditions: [
-          {
-            type: ConditionType.NetworkReady,
-            status: 'True',
-            reason: 'Plugged',
-            message: nics.map((n) => `${n.ip} on bridge ${n.bridge} (${n.tap})`).join(', '),
-          },
-        ],
-      },
-    };
+  const held = holdForCleanup(c);
+  const disks = runSideBySide(blockDevicesLines(), c);
+  // Awaited below, after the plug: meanwhile a failure is no unhandled rejection.
+  held.catch(() => undefined);
+  const settled = disks.then(
+    () => undefined,
+    () => undefined,
+  );
+  const plugged = await guarded(c, ConditionType.NetworkReady, buildUndoPlan(), async () => {
+    await runSteps(handoffPlan(), c);
+    return { kind: 'continue', status: pluggedStatus(c) };
   });
+  if (plugged.kind !== 'continue') {
+    await settled; // its undo must not race the disks still being made
+    return plugged;
+  }
+  try {
+    c.inst = await held;
+    if (!(await c.report(plugged.status))) {
+      await settled;
+      return { kind: 'complete' };
+    }
+  } catch (err) {
+    await settled; // no disk work outlives its sync
+    throw err;
+  }
+  return disksMade(c, disks);
 }
 
+function pluggedStatus(c: StepContext): StatusChange {
+  const nics = nicsOf(c.inst.metadata.uid, c.inst.status?.interfaces ?? [], (n) =>
+    c.d.networks.get(n),
+  );
+  return {
+    phase: 'BlockDeviceMapping',
+    buildStartedAt: new Date().toISOString(),
+    conditions: [
+      {
+        type: ConditionType.NetworkReady,
+        status: 'True',
+        reason: 'Plugged',
+        message: nics.map((n) => `${n.ip} on bridge ${n.bridge} (${n.tap})`).join(', '),
+      },
+    ],
+  };
+}
+
+/** BlockDeviceMapping → Spawning (an agent restarted mid-build resumes here). */
 export async function blockDevices(c: StepContext): Promise<PhaseResult> {
+  c.inst = await holdForCleanup(c);
+  return disksMade(c, runSideBySide(blockDevicesLines(), c));
+}
+
+function disksMade(c: StepContext, made: Promise<void>): Promise<PhaseResult> {
   return guarded(c, ConditionType.BlockDevicesReady, buildUndoPlan(), async () => {
-    await runSteps(blockDevicesPlan(), c);
+    await made;
     return {
       kind: 'continue',
       status: {

@@ -2,12 +2,12 @@
 // hostname, SSH keys), user-data and a version 2 network-config with the static addresses the
 // operator allocated. Files are written by serialising data (JSON is valid YAML), never by
 // pasting user strings into a template.
-import { chmod, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Interface } from '@kova/crds';
 import { run } from '../host/exec.js';
-import { createPrivate, INSTANCE_FILE_MODE } from './disks.js';
+import { createPrivate, INSTANCE_DIR_MODE, INSTANCE_FILE_MODE } from './disks.js';
 
 export interface ConfigDriveInput {
   instanceId: string;
@@ -48,6 +48,8 @@ export async function buildConfigDrive(path: string, input: ConfigDriveInput): P
     await writeFile(join(dir, 'meta-data'), metaData(input));
     await writeFile(join(dir, 'user-data'), userData(input));
     await writeFile(join(dir, 'network-config'), networkConfig(input));
+    // Built beside the disks, so it may be first in the Instance's directory.
+    await mkdir(dirname(path), { recursive: true, mode: INSTANCE_DIR_MODE });
     await createPrivate(`${path}.tmp`);
     await run('genisoimage', [
       '-quiet',

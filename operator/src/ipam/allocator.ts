@@ -54,9 +54,12 @@ export class AddressAllocator {
       block: (name) => this.blocks.get(name),
       observe: (name, block) => this.observe(name, block),
     });
-    blocks.on((b, type) =>
-      this.observe(b.metadata?.name as string, type === 'delete' ? undefined : b),
-    );
+    blocks.on((b, type) => {
+      const name = b.metadata?.name as string;
+      // The watch trails our own writes: an event older than the view would undo them in it.
+      if (olderThan(b, this.blocks.get(name))) return;
+      this.observe(name, type === 'delete' ? undefined : b);
+    });
   }
 
   /** Called whenever an address is freed: Instances waiting for one may try again. */
@@ -314,6 +317,15 @@ function inUse(network: string, ip: string, holder: AddressLease | undefined): A
     reason: 'FixedIPInUse',
     message: `fixed IP ${ip} on Network ${network} is held by ${who}${why}`,
   };
+}
+
+/**
+ * Whether `a` is an older version of the block than `b`. resourceVersions are etcd revisions,
+ * compared as numbers (as the scheduler's assume cache does); anything else is never older.
+ */
+function olderThan(a: IIPBlock, b: IIPBlock | undefined): boolean {
+  const [x, y] = [a.metadata?.resourceVersion, b?.metadata?.resourceVersion].map(Number);
+  return Number.isSafeInteger(x) && Number.isSafeInteger(y) && (x as number) < (y as number);
 }
 
 export function toInterface(net: INetwork, ip: string): Interface {
