@@ -38,6 +38,7 @@ import { ConsoleEndpoint } from './console/endpoint.js';
 import { ConsoleSessions } from './console/sessions.js';
 import { agentMetrics, type AgentMetrics } from './metrics.js';
 import { guestNics, NodeNetworks, networksInUse } from './network/node-networks.js';
+import { dropLegacyFilters } from './domain/legacy-filter.js';
 import { removeLegacyGuard } from './network/legacy-guard.js';
 import { tunnelEndpoint } from './network/tunnel.js';
 import { ImageCache } from './steps/image-cache.js';
@@ -161,6 +162,12 @@ export class NodeAgent {
     this.logger.info('tunnel endpoint', { node: this.config.nodeName, ...tunnel });
     await removeLegacyGuard(this.logger).catch((error: Error) =>
       this.logger.warn('could not remove the iptables guard of an older kova agent', { error }),
+    );
+    await dropLegacyFilters(await this.session.conn(), this.config.nodeName, this.logger).catch(
+      (error: Error) =>
+        this.logger.warn('could not drop the nwfilter of domains an older agent defined', {
+          error,
+        }),
     );
     const nodeNetworks = new NodeNetworks({
       nodeName: this.config.nodeName,

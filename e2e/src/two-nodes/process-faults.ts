@@ -159,6 +159,8 @@ function agentKilledMidBoot(): void {
       const slow = await images.add('held-image', 'hold');
       await vms.create('interrupted', { ...on(A), image: slow.name });
       await until('the agent downloading the image', () => slow.requests > 0, 60_000);
+      // The download starts while the networks are plugged; the phase follows once plugged.
+      await vms.phase('interrupted', 'BlockDeviceMapping');
       await nodes.killAgent(A);
       expect((await vms.get('interrupted'))?.status?.phase).toBe('BlockDeviceMapping');
       slow.release();

@@ -175,6 +175,18 @@ describe('guest network isolation', () => {
     expect(await connects(a.ns, b.ip, PORT)).toBe(true);
   });
 
+  it('#12.15 lets nothing out of a tap named as kova names them that no Instance here has', async () => {
+    const stray = { ns: `kova-sec-x-${process.pid}`, tap: tapName(randomUUID(), 0) };
+    namespaceWithVeth(stray.ns, stray.tap, '10.231.7.20', 24, 'fa:16:3e:e7:00:14');
+    try {
+      sh('ip', 'link', 'set', stray.tap, 'master', BRIDGE, 'up');
+      expect(await connects(stray.ns, guests.b.ip, PORT)).toBe(false);
+      expect(await connects(guests.a.ns, guests.b.ip, PORT)).toBe(true);
+    } finally {
+      quietly(() => sh('ip', 'netns', 'del', stray.ns));
+    }
+  });
+
   it('#12.15 keeps a guest off a host service listening on 0.0.0.0, while the host reaches the guest', async () => {
     const { port } = hostServer.address() as AddressInfo;
     expect(await connects(guests.a.ns, '10.231.7.1', port)).toBe(false);

@@ -230,7 +230,10 @@ export class NodeNetworks {
   /** Whether kova's tables are there as last applied (a read: it changes nothing). */
   private async tablesPresent(wanted: boolean): Promise<boolean> {
     const tables = await run('nft', ['list', 'tables']);
-    return /^table bridge kova$/m.test(tables) === wanted;
+    const present = ['inet', 'bridge'].map((f) =>
+      new RegExp(`^table ${f} kova$`, 'm').test(tables),
+    );
+    return present.every((p) => p === wanted);
   }
 
   private guarded(net: INetwork): GuardedNetwork {

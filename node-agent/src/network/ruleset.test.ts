@@ -63,8 +63,10 @@ describe('kova nftables ruleset', () => {
   it('holds every guest NIC to its own MAC and address, with no traffic but IPv4, ARP and RARP', () => {
     const text = renderRuleset(nets, nics);
     expect(text).toContain(
-      'iifname vmap { "kv0123456789ab0" : jump nic_kv0123456789ab0, "kv0123456789ab1" : jump nic_kv0123456789ab1 }',
+      'iifname vmap { "kv0123456789ab0" : goto nic_kv0123456789ab0, "kv0123456789ab1" : goto nic_kv0123456789ab1 }',
     );
+    // A kova tap of no Instance here sends nothing; the overlay's devices are not taps.
+    expect(text).toContain('iifname "kv*" iifname != "kvx*" drop');
     const chain = text.slice(text.indexOf('chain nic_kv0123456789ab0 {'));
     const rules = chain
       .slice(0, chain.indexOf('}\n'))

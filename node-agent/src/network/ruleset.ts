@@ -20,7 +20,8 @@
 //   tap must carry the NIC's own MAC, IPv4 packets its own address (or a DHCP request from
 //   0.0.0.0), ARP its own MAC and address; anything but IPv4, ARP and RARP (QEMU's announce
 //   after a migration) is dropped. Rules match the tap by name, so they hold from the moment
-//   libvirt creates it.
+//   libvirt creates it; a tap named as kova names them that no Instance here has (a guest left
+//   behind on a node that was down, its Instance since moved) sends nothing at all.
 
 import { VXLAN_PORT } from './names.js';
 
@@ -103,9 +104,14 @@ function bridgeTable(nets: GuardedNetwork[], nics: GuestNic[]): string {
     overlays.map((o) => `${dir} ${q(o.device)} ether saddr ${o.gatewayMac} drop`);
   const aboutGateway = (dir: string) =>
     overlays.map((o) => `${dir} ${q(o.device)} arp daddr ip ${o.gateway} drop`);
-  const dispatch = nics.map((n) => `${q(n.tap)} : jump ${nicChain(n)}`).join(', ');
+  // goto: a NIC's chain ending without a verdict ends at the policy (accept), not below.
+  const dispatch = nics.map((n) => `${q(n.tap)} : goto ${nicChain(n)}`).join(', ');
   return table('bridge', [
-    chain('prerouting', 'prerouting', nics.length ? [`iifname vmap { ${dispatch} }`] : []),
+    chain('prerouting', 'prerouting', [
+      ...(nics.length ? [`iifname vmap { ${dispatch} }`] : []),
+      // Taps are "kv" and hex digits; the overlay's VXLAN devices are "kvx…".
+      `iifname "kv*" iifname != "kvx*" drop`,
+    ]),
     ...nics.map(antiSpoofChain),
     chain('input', 'input', [...fromGateway('iifname'), ...aboutGateway('iifname')]),
     chain('forward', 'forward', [

@@ -18,38 +18,34 @@ import type { PhaseResult } from './result.js';
 /**
  * Networking → BlockDeviceMapping → Spawning, the networks plugged while the block devices are
  * made (as Nova's build allocates networks while it maps block devices), and the node-cleanup
- * finalizer set meanwhile: it is on before the domain is defined, so a delete waits for the
- * domain's removal (disks of an Instance deleted before it are the garbage collector's). Phase
- * BlockDeviceMapping is reported once plugged, while the disks may still be under way.
+ * finalizer set meanwhile: it is on before anything is reported or the domain defined, so a
+ * delete waits for the domain's removal (disks of an Instance deleted before it are the garbage
+ * collector's). Phase BlockDeviceMapping is reported once plugged and held.
  */
 export async function handoff(c: StepContext): Promise<PhaseResult> {
   const held = holdForCleanup(c);
+  // Refused (the Instance changed, or is gone): the disk work stops at its next step.
+  held.catch(() => (c.scratch.abandoned = true));
   const disks = runSideBySide(blockDevicesLines(), c);
-  // Awaited below, after the plug: meanwhile a failure is no unhandled rejection.
-  held.catch(() => undefined);
   const settled = disks.then(
     () => undefined,
     () => undefined,
   );
-  const plugged = await guarded(c, ConditionType.NetworkReady, buildUndoPlan(), async () => {
-    await runSteps(handoffPlan(), c);
-    return { kind: 'continue', status: pluggedStatus(c) };
-  });
-  if (plugged.kind !== 'continue') {
-    await settled; // its undo must not race the disks still being made
-    return plugged;
-  }
+  let plugged: PhaseResult;
   try {
-    c.inst = await held;
-    if (!(await c.report(plugged.status))) {
-      await settled;
-      return { kind: 'complete' };
+    plugged = await guarded(c, ConditionType.NetworkReady, buildUndoPlan(), async () => {
+      await runSteps(handoffPlan(), c);
+      return { kind: 'continue', status: pluggedStatus(c) };
+    });
+    if (plugged.kind === 'continue') {
+      c.inst = await held;
+      if (!(await c.report(plugged.status))) plugged = { kind: 'complete' };
     }
-  } catch (err) {
-    await settled; // no disk work outlives its sync
-    throw err;
+  } finally {
+    // No disk work outlives its sync, and a failed plug's undo never races it.
+    await settled;
   }
-  return disksMade(c, disks);
+  return plugged.kind === 'continue' ? disksMade(c, disks) : plugged;
 }
 
 function pluggedStatus(c: StepContext): StatusChange {

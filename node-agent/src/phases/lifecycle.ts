@@ -13,9 +13,10 @@ import type { PhaseResult } from './result.js';
 
 /**
  * The node-cleanup finalizer, set by the agent of the node the Instance is handed to before it
- * makes anything there, so a delete waits for the domain and disks to go. Not the operator's
- * at binding: an Instance deleted before its hand-off has nothing on any node, and binding
- * costs one API write less. Refused (409) on a view that changed, deletion included: the API
+ * reports a build phase or defines the domain, so a delete waits for the domain and disks to
+ * go (disks made meanwhile for an Instance deleted first are the garbage collector's). Not the
+ * operator's at binding: an Instance deleted before its hand-off has nothing on any node, and
+ * binding costs one API write less. Refused (409) on a view that changed, deletion included: the API
  * server takes no new finalizer on an object being deleted, and the retried sync sees it.
  */
 export async function holdForCleanup(c: StepContext): Promise<Instance> {

@@ -598,6 +598,26 @@ describe('on the node', () => {
     expect(f.status()[0]!.observedGeneration).toBeUndefined();
   });
 
+  it('sets node-cleanup on an Instance an agent of an earlier release builds without it', async () => {
+    f.put({ phase: 'Spawning', nodeName: 'hv-a', interfaces: [], ...RECORD }, { finalizers: [] });
+    await f.sync();
+    expect(f.named('setFinalizers')).toEqual([['setFinalizers', [NODE_CLEANUP_FINALIZER]]]);
+  });
+
+  it('leaves the finalizer to the agent of this release while the Instance is only handed off', async () => {
+    f.put(
+      {
+        phase: 'Networking',
+        nodeName: 'hv-a',
+        interfaces: [{ network: 'net1', ip: '10.0.0.5', mac: 'm', gateway: 'g', prefix: 24 }],
+        ...RECORD,
+      },
+      { finalizers: [] },
+    );
+    await f.sync();
+    expect(f.named('setFinalizers')).toEqual([]);
+  });
+
   it('only measures, once per Instance: creation → Active, and no write', async () => {
     const t = new Date().toISOString();
     f.put(

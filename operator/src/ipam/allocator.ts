@@ -44,6 +44,8 @@ export class AddressAllocator {
   /** Allocations under way per network, checked usable and not yet answered (deletion waits). */
   private readonly inFlight = new Map<string, number>();
   private readonly freedListeners: (() => void)[] = [];
+  /** Blocks seen deleted, as they last were: a late event of that version must not revive them. */
+  private readonly gone = new Map<string, IIPBlock>();
 
   constructor(
     kc: KubeConfig,
@@ -57,7 +59,9 @@ export class AddressAllocator {
     blocks.on((b, type) => {
       const name = b.metadata?.name as string;
       // The watch trails our own writes: an event older than the view would undo them in it.
-      if (olderThan(b, this.blocks.get(name))) return;
+      if ((versionOrder(b, this.blocks.get(name)) ?? 0) < 0) return;
+      // Nor may a version from before a deletion the view has seen bring the block back.
+      if (type !== 'delete' && (versionOrder(b, this.gone.get(name)) ?? 1) <= 0) return;
       this.observe(name, type === 'delete' ? undefined : b);
     });
   }
@@ -125,14 +129,12 @@ export class AddressAllocator {
     return all[0];
   }
 
-  /**
-   * Records an address held elsewhere before (an earlier operator's IPAllocation); false when
-   * its block lists another holder, or its Network is gone.
-   */
-  adopt(lease: AddressLease): Promise<boolean> {
+  /** Records an address held elsewhere before (an earlier operator's IPAllocation). */
+  async adopt(lease: AddressLease): Promise<'adopted' | 'heldByAnother' | 'networkGone'> {
     const net = this.networks.get(lease.network);
-    if (!net) return Promise.resolve(false);
-    return this.writer.edit(blockOf(net, ipToNumber(lease.ip)), { kind: 'add', lease });
+    if (!net) return 'networkGone';
+    const ref = blockOf(net, ipToNumber(lease.ip));
+    return (await this.writer.edit(ref, { kind: 'add', lease })) ? 'adopted' : 'heldByAnother';
   }
 
   /** Keeps the Instance's addresses from being handed out again until the node is back. */
@@ -256,9 +258,15 @@ export class AddressAllocator {
 
   /** A block as read or written: the indexes follow its list. */
   private observe(name: string, block: IIPBlock | undefined): void {
-    const before = leasesOf(this.blocks.get(name));
-    if (block) this.blocks.set(name, block);
-    else this.blocks.delete(name);
+    const previous = this.blocks.get(name);
+    const before = leasesOf(previous);
+    if (block) {
+      this.blocks.set(name, block);
+      this.gone.delete(name);
+    } else {
+      this.blocks.delete(name);
+      if (previous) this.gone.set(name, previous);
+    }
     const after = leasesOf(block);
     for (const l of before) this.unindex(l);
     for (const l of after) this.index(l);
@@ -320,12 +328,15 @@ function inUse(network: string, ip: string, holder: AddressLease | undefined): A
 }
 
 /**
- * Whether `a` is an older version of the block than `b`. resourceVersions are etcd revisions,
- * compared as numbers (as the scheduler's assume cache does); anything else is never older.
+ * How version `a` of a block compares with `b` (negative: older); undefined when either is
+ * missing or not a number. resourceVersions are etcd revisions, compared as numbers (as the
+ * scheduler's assume cache does).
  */
-function olderThan(a: IIPBlock, b: IIPBlock | undefined): boolean {
+function versionOrder(a: IIPBlock, b: IIPBlock | undefined): number | undefined {
   const [x, y] = [a.metadata?.resourceVersion, b?.metadata?.resourceVersion].map(Number);
-  return Number.isSafeInteger(x) && Number.isSafeInteger(y) && (x as number) < (y as number);
+  return Number.isSafeInteger(x) && Number.isSafeInteger(y)
+    ? (x as number) - (y as number)
+    : undefined;
 }
 
 export function toInterface(net: INetwork, ip: string): Interface {

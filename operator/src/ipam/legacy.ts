@@ -43,13 +43,14 @@ async function adoptOne(
 ): Promise<boolean> {
   const heldForNode = a.metadata.labels?.[HELD_FOR_NODE_LABEL];
   const lease = { ...a.spec, ...(heldForNode ? { heldForNode } : {}) };
-  if (!(await allocator.adopt(lease))) {
-    logger.error('an IPAllocation names an address its IPBlock gives another holder; kept', {
-      ipAllocation: a.metadata.name,
-      instance: a.spec.instance,
-    });
-    return false;
-  }
+  const fields = { ipAllocation: a.metadata.name, instance: a.spec.instance };
+  const outcome = await allocator.adopt(lease);
+  // Kept as it is: nothing hands out an address of a Network that is gone.
+  if (outcome === 'networkGone')
+    logger.warn('an IPAllocation names a Network that does not exist; kept', fields);
+  if (outcome === 'heldByAnother')
+    logger.error('an IPAllocation names an address its IPBlock gives another holder; kept', fields);
+  if (outcome !== 'adopted') return false;
   await custom.deleteClusterCustomObject({ ...LEGACY, name: a.metadata.name }).catch((err) => {
     if (apiStatus(err) !== 404) throw err;
   });

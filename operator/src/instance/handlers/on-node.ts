@@ -1,6 +1,13 @@
 // After the hand-off the Instance is the agent's (BlockDeviceMapping, Spawning, Active,
-// Stopped): the operator only records how long each phase took, once per Instance.
-import { ConditionType, type Phase } from '@kova/crds';
+// Stopped): the operator only records how long each phase took, once per Instance, and sets
+// the node-cleanup finalizer where an agent of an earlier release did not.
+import {
+  AGENT_PHASES,
+  ConditionType,
+  instanceRef,
+  NODE_CLEANUP_FINALIZER,
+  type Phase,
+} from '@kova/crds';
 import { done, type Result, type SyncContext } from '../sync-context.js';
 
 /** The phase that ends when each condition turns True. */
@@ -11,7 +18,9 @@ const PHASE_ENDS: [Phase, string][] = [
   ['Spawning', ConditionType.Spawned],
 ];
 
-export async function observeOnNode({ inst, d }: SyncContext): Promise<Result> {
+export async function observeOnNode(ctx: SyncContext): Promise<Result> {
+  await holdForEarlierAgent(ctx);
+  const { inst, d } = ctx;
   const ready = inst.status?.conditions?.find((c) => c.type === ConditionType.Ready);
   const uid = inst.metadata.uid;
   if (inst.status?.phase !== 'Active' || ready?.status !== 'True' || d.observedActive.has(uid))
@@ -28,4 +37,18 @@ export async function observeOnNode({ inst, d }: SyncContext): Promise<Result> {
     from = at;
   }
   return done;
+}
+
+/**
+ * An agent of an earlier release does not set its node-cleanup finalizer (operators did, at
+ * binding). While an upgrade has rolled the operator before every agent, the operator sets it
+ * on an Instance such an agent builds, so a delete still waits for the node's teardown. An
+ * agent of this release sets it before it reports any build phase: then this writes nothing.
+ */
+async function holdForEarlierAgent({ inst, d }: SyncContext): Promise<void> {
+  const phase = inst.status?.phase;
+  const has = inst.metadata.finalizers ?? [];
+  if (!phase || !AGENT_PHASES.has(phase) || has.includes(NODE_CLEANUP_FINALIZER)) return;
+  const rv = inst.metadata.resourceVersion as string;
+  await d.patcher.setFinalizers(instanceRef(inst), rv, [...has, NODE_CLEANUP_FINALIZER]);
 }
