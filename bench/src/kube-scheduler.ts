@@ -10,7 +10,7 @@ import { openSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpuSeconds, pidsOf } from './proc.js';
-import { scrapeApiServer, writesBetween } from './prometheus.js';
+import { readsBetween, scrapeApiServer, writesBetween } from './prometheus.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -27,6 +27,8 @@ export interface BindRun {
   createMs: number;
   /** Mutating requests the API server served in the run, by "VERB resource[/subresource]". */
   writes: Record<string, number>;
+  /** GET and LIST requests it served in the run, the same way. */
+  reads: Record<string, number>;
   cpuSeconds: Record<string, number>;
   elapsedSeconds: number;
 }
@@ -108,6 +110,7 @@ export async function measureBinds(
     windowMs: Math.max(...binds) - Math.min(...binds),
     createMs,
     writes: Object.fromEntries(writesBetween(before, after)),
+    reads: Object.fromEntries(readsBetween(before, after)),
     cpuSeconds: cpu,
     elapsedSeconds,
   };

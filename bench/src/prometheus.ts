@@ -54,18 +54,30 @@ export function total(samples: Samples, name: string, ...labels: string[]): numb
 }
 
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'APPLY', 'DELETE', 'DELETECOLLECTION']);
+const READS = new Set(['GET', 'LIST']);
 
 /**
  * Mutating requests the API server served between two scrapes of apiserver_request_total, by
  * "VERB resource[/subresource]" (every response code: a conflict costs the server too).
  */
-export function writesBetween(before: Samples, after: Samples): Map<string, number> {
+export const writesBetween = (before: Samples, after: Samples) =>
+  requestsBetween(before, after, MUTATING);
+
+/** GET and LIST requests between two scrapes (watches are long-running: not counted). */
+export const readsBetween = (before: Samples, after: Samples) =>
+  requestsBetween(before, after, READS);
+
+function requestsBetween(
+  before: Samples,
+  after: Samples,
+  verbs: ReadonlySet<string>,
+): Map<string, number> {
   const label = (key: string, l: string) => new RegExp(`[{,]${l}="([^"]*)"`).exec(key)?.[1] ?? '';
   const out = new Map<string, number>();
   for (const [key, v] of after) {
     if (!key.startsWith('apiserver_request_total{')) continue;
     const verb = label(key, 'verb');
-    if (!MUTATING.has(verb)) continue;
+    if (!verbs.has(verb)) continue;
     const n = v - (before.get(key) ?? 0);
     if (n <= 0) continue;
     const sub = label(key, 'subresource');

@@ -323,6 +323,15 @@ async function main(): Promise<void> {
               return n ? (n / r.n).toFixed(2) : '—';
             }),
           ),
+          line('Lease writes per binding (heartbeats; left out above)', (r) =>
+            (sumOf(r.writes, (what) => what.endsWith(' leases')) / r.n).toFixed(2),
+          ),
+          line('API reads (GET, LIST) per binding', (r) =>
+            (sumOf(r.reads, () => true) / r.n).toFixed(2),
+          ),
+          line('API server CPU ms per binding', (r) =>
+            (((r.cpuSeconds['kube-apiserver'] ?? 0) * 1000) / r.n).toFixed(1),
+          ),
           line('creates/s the API server took', (r) => (r.n / (r.createMs / 1000)).toFixed(0)),
           line('CPU s: apiserver / etcd / scheduler', (r) =>
             Object.values(r.cpuSeconds)
@@ -462,3 +471,8 @@ main().catch((err: Error) => {
   log.error('benchmark failed', { error: err });
   process.exit(1);
 });
+
+/** The requests of the kinds `which` picks. */
+function sumOf(requests: Record<string, number>, which: (what: string) => boolean): number {
+  return Object.entries(requests).reduce((n, [what, k]) => n + (which(what) ? k : 0), 0);
+}

@@ -915,7 +915,9 @@ describe('hardening: the control loop against real failures', () => {
         instance: { namespace: ns, ...who },
       },
     });
+    // Its VM still reported on hv-40: the address stays held for that node.
     const deleted = { name: 'deleted-while-down', uid: 'old-uid' };
+    await fleet.reportDomains('hv-40', [deleted.uid]);
     for (const body of [
       legacy(ip, { name: 'from-before', uid: inst.metadata.uid }),
       legacy('10.100.14.2', deleted, 'hv-40'),
@@ -943,6 +945,13 @@ describe('hardening: the control loop against real failures', () => {
       const i = await getInstance(ns, 'wants-old');
       return cond(i?.status, 'NetworkReady')?.reason === 'FixedIPInUse';
     });
+    // Its VM gone from hv-40: the held address goes, as any held one does.
+    await fleet.reportDomains('hv-40', []);
+    await until(
+      'the held address to be released',
+      async () => !(await allocations()).some((a) => a.instance.uid === deleted.uid),
+      20_000,
+    );
   });
 
   it('#12.1 schedules even when releasing an orphaned address fails on taking over', async () => {
