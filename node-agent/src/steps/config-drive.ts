@@ -3,7 +3,6 @@
 // operator allocated. Files are written by serialising data (JSON is valid YAML), never by
 // pasting user strings into a template.
 import { chmod, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Interface } from '@kova/crds';
 import { run } from '../host/exec.js';
@@ -43,13 +42,15 @@ export function networkConfig(i: ConfigDriveInput): string {
 }
 
 export async function buildConfigDrive(path: string, input: ConfigDriveInput): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'kova-cidata-'));
+  // Built beside the disks, so it may be first in the Instance's directory. Its sources are
+  // written there too: an agent killed mid-build leaves them where the Instance's files go,
+  // not in /tmp for good.
+  await mkdir(dirname(path), { recursive: true, mode: INSTANCE_DIR_MODE });
+  const dir = await mkdtemp(`${path}.src-`);
   try {
     await writeFile(join(dir, 'meta-data'), metaData(input));
     await writeFile(join(dir, 'user-data'), userData(input));
     await writeFile(join(dir, 'network-config'), networkConfig(input));
-    // Built beside the disks, so it may be first in the Instance's directory.
-    await mkdir(dirname(path), { recursive: true, mode: INSTANCE_DIR_MODE });
     await createPrivate(`${path}.tmp`);
     await run('genisoimage', [
       '-quiet',
